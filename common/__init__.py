@@ -1,0 +1,1 @@
+"""The data contract shared by the preprocessing job and the trainer."""

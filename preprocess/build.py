@@ -1,0 +1,181 @@
+"""Orchestration of one build: plan the input, prepare the output folder, run the pipeline, write the
+manifest last, and report.
+
+The launching process does only cheap work (listing paths, reading small metadata files, assembling
+the manifest); the images are read and written by the pipeline's workers.
+"""
+
+import dataclasses
+import math
+import re
+import time
+
+import apache_beam as beam
+from absl import logging
+from apache_beam.io.filesystems import FileSystems
+
+from common import manifest as manifest_lib
+from preprocess import devkit
+from preprocess import pipeline as pipeline_lib
+from preprocess import report
+from preprocess import sources
+from preprocess.shard_writer import BuildConfig
+from preprocess.shard_writer import ShardSpec
+from preprocess.sources import join
+
+TMP_NAME = ".build_tmp"
+REPORT_NAME = "report.json"
+_OUTPUT_FILE = re.compile(r"^((train|validation|test)-\d{5}-of-\d{5}\.tfrecord|mean\.npy|report\.json)$")
+# Default shard size target, and bytes a record takes (measured on the sample data: a 256x256 JPEG at
+# quality 95 of a typical ImageNet photo is 40-60 KB; raw is exactly 196,608 bytes plus ~200 of header).
+TARGET_SHARD_BYTES = 150 * 2**20
+RECORD_BYTES = {"jpeg": 55_000, "raw": 196_800}
+MIN_IMAGES_PER_SHARD = 256
+MIN_SHARDS_FOR_PARALLELISM = 8
+
+
+class BuildError(ValueError):
+  """A user-facing failure of the build, with a one-line message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+  input_dir: str
+  output_dir: str
+  encoding: str = "jpeg"
+  quality: int = 95
+  seed: int = 0
+  num_shards: dict = dataclasses.field(default_factory=dict)  # split -> count; missing = automatic
+  max_pixels: int = 89_478_485
+  max_skip_fraction: float = 0.05
+  overwrite: bool = False
+  ground_truth: dict = dataclasses.field(default_factory=dict)  # split -> file; missing = look
+  devkit_meta: str = None
+  class_names: str = None
+  progress_seconds: float = 30.0
+
+
+def plan_input(options):
+  """Lists the input and returns (sorted synsets, {wnid: name}, [SplitPlan])."""
+  input_dir = options.input_dir.rstrip("/")
+  if not sources.list_files_exist(input_dir):
+    raise BuildError(f"--input_dir {input_dir}: missing or empty")
+  train_folder = sources.find_split_folder(input_dir, "train")
+  if train_folder is None:
+    raise BuildError(f"--input_dir {input_dir}: no train/ folder (expected train/<wnid>/*.JPEG)")
+  train = sources.plan_split(input_dir, "train", train_folder)
+  synsets = sorted({p.split("/")[1] for p in train.candidates})
+  meta_file = options.devkit_meta or sources.find_meta_file(input_dir)
+  meta = devkit.read_meta(meta_file) if meta_file else None
+  names_file = options.class_names or sources.find_names_file(input_dir)
+  names = sources.read_class_names(names_file) if names_file else (meta.wnid_to_words if meta else {})
+  if names:
+    unknown = [w for w in synsets if w not in names]
+    if unknown:
+      raise BuildError(f"{join(input_dir, train_folder + '/' + unknown[0])}: WNID {unknown[0]!r} is "
+                       f"not in {names_file or meta_file} ({len(unknown)} unknown)")
+  plans = [train]
+  for split in ("validation", "test"):
+    folder = sources.find_split_folder(input_dir, split)
+    if folder is None:
+      continue
+    ground_truth = options.ground_truth.get(split) or sources.find_ground_truth(input_dir, split)
+    plans.append(sources.plan_split(input_dir, split, folder, synsets, ground_truth,
+                                    meta.id_to_wnid if meta else None))
+  return synsets, {w: names.get(w, w) for w in synsets}, plans
+
+
+def choose_num_shards(plan, options):
+  """Shard count for a split: the flag, or ~150 MB shards with enough shards to use every core."""
+  count = len(plan.candidates)
+  requested = options.num_shards.get(plan.name)
+  if requested:
+    if requested > count:
+      raise BuildError(f"--num_shards_{plan.name}={requested}, but {plan.name} has only {count} "
+                       "images (a shard may not be empty)")
+    num_shards = requested
+  else:
+    by_size = math.ceil(count * RECORD_BYTES[options.encoding] / TARGET_SHARD_BYTES)
+    num_shards = max(1, by_size, min(MIN_SHARDS_FOR_PARALLELISM, count // MIN_IMAGES_PER_SHARD))
+  while True:
+    used = {pipeline_lib.shard_key(options.seed, p) % num_shards for p in plan.candidates}
+    if len(used) == num_shards:
+      return num_shards
+    if requested:
+      raise BuildError(f"--num_shards_{plan.name}={requested} leaves a shard empty for "
+                       f"{count} images; use fewer shards")
+    num_shards -= 1
+
+
+def prepare_output_dir(output_dir, overwrite):
+  """Refuses a complete dataset without --overwrite; removes the manifest first, then our files."""
+  manifest_path = join(output_dir, manifest_lib.MANIFEST_NAME)
+  if FileSystems.exists(manifest_path):
+    if not overwrite:
+      raise BuildError(f"--output_dir {output_dir}: already holds a complete dataset "
+                       f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
+    # First, so that a crash from here on can never leave a manifest describing stale shards.
+    FileSystems.delete([manifest_path])
+  stale = [m.path for m in FileSystems.match([join(output_dir, "*")])[0].metadata_list
+           if _OUTPUT_FILE.match(m.path.replace("\\", "/").rsplit("/", 1)[-1])]
+  stale += [m.path for m in FileSystems.match([join(output_dir, TMP_NAME) + "/**"])[0].metadata_list]
+  if stale:
+    logging.info("Removing %d files of an earlier run from %s", len(stale), output_dir)
+    FileSystems.delete(stale)
+
+
+def run_build(options, pipeline_options):
+  """Runs the whole build.
+
+  Args:
+    options: a `BuildOptions`.
+    pipeline_options: `beam.options.pipeline_options.PipelineOptions` for the runner.
+
+  Returns:
+    The manifest dict that was written.
+
+  Raises:
+    BuildError, sources.InputError: one-line user-facing failures.
+  """
+  start = time.time()
+  synsets, names, plans = plan_input(options)
+  for split, count in options.num_shards.items():
+    if count and split not in {plan.name for plan in plans}:
+      raise BuildError(f"--num_shards_{split}={count}, but --input_dir has no {split} split")
+  specs = [ShardSpec(plan.name, index, num_shards)
+           for plan in plans
+           for num_shards in [choose_num_shards(plan, options)]
+           for index in range(num_shards)]
+  output_dir = options.output_dir.rstrip("/")
+  prepare_output_dir(output_dir, options.overwrite)
+  config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir,
+                       tmp_dir=join(output_dir, TMP_NAME), synsets=tuple(synsets),
+                       encoding=options.encoding, quality=options.quality,
+                       max_pixels=options.max_pixels, seed=options.seed)
+  for plan in plans:
+    logging.info("%s: %d images in %d classes (%s layout), %d ignored files, %d shards", plan.name,
+                 len(plan.candidates), len({p.split("/")[1] for p in plan.candidates})
+                 if plan.layout == "folders" else len(set(plan.ground_truth)), plan.layout,
+                 len(plan.ignored), sum(s.split == plan.name for s in specs))
+  total_images = sum(len(plan.candidates) for plan in plans)
+  progress = report.ProgressReporter(output_dir, specs, total_images, options.progress_seconds)
+  progress.start()
+  try:
+    with beam.Pipeline(options=pipeline_options) as root:
+      pipeline_lib.build(root, config, plans, specs)
+  finally:
+    progress.stop()
+  manifest, mean_image = report.assemble_manifest(config, names, plans, specs, options)
+  skipped = len(manifest["skipped"])
+  fraction = skipped / max(1, total_images)
+  if fraction > options.max_skip_fraction:
+    report.write_json(join(output_dir, REPORT_NAME), manifest)
+    raise BuildError(f"{skipped} of {total_images} images ({fraction:.1%}) could not be used, more "
+                     f"than --max_skip_fraction={options.max_skip_fraction}; see "
+                     f"{join(output_dir, REPORT_NAME)} (is --input_dir the right folder?)")
+  if mean_image is None:
+    raise BuildError(f"--input_dir {options.input_dir}: no training image could be written")
+  report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image)
+  FileSystems.delete([config.tmp_dir])
+  report.log_summary(manifest, time.time() - start)
+  return manifest

@@ -1,0 +1,109 @@
+r"""Builds validated 256x256 TFRecord shards and manifest.json from an ImageNet tree.
+
+  python -m preprocess.build_shards --input_dir DIR --output_dir DIR [flags] [Beam pipeline options]
+
+Flags this module does not define are handed to Beam as pipeline options, so the same command runs on
+a cluster, e.g. `--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp
+--setup_file=./setup.py`. Without `--runner` it uses Beam's local runner with one process per core.
+"""
+
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from preprocess import build
+from preprocess import sources
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input_dir", None, "ImageNet root holding train/ (and val/ or validation/, test/).")
+flags.DEFINE_string("output_dir", None, "Where shards, mean.npy and manifest.json are written.")
+flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "raw"],
+                  "jpeg: ~4x smaller than the source, decoded at train time; raw: lossless uint8, "
+                  "about 2x the source, no decode.")
+flags.DEFINE_integer("quality", 95, "JPEG quality of the stored crops.", lower_bound=1, upper_bound=100)
+flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders them.")
+flags.DEFINE_integer("num_shards_train", None, "Training shards (default: ~150 MB each).",
+                     lower_bound=1)
+flags.DEFINE_integer("num_shards_validation", None, "Validation shards (default: ~150 MB each).",
+                     lower_bound=1)
+flags.DEFINE_integer("num_shards_test", None, "Test shards (default: ~150 MB each).", lower_bound=1)
+flags.DEFINE_string("validation_ground_truth", None,
+                    "Labels of a flat val/ folder, one ILSVRC ID or WNID per line in sorted filename "
+                    "order (default: the devkit's ILSVRC20xx_validation_ground_truth.txt if found).")
+flags.DEFINE_string("test_ground_truth", None, "Labels of a flat test/ folder, likewise.")
+flags.DEFINE_string("devkit_meta", None,
+                    "The devkit's meta.mat, mapping ILSVRC IDs to WNIDs and names (default: found "
+                    "under --input_dir if present).")
+flags.DEFINE_string("class_names", None,
+                    "A synset_words.txt or LOC_synset_mapping.txt for class names (default: found "
+                    "under --input_dir if present).")
+flags.DEFINE_integer("max_pixels", 89_478_485,
+                     "Images with more pixels are skipped as decompression bombs, before decoding.",
+                     lower_bound=1)
+flags.DEFINE_float("max_skip_fraction", 0.05,
+                   "Fail (after writing report.json) if more than this fraction of images is skipped.",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.")
+flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1)
+flags.mark_flag_as_required("input_dir")
+flags.mark_flag_as_required("output_dir")
+
+_LOCAL_RUNNER = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                 "--direct_num_workers=0", "--default_sdk_harness_log_level=WARNING"]
+
+
+def pipeline_options(beam_args):
+  """Beam options from the flags we do not define; unknown ones are an error, not a silent no-op."""
+  if not any(arg.startswith("--runner") for arg in beam_args):
+    beam_args = _LOCAL_RUNNER + list(beam_args)
+  if any("DaskRunner" in arg for arg in beam_args):
+    import apache_beam.runners.dask.dask_runner  # noqa: F401  (registers the --dask_* options)
+  options = PipelineOptions(beam_args)
+  known = options.get_all_options(retain_unknown_options=False)
+  everything = options.get_all_options(retain_unknown_options=True)
+  unknown = sorted(set(everything) - set(known))
+  if unknown:
+    raise build.BuildError(f"unknown flag --{unknown[0]} (not a flag of this job nor a Beam "
+                           "pipeline option)")
+  return options
+
+
+def main(argv):
+  # Beam's local runner forwards every worker's harness chatter; keep our own progress readable.
+  std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
+  options = build.BuildOptions(
+      input_dir=FLAGS.input_dir, output_dir=FLAGS.output_dir, encoding=FLAGS.encoding,
+      quality=FLAGS.quality, seed=FLAGS.seed,
+      num_shards={"train": FLAGS.num_shards_train, "validation": FLAGS.num_shards_validation,
+                  "test": FLAGS.num_shards_test},
+      max_pixels=FLAGS.max_pixels, max_skip_fraction=FLAGS.max_skip_fraction,
+      overwrite=FLAGS.overwrite,
+      ground_truth={"validation": FLAGS.validation_ground_truth, "test": FLAGS.test_ground_truth},
+      devkit_meta=FLAGS.devkit_meta, class_names=FLAGS.class_names,
+      progress_seconds=FLAGS.progress_seconds)
+  try:
+    build.run_build(options, pipeline_options(argv[1:]))
+  except (build.BuildError, sources.InputError) as e:
+    logging.error("%s", e)
+    sys.exit(1)
+
+
+def parse_flags(argv):
+  """Parses our flags and leaves the rest for Beam; a bad flag of ours is one line and exit 1."""
+  try:
+    return FLAGS(argv, known_only=True)
+  except flags.Error as e:
+    sys.stderr.write(f"FATAL Flags parsing error: {e}\nPass --helpfull to see all flags.\n")
+    sys.exit(1)
+
+
+def run():
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,135 @@
+"""The Beam graph: list files in parallel, group paths by shard, write each shard, merge the results.
+
+Only Beam's core primitives are used (Create, ParDo, GroupByKey with integer keys), so the graph runs
+unchanged on the local runner, Dataflow, Flink, Spark and Dask. The expensive part (reading and
+converting images) happens after the grouping, inside one DoFn call per shard that streams to its
+output file, so only paths, never pixels, are grouped and memory stays flat as the input grows.
+"""
+
+import hashlib
+import json
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from preprocess import shard_writer
+from preprocess import sources
+from preprocess import stats as stats_lib
+from preprocess.sources import join
+
+RESULTS_NAME = "results.json"
+STATS_NAME = "stats.npz"
+
+
+def shard_key(seed, relative_path):
+  """A 64-bit hash of the path relative to the input directory: decides shard and record order."""
+  digest = hashlib.sha256(f"{seed}:{relative_path}".encode()).digest()
+  return int.from_bytes(digest[:8], "big")
+
+
+def listing_units(plans):
+  """One unit of listing work per class folder (or per flat split folder)."""
+  units = []
+  for plan in plans:
+    if plan.layout == "folders":
+      class_dirs = sorted({"/".join(p.split("/")[:2]) for p in plan.candidates})
+      units.extend((plan.name, directory, b"") for directory in class_dirs)
+    else:
+      units.append((plan.name, plan.folder, "\n".join(plan.ground_truth).encode()))
+  return units
+
+
+class ListFilesFn(beam.DoFn):
+  """Lists the images of one folder and keys each by its global shard index.
+
+  Ignored files (not images, or nested too deep) are left out here; the driver's listing counts them.
+  """
+
+  def __init__(self, config, shard_bases, num_shards):
+    self._config = config
+    self._shard_bases = shard_bases
+    self._num_shards = num_shards
+    self._labels = {synset: label for label, synset in enumerate(config.synsets)}
+    self._listed = Metrics.counter("build_shards", "images_listed")
+
+  def process(self, unit):
+    split, directory, ground_truth = unit
+    images = [f"{directory}/{p}" for p in sources.list_files(join(self._config.input_dir, directory))
+              if "/" not in p and not sources.is_ignored(p)]
+    if ground_truth:
+      wnids = ground_truth.decode().split("\n")
+      if len(images) != len(wnids):
+        raise ValueError(f"{directory}: {len(images)} images now, {len(wnids)} when the job was "
+                         "planned; the folder changed during the run")
+      labels = [self._labels[w] for w in wnids]
+    else:
+      labels = [self._labels[directory.split("/")[1]]] * len(images)
+    for path, label in zip(images, labels):
+      key = shard_key(self._config.seed, path)
+      self._listed.inc()
+      yield self._shard_bases[split] + key % self._num_shards[split], (key, path, label)
+
+
+class WriteShardFn(beam.DoFn):
+  """Writes one shard from its grouped entries; emits the shard's result dict."""
+
+  def __init__(self, config, specs):
+    self._config = config
+    self._specs = specs
+    self._written = Metrics.counter("build_shards", "images_written")
+    self._skipped = Metrics.counter("build_shards", "images_skipped")
+    self._repaired = Metrics.counter("build_shards", "images_repaired")
+
+  def process(self, keyed_entries):
+    shard, entries = keyed_entries
+    result = shard_writer.write_shard(self._config, self._specs[shard], entries)
+    self._written.inc(result["num_examples"])
+    self._skipped.inc(len(result["skipped"]))
+    self._repaired.inc(len({r["path"] for r in result["repaired"]}))
+    yield result
+
+
+class MergeResultsFn(beam.DoFn):
+  """Gathers all shard results into one file and sums the training statistics, streaming."""
+
+  def __init__(self, config):
+    self._config = config
+
+  def process(self, keyed_results):
+    _, results = keyed_results
+    results = sorted(results, key=lambda r: (r["split"], r["index"]))
+    total = None
+    for result in results:
+      if result["stats_file"]:
+        part = stats_lib.ImageStats.from_bytes(shard_writer.read_file(result["stats_file"]))
+        total = part if total is None else (total.merge(part) or total)
+    if total is not None:
+      with FileSystems.create(join(self._config.tmp_dir, STATS_NAME)) as f:
+        f.write(total.to_bytes())
+    with FileSystems.create(join(self._config.tmp_dir, RESULTS_NAME)) as f:
+      f.write(json.dumps(results).encode())
+    yield len(results)
+
+
+def build(root, config, plans, specs):
+  """Adds the job to a pipeline.
+
+  Args:
+    root: the `beam.Pipeline`.
+    config: a `shard_writer.BuildConfig`.
+    plans: the `sources.SplitPlan`s to write.
+    specs: list of `shard_writer.ShardSpec`, indexed by global shard index, split after split.
+  """
+  shard_bases, num_shards = {}, {}
+  for index, spec in enumerate(specs):
+    shard_bases.setdefault(spec.split, index)
+    num_shards[spec.split] = spec.num_shards
+  return (root
+          | "create_listing_units" >> beam.Create(listing_units(plans))
+          | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards))
+          | "group_by_shard" >> beam.GroupByKey()
+          | "write_shards" >> beam.ParDo(WriteShardFn(config, specs))
+          | "key_for_merge" >> beam.Map(lambda result: (0, result))
+          | "gather_results" >> beam.GroupByKey()
+          | "merge_results" >> beam.ParDo(MergeResultsFn(config)))

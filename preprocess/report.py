@@ -1,0 +1,180 @@
+"""What the launching process reports: progress while the pipeline runs, then the manifest and summary."""
+
+import collections
+import io
+import json
+import threading
+import time
+
+import numpy as np
+from absl import logging
+from apache_beam.io.filesystems import FileSystems
+
+from common import manifest as manifest_lib
+from common import schema
+from preprocess import pipeline as pipeline_lib
+from preprocess import stats as stats_lib
+from preprocess.sources import join
+
+
+class ProgressReporter(threading.Thread):
+  """Logs shards done of total, images/s and ETA by watching finished shards appear.
+
+  Works the same on every runner, since it only looks at the output folder; images per shard are
+  estimated from the planned totals until the run ends.
+  """
+
+  def __init__(self, output_dir, specs, total_images, interval_seconds):
+    super().__init__(daemon=True)
+    self._pattern = join(output_dir, "*.tfrecord")
+    self._names = {spec.file for spec in specs}
+    self._total_images = total_images
+    self._interval = interval_seconds
+    self._stopped = threading.Event()
+    self._start = time.time()
+
+  def run(self):
+    while not self._stopped.wait(self._interval):
+      paths = FileSystems.match([self._pattern])[0].metadata_list
+      done = sum(p.path.replace("\\", "/").rsplit("/", 1)[-1] in self._names for p in paths)
+      elapsed = time.time() - self._start
+      images = self._total_images * done / len(self._names)
+      rate = images / elapsed
+      eta = (self._total_images - images) / rate if rate else float("nan")
+      logging.info("progress: %d/%d shards, ~%d/%d images, ~%.0f images/s, ETA %s", done,
+                   len(self._names), images, self._total_images, rate, _duration(eta))
+
+  def stop(self):
+    self._stopped.set()
+
+
+def _duration(seconds):
+  if seconds != seconds:  # NaN: nothing finished yet.
+    return "unknown"
+  return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
+def write_json(path, data):
+  with FileSystems.create(path) as f:
+    f.write(manifest_lib.dumps(data).encode())
+
+
+def assemble_manifest(config, names, plans, specs, options):
+  """Builds the manifest from the pipeline's merged results and checks that the accounting closes.
+
+  Returns:
+    (manifest dict, float32 mean image).
+
+  Raises:
+    RuntimeError: if the written and skipped images do not add up to the listed ones (a bug, or
+      files that changed during the run).
+  """
+  with FileSystems.open(join(config.tmp_dir, pipeline_lib.RESULTS_NAME)) as f:
+    results = json.load(f)
+  by_split = collections.defaultdict(list)
+  for result in results:
+    by_split[result["split"]].append(result)
+  splits, skipped, repaired = {}, [], []
+  for plan in plans:
+    shards = sorted(by_split[plan.name], key=lambda r: r["index"])
+    expected = [s.file for s in specs if s.split == plan.name]
+    if [r["file"] for r in shards] != expected:
+      raise RuntimeError(f"{plan.name}: shards written {[r['file'] for r in shards]} differ from "
+                         f"the plan {expected}")
+    class_counts = collections.Counter()
+    for shard in shards:
+      class_counts.update(shard["class_counts"])
+      skipped.extend(dict(split=plan.name, **{k: s[k] for k in ("path", "reason", "detail")})
+                     for s in shard["skipped"])
+      repaired.extend(dict(split=plan.name, **r) for r in shard["repaired"])
+    written = sum(class_counts.values())
+    split_skipped = sum(len(s["skipped"]) for s in shards)
+    _check_accounting(plan, config.synsets, shards)
+    splits[plan.name] = {
+        "num_examples": written,
+        "class_counts": dict(sorted(class_counts.items())),
+        "shards": [{k: r[k] for k in ("file", "num_examples", "size_bytes", "sha256")}
+                   for r in shards],
+        "layout": plan.layout,
+        "files_seen": len(plan.candidates) + len(plan.ignored),
+        "skipped": split_skipped,
+        "repaired": len({r["path"] for r in repaired if r["split"] == plan.name}),
+        "ignored": len(plan.ignored),
+    }
+  mean_image, stats = _training_stats(config.tmp_dir)
+  manifest = {
+      "schema_version": manifest_lib.SCHEMA_VERSION,
+      "image_size": schema.IMAGE_SIZE,
+      "encoding": schema.FORMAT_JPEG if config.encoding == "jpeg" else schema.FORMAT_RAW,
+      "label_base": 0,
+      "classes": [{"label": i, "synset": w, "name": names[w]} for i, w in enumerate(config.synsets)],
+      "splits": splits,
+      "skipped": sorted(skipped, key=lambda s: (s["split"], s["path"])),
+      "repaired": sorted(repaired, key=lambda r: (r["split"], r["path"], r["fix"])),
+      "ignored": sum(len(plan.ignored) for plan in plans),
+      "ignored_files": sorted(p for plan in plans for p in plan.ignored),
+      "stats": stats,
+      "args": options_as_args(options),
+  }
+  return manifest, mean_image
+
+
+def _check_accounting(plan, synsets, shards):
+  """Listed images = written + skipped, overall and per class."""
+  seen = collections.Counter()
+  for path, wnid in _labelled(plan):
+    seen[wnid] += 1
+  accounted = collections.Counter()
+  for shard in shards:
+    accounted.update(shard["class_counts"])
+    accounted.update(synsets[s["label"]] for s in shard["skipped"])
+  if seen != accounted:
+    wrong = sorted(w for w in set(seen) | set(accounted) if seen[w] != accounted[w])
+    raise RuntimeError(f"{plan.name}: accounting does not close for {wrong[:5]}: listed "
+                       f"{[seen[w] for w in wrong[:5]]}, written+skipped "
+                       f"{[accounted[w] for w in wrong[:5]]} (did the input change during the run?)")
+
+
+def _labelled(plan):
+  if plan.layout == "flat":
+    return zip(plan.candidates, plan.ground_truth)
+  return ((p, p.split("/")[1]) for p in plan.candidates)
+
+
+def _training_stats(tmp_dir):
+  """(mean image, stats dict), or (None, {}) when no training image was written."""
+  with FileSystems.open(join(tmp_dir, pipeline_lib.STATS_NAME)) as f:
+    image_stats = stats_lib.ImageStats.from_bytes(f.read())
+  if image_stats.count == 0:
+    return None, {}
+  mean_image, stats = image_stats.finalize()
+  return mean_image, dict(stats, mean_file=manifest_lib.MEAN_NAME)
+
+
+def options_as_args(options):
+  return {k: v for k, v in vars(options).items() if k != "progress_seconds"}
+
+
+def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image):
+  """Writes mean.npy, then manifest.json last (through a temporary name) so it marks completion."""
+  buffer = io.BytesIO()
+  np.save(buffer, mean_image)
+  with FileSystems.create(join(output_dir, manifest_lib.MEAN_NAME)) as f:
+    f.write(buffer.getvalue())
+  temp_path = join(tmp_dir, manifest_lib.MANIFEST_NAME)
+  write_json(temp_path, manifest)
+  FileSystems.rename([temp_path], [join(output_dir, manifest_lib.MANIFEST_NAME)])
+
+
+def log_summary(manifest, elapsed):
+  """One block of log lines per split: written, skipped by reason, repaired by fix, shards, speed."""
+  total = 0
+  for split, info in manifest["splits"].items():
+    reasons = collections.Counter(s["reason"] for s in manifest["skipped"] if s["split"] == split)
+    fixes = collections.Counter(r["fix"] for r in manifest["repaired"] if r["split"] == split)
+    total += info["num_examples"] + info["skipped"]
+    logging.info("%s: %d images written to %d shards, %d classes; skipped %d %s; repaired %d %s; "
+                 "ignored %d non-image files", split, info["num_examples"], len(info["shards"]),
+                 len(info["class_counts"]), info["skipped"], dict(reasons) or "",
+                 info["repaired"], dict(fixes) or "", info["ignored"])
+  logging.info("done in %.1f s, %.1f images/s", elapsed, total / max(elapsed, 1e-9))

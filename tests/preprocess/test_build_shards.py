@@ -1,0 +1,193 @@
+"""End-to-end behaviour of the stage-1 build on the sample tree (in-process runner)."""
+
+import collections
+import json
+import os
+
+import numpy as np
+import pytest
+
+from common import manifest as manifest_lib
+from preprocess import build
+from preprocess import convert
+from preprocess import pipeline
+from tests import helpers
+
+
+def test_manifest_counts_match_a_reread_of_the_shards(sample, built):
+  _, info = sample
+  output_dir, manifest = built
+  assert [c["synset"] for c in manifest["classes"]] == list(info.classes)
+  assert [c["label"] for c in manifest["classes"]] == list(range(len(info.classes)))
+  assert manifest["classes"][info.classes.index("n02123045")]["name"] == "tabby, tabby cat"
+  for split in ("train", "validation"):
+    records = helpers.read_records(output_dir, split)
+    counts = collections.Counter(r["image/class/synset"] for r in records)
+    assert dict(counts) == manifest["splits"][split]["class_counts"]
+    assert len(records) == manifest["splits"][split]["num_examples"]
+    for shard in manifest["splits"][split]["shards"]:
+      assert shard["num_examples"] == sum(r["shard"] == shard["file"] for r in records)
+      assert shard["num_examples"] > 0
+    expected = dict(info.images[split])
+    assert {r["image/filename"]: r["image/class/synset"] for r in records} == expected
+    for r in records:
+      assert info.classes[r["image/class/label"]] == r["image/class/synset"]
+      assert r["pixels"].shape == (256, 256, 3)
+      assert (r["image/height"], r["image/width"], r["image/channels"]) == (256, 256, 3)
+
+
+def test_every_file_is_written_skipped_or_ignored_with_its_reason(sample, built):
+  input_dir, info = sample
+  _, manifest = built
+  on_disk = {os.path.relpath(os.path.join(d, f), input_dir).replace(os.sep, "/")
+             for d, _, files in os.walk(input_dir) for f in files
+             if os.path.relpath(d, input_dir).split(os.sep)[0] in ("train", "val")}
+  written = {p for split in info.images.values() for p, _ in split}
+  skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
+  assert skipped == info.broken
+  assert set(manifest["ignored_files"]) == set(info.ignored)
+  assert manifest["ignored"] == len(info.ignored) > 0
+  assert on_disk == written | set(skipped) | set(manifest["ignored_files"])
+  fixes = collections.defaultdict(list)
+  for r in manifest["repaired"]:
+    fixes[r["path"]].append(r["fix"])
+  assert {p: sorted(f) for p, f in fixes.items()} == {
+      p: sorted(f) for p, f in info.repaired.items()}
+  train = manifest["splits"]["train"]
+  assert train["files_seen"] == train["num_examples"] + train["skipped"] + train["ignored"]
+
+
+def test_gzip_wrapped_jpeg_is_kept(sample, built):
+  _, info = sample
+  output_dir, _ = built
+  gzipped = [p for p, f in info.repaired.items() if "gunzip" in f]
+  assert gzipped
+  filenames = {r["image/filename"] for r in helpers.read_records(output_dir, "train")}
+  assert set(gzipped) <= filenames
+
+
+def test_records_hold_the_converted_pixels(sample, built):
+  input_dir, _ = sample
+  output_dir, _ = built
+  record = helpers.read_records(output_dir, "validation")[0]
+  with open(os.path.join(input_dir, record["image/filename"]), "rb") as f:
+    expected = convert.convert_image(f.read())
+  # TensorFlow's decode of the stored JPEG equals the pixels the writer's statistics saw.
+  np.testing.assert_array_equal(record["pixels"], expected.pixels)
+  assert (record["image/original/height"], record["image/original/width"]) == (
+      expected.original_height, expected.original_width)
+
+
+def test_mean_and_covariance_match_a_float64_reference(built):
+  output_dir, manifest = built
+  images = [r["pixels"] for r in helpers.read_records(output_dir, "train")]
+  mean, covariance = helpers.float64_statistics(images)
+  stored_mean = manifest_lib.load(str(output_dir)).mean_image()
+  np.testing.assert_allclose(stored_mean, mean, atol=1e-4)
+  stats = manifest["stats"]
+  assert stats["num_images"] == len(images)
+  np.testing.assert_allclose(stats["channel_mean"], mean.reshape(-1, 3).mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(stats["rgb_covariance"], covariance, rtol=1e-9)
+  eigval, eigvec = np.array(stats["rgb_eigval"]), np.array(stats["rgb_eigvec"])
+  assert list(eigval) == sorted(eigval, reverse=True)
+  np.testing.assert_allclose(covariance @ eigvec, eigvec * eigval, rtol=1e-6, atol=1e-6)
+
+
+def test_records_are_ordered_by_path_hash_within_each_shard(built):
+  output_dir, manifest = built
+  records = helpers.read_records(output_dir, "train")
+  seed = manifest["args"]["seed"]
+  num_shards = len(manifest["splits"]["train"]["shards"])
+  for shard in manifest["splits"]["train"]["shards"]:
+    names = [r["image/filename"] for r in records if r["shard"] == shard["file"]]
+    keys = [pipeline.shard_key(seed, n) for n in names]
+    assert keys == sorted(keys)
+    index = int(shard["file"].split("-")[1])
+    assert all(k % num_shards == index for k in keys)
+  first_ten = [r["image/class/synset"] for r in records[:10]]
+  assert len(set(first_ten)) > 3  # classes are interleaved, not in folder order
+
+
+def test_rebuilding_gives_byte_identical_output(sample, built, tmp_path):
+  input_dir, _ = sample
+  output_dir, _ = built
+  helpers.build_dataset(input_dir, tmp_path / "again", num_shards={"train": 3})
+  assert helpers.output_files(tmp_path / "again") == helpers.output_files(output_dir)
+
+
+def test_a_different_seed_reorders_the_shards(sample, built, tmp_path):
+  input_dir, _ = sample
+  output_dir, manifest = built
+  other = helpers.build_dataset(input_dir, tmp_path / "seeded", num_shards={"train": 3}, seed=7)
+  assert other["splits"]["train"]["class_counts"] == manifest["splits"]["train"]["class_counts"]
+  assert other["splits"]["train"]["shards"] != manifest["splits"]["train"]["shards"]
+
+
+def test_raw_encoding_stores_lossless_pixels(sample, tmp_path):
+  input_dir, _ = sample
+  manifest = helpers.build_dataset(input_dir, tmp_path / "raw", encoding="raw")
+  assert manifest["encoding"] == "RAW"
+  record = helpers.read_records(tmp_path / "raw", "validation")[0]
+  assert len(record["image/encoded"]) == 256 * 256 * 3
+  with open(os.path.join(input_dir, record["image/filename"]), "rb") as f:
+    expected = convert.convert_image(f.read(), encoding="raw")
+  np.testing.assert_array_equal(record["pixels"], expected.pixels)
+
+
+def test_complete_dataset_is_not_touched_without_overwrite(sample, built):
+  input_dir, _ = sample
+  output_dir, _ = built
+  before = {n: os.stat(output_dir / n).st_mtime_ns for n in os.listdir(output_dir)}
+  with pytest.raises(build.BuildError, match="--overwrite"):
+    helpers.build_dataset(input_dir, output_dir)
+  assert {n: os.stat(output_dir / n).st_mtime_ns for n in os.listdir(output_dir)} == before
+
+
+def test_overwrite_leaves_no_stale_shard(sample, tmp_path):
+  input_dir, _ = sample
+  helpers.build_dataset(input_dir, tmp_path / "out", num_shards={"train": 3})
+  (tmp_path / "out" / "notes.txt").write_text("mine")
+  manifest = helpers.build_dataset(input_dir, tmp_path / "out", num_shards={"train": 2},
+                                   overwrite=True)
+  shards = sorted(n for n in os.listdir(tmp_path / "out") if n.endswith(".tfrecord"))
+  assert shards == sorted(s["file"] for split in manifest["splits"].values()
+                          for s in split["shards"])
+  assert "train-00000-of-00002.tfrecord" in shards
+  assert (tmp_path / "out" / "notes.txt").read_text() == "mine"  # not ours: left alone
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_up(sample, built, tmp_path):
+  input_dir, _ = sample
+  output_dir = tmp_path / "out"
+  (output_dir / build.TMP_NAME).mkdir(parents=True)
+  (output_dir / build.TMP_NAME / "train-00001-of-00003.tfrecord.deadbeef").write_bytes(b"partial")
+  (output_dir / "train-00000-of-00005.tfrecord").write_bytes(b"from a run with other flags")
+  helpers.build_dataset(input_dir, output_dir, num_shards={"train": 3})
+  assert helpers.output_files(output_dir) == helpers.output_files(built[0])
+  assert not (output_dir / build.TMP_NAME).exists()
+
+
+def test_mostly_bad_input_fails_after_writing_the_report(tmp_path):
+  for i in range(6):
+    path = tmp_path / "in" / "train" / "n00000001" / f"x_{i}.JPEG"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"<html>not an image</html>")
+  with pytest.raises(build.BuildError, match="max_skip_fraction"):
+    helpers.build_dataset(tmp_path / "in", tmp_path / "out")
+  assert not (tmp_path / "out" / manifest_lib.MANIFEST_NAME).exists()
+  report = json.loads((tmp_path / "out" / build.REPORT_NAME).read_text())
+  assert {s["reason"] for s in report["skipped"]} == {"unidentified"}
+  assert len(report["skipped"]) == 6
+
+
+def test_too_many_shards_is_refused(sample, tmp_path):
+  input_dir, _ = sample
+  with pytest.raises(build.BuildError, match="num_shards_validation"):
+    helpers.build_dataset(input_dir, tmp_path / "out", num_shards={"validation": 1000})
+
+
+def test_default_shard_count_gives_no_empty_shard(sample, tmp_path):
+  input_dir, _ = sample
+  manifest = helpers.build_dataset(input_dir, tmp_path / "out")
+  for split in manifest["splits"].values():
+    assert all(s["num_examples"] > 0 for s in split["shards"])

@@ -1,0 +1,89 @@
+"""The same job on other runners and worker counts gives byte-identical shards and manifest.
+
+Also the command line: user errors are one line and a non-zero exit, and a run killed at any moment
+leaves no manifest, after which the next run completes cleanly.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from distributed import LocalCluster
+
+from common import manifest as manifest_lib
+from preprocess import build
+from tests import helpers
+
+DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
+
+
+def test_dask_cluster_with_two_workers_matches_the_local_runner(sample, built, tmp_path):
+  input_dir, _ = sample
+  with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                    dashboard_address=None) as cluster:
+    helpers.build_dataset(input_dir, tmp_path / "dask", num_shards={"train": 3}, beam_args=[
+        DASK_RUNNER, f"--dask_client_address={cluster.scheduler_address}"])
+  assert helpers.output_files(tmp_path / "dask") == helpers.output_files(built[0])
+
+
+def _command(*args):
+  return [sys.executable, "-m", "preprocess.build_shards", *map(str, args)]
+
+
+def _run(*args):
+  return subprocess.run(_command(*args), capture_output=True, text=True, timeout=600)
+
+
+def _errors(stderr):
+  return [line for line in stderr.splitlines() if line.startswith("E1") or "Traceback" in line]
+
+
+def test_killed_run_leaves_no_manifest_and_the_rerun_completes(sample, built, tmp_path):
+  """Kills the default multi-process runner mid-write, then reruns it with two workers."""
+  input_dir, _ = sample
+  output_dir = tmp_path / "out"
+  job = subprocess.Popen(_command("--input_dir", input_dir, "--output_dir", output_dir,
+                                  "--num_shards_train=3"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+  deadline = time.time() + 300
+  while not (output_dir / build.TMP_NAME).exists() and job.poll() is None:
+    assert time.time() < deadline
+    time.sleep(0.05)
+  os.killpg(job.pid, signal.SIGKILL)
+  job.wait()
+  assert not (output_dir / manifest_lib.MANIFEST_NAME).exists()
+  result = _run("--input_dir", input_dir, "--output_dir", output_dir, "--num_shards_train=3",
+                "--direct_num_workers=2")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert helpers.output_files(output_dir) == helpers.output_files(built[0])
+  assert not (output_dir / build.TMP_NAME).exists()
+  assert "train: " in result.stderr and "images written" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input_dir", "{tmp}/missing", "--output_dir", "{tmp}/out"], "--input_dir .*missing or empty"),
+    (["--input_dir", "{tmp}", "--output_dir", "{tmp}/out"], "no train/ folder"),
+    (["--input_dir", "{sample}", "--output_dir", "{built}"], "already holds a complete dataset"),
+    (["--input_dir", "{sample}", "--output_dir", "{tmp}/out", "--num_shard_train=2"],
+     "unknown flag --num_shard_train"),
+    (["--input_dir", "{sample}", "--output_dir", "{tmp}/out", "--num_shards_test=2"],
+     "num_shards_test=2, but --input_dir has no test split"),
+])
+def test_user_errors_are_one_line_and_exit_nonzero(sample, built, tmp_path, args, message):
+  (tmp_path / "notes.txt").write_text("not imagenet")
+  values = {"tmp": tmp_path, "sample": sample[0], "built": built[0]}
+  result = _run(*[a.format(**values) for a in args])
+  assert result.returncode == 1
+  errors = _errors(result.stderr)
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert __import__("re").search(message, errors[0]), errors[0]
+
+
+def test_missing_required_flag_is_a_usage_error():
+  result = _run("--input_dir", "somewhere")
+  assert result.returncode != 0
+  assert "--output_dir" in result.stderr and "Traceback" not in result.stderr

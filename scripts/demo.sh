@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make demo`: the whole path on the generated sample data, on the CPU, in about ten minutes on two
+# cores: sample tree -> shards -> training -> evaluation -> export -> prediction -> learning curves.
+set -euo pipefail
+PY=${1:-.venv/bin/python}
+OUT=${2:-demo}
+rm -rf "$OUT"
+mkdir -p "$OUT"
+step() { printf '\n=== %s\n' "$*"; }
+
+step "1/7 sample ImageNet-shaped tree (10 classes, dirty and broken files included)"
+"$PY" -m preprocess.make_sample_data --output_dir "$OUT/imagenet"
+step "2/7 stage 1: validate, repair, resize and shard"
+"$PY" -m preprocess.build_shards --input_dir "$OUT/imagenet" --output_dir "$OUT/shards"
+step "3/7 stage 2: train (a narrow AlexNet for the CPU: see train/demo.flags)"
+"$PY" -m train.main --flagfile=train/demo.flags --shards "$OUT/shards" --model_dir "$OUT/model"
+step "4/7 evaluate every validation image, ten crops"
+"$PY" -m train.evaluate --shards "$OUT/shards" --model_dir "$OUT/model" --split validation --ten_crop
+step "5/7 export a SavedModel that takes JPEG bytes"
+"$PY" -m train.export --model_dir "$OUT/model" --output "$OUT/saved_model"
+step "6/7 predict three validation photos"
+first() { find "$OUT/imagenet/val/$1" -type f | sort | head -n 1; }
+"$PY" -m train.predict --model "$OUT/saved_model" \
+  "$(first n02123045)" "$(first n07920052)" "$(first n03773504)"
+step "7/7 learning curves"
+"$PY" -m train.plot --model_dir "$OUT/model" --output "$OUT/curves.png"
+printf '\nDone: shards in %s/shards, model in %s/model, curves in %s/curves.png\n' "$OUT" "$OUT" "$OUT"

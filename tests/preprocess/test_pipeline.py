@@ -1,0 +1,62 @@
+"""The Beam graph's pieces: listing keys every image by its shard; a retried shard write is harmless."""
+
+import os
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import equal_to
+
+from preprocess import build
+from preprocess import pipeline
+from preprocess import shard_writer
+
+
+def _config(input_dir, output_dir, synsets):
+  return shard_writer.BuildConfig(
+      input_dir=str(input_dir), output_dir=str(output_dir),
+      tmp_dir=str(output_dir / build.TMP_NAME), synsets=tuple(synsets), encoding="jpeg",
+      quality=95, max_pixels=10**8, seed=3)
+
+
+def test_listing_keys_each_image_by_split_and_path_hash(sample, tmp_path):
+  input_dir, info = sample
+  synsets, _, plans = build.plan_input(build.BuildOptions(str(input_dir), "unused"))
+  config = _config(input_dir, tmp_path, synsets)
+  shard_bases, num_shards = {"train": 0, "validation": 4}, {"train": 4, "validation": 2}
+  expected = []
+  for split, paths in info.images.items():
+    for path, wnid in list(paths) + [(p, p.split("/")[1]) for p in info.broken
+                                     if split == "train"]:
+      key = pipeline.shard_key(3, path)
+      expected.append((shard_bases[split] + key % num_shards[split],
+                       (key, path, synsets.index(wnid))))
+  with test_pipeline.TestPipeline() as p:
+    listed = (p | beam.Create(pipeline.listing_units(plans))
+              | beam.ParDo(pipeline.ListFilesFn(config, shard_bases, num_shards)))
+    assert_that(listed, equal_to(expected))
+
+
+def test_a_retried_shard_write_gives_the_same_single_file(sample, tmp_path):
+  input_dir, info = sample
+  synsets = list(info.classes)
+  config = _config(input_dir, tmp_path, synsets)
+  entries = [(pipeline.shard_key(3, p), p, synsets.index(w)) for p, w in info.images["validation"]]
+  spec = shard_writer.ShardSpec("validation", 0, 1)
+  first = shard_writer.write_shard(config, spec, entries)
+  second = shard_writer.write_shard(config, spec, list(reversed(entries)))
+  assert first == second
+  assert sorted(os.listdir(tmp_path)) == [build.TMP_NAME, spec.file]
+  assert os.listdir(tmp_path / build.TMP_NAME) == []  # temporaries were renamed into place
+  records = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
+  assert len(records) == first["num_examples"] == len(entries)
+
+
+def test_unreadable_file_is_skipped_with_its_reason(tmp_path):
+  (tmp_path / "in" / "train" / "n1").mkdir(parents=True)
+  config = _config(tmp_path / "in", tmp_path / "out", ["n1"])
+  result = shard_writer.write_shard(config, shard_writer.ShardSpec("train", 0, 1),
+                                    [(1, "train/n1/vanished.JPEG", 0)])
+  assert result["num_examples"] == 0
+  assert [s["reason"] for s in result["skipped"]] == ["unreadable"]

@@ -1,0 +1,84 @@
+"""Top-1 and top-5 error of a trained model on every image of a split.
+
+  python -m train.evaluate --shards DIR --model_dir DIR [--split validation|test] [--ten_crop]
+
+Restores `model_dir/best` if present, else the latest `model_dir/ckpt`, and scores each image of the
+split exactly once (the count is checked against the manifest). Errors are pessimistic: an image tied
+with other classes at the boundary counts as a miss (see `train/metrics.py`).
+"""
+
+import sys
+
+import tensorflow as tf
+from absl import app
+from absl import flags
+from absl import logging
+
+from common import manifest as manifest_lib
+from train import restore
+from train import run_state
+from train import train
+
+flags.DEFINE_string("shards", None, "Dataset directory holding manifest.json and the shards.")
+flags.DEFINE_string("model_dir", None, "The trainer's --model_dir.")
+flags.DEFINE_enum("split", "validation", ["validation", "test", "train"], "Split to score.")
+flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops.")
+flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
+flags.DEFINE_bool("skip_corrupt", False, "Skip unreadable records (the count check then warns).")
+flags.mark_flag_as_required("shards")
+flags.mark_flag_as_required("model_dir")
+FLAGS = flags.FLAGS
+
+
+def evaluate_model(manifest, model_dir, split, *, ten_crop=False, batch_size=128,
+                   skip_corrupt=False):
+  """Scores a trained model on one split of a dataset.
+
+  Args:
+    manifest: the dataset's `Manifest`.
+    model_dir: the trainer's model directory.
+    split: the split to score.
+    ten_crop: average the softmax outputs of the paper's ten crops instead of the central crop.
+    batch_size: images per batch.
+    skip_corrupt: skip unreadable records instead of failing.
+
+  Returns:
+    `{loss, top1, top5, count, checkpoint}` where top1 and top5 are accuracies.
+
+  Raises:
+    ValueError: if the model was trained on another label map, or the model directory or the
+      checkpoint is unusable; `run_state.TrainingError` if the image count differs from the manifest.
+  """
+  model, config, prefix = restore.restore_model(model_dir)
+  if config["classes"] != manifest.data["classes"]:
+    raise run_state.TrainingError(f"{model_dir}: trained on a different label map than "
+                                  f"{manifest.directory}")
+  stats = config.get("stats", manifest.stats)
+  prep = (tf.constant(restore.load_mean(model_dir, manifest.image_size)),
+          tf.constant(stats["rgb_eigval"], tf.float32),
+          tf.constant(stats["rgb_eigvec"], tf.float32))
+  strategy = tf.distribute.get_strategy()
+  eval_fn = train.make_eval_fn(strategy, model, prep)
+  eval_config = train.Config(batch_size=batch_size, skip_corrupt=skip_corrupt)
+  result = train.evaluate_split(strategy, eval_fn, manifest, split, eval_config, ten_crop)
+  return {**result, "checkpoint": prefix}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    manifest = manifest_lib.load(FLAGS.shards)
+    result = evaluate_model(manifest, FLAGS.model_dir, FLAGS.split, ten_crop=FLAGS.ten_crop,
+                            batch_size=FLAGS.batch_size, skip_corrupt=FLAGS.skip_corrupt)
+  except ValueError as e:  # ManifestError, TrainingError, input_pipeline.DataError and restore's.
+    logging.error("%s", e)
+    sys.exit(1)
+  # The one result line goes to stdout, for people and for scripts.
+  print(f"{FLAGS.split}: top-1 error {1 - result['top1']:.4f}, top-5 error "
+        f"{1 - result['top5']:.4f}, loss {result['loss']:.4f} on {result['count']} images "
+        f"({'ten crops' if FLAGS.ten_crop else 'central crop'}, {result['checkpoint']})")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,85 @@
+"""What the trainer reports: the log line of the original trainer and its TensorBoard scalars.
+
+Statistics stay on the device between log lines (no synchronisation per step); every log line
+and every save first checks that no loss since the last check, and no weight, is NaN or infinite.
+"""
+
+import datetime
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from train import run_state
+
+
+class Progress:
+  """Accumulates step statistics (sum of loss, top-1 hits, top-5 hits, examples) for the logs."""
+
+  def __init__(self, config, steps_per_epoch, total_steps, start_step, writers, model):
+    self.config, self.writers, self.model = config, writers, model
+    self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
+    self.start_step = self.last_check = self.last_log = start_step
+    self.fresh_start = start_step == 0
+    self.window = self.epoch = tf.zeros([4])
+    self.last_log_time = time.monotonic()
+
+  def add(self, step, stats):
+    """Adds one step's summed statistics (kept on device: no synchronisation per step)."""
+    if (step - 1) % self.steps_per_epoch == 0:
+      self.epoch = tf.zeros([4])
+    self.window += stats
+    self.epoch += stats
+
+  def check_finite(self, step):
+    """Raises NonFiniteError if a loss since the last check or a weight is NaN or infinite."""
+    steps = f"{self.last_check + 1}..{step}"
+    if not np.all(np.isfinite(self.epoch.numpy())):
+      raise run_state.NonFiniteError(
+          f"non-finite loss at a step in {steps}; stopping without saving")
+    # A NaN can reach the weights through the gradient while the loss stays finite (max pooling
+    # drops NaNs in the forward pass), so the weights are checked too.
+    if not run_state.all_finite(self.model.weights):
+      raise run_state.NonFiniteError(
+          f"non-finite weights after a step in {steps}; stopping without saving")
+    self.last_check = step
+
+  def log(self, step, learning_rate, num_classes):
+    """Logs the line of the original trainer and writes the train scalars."""
+    self.check_finite(step)
+    window, epoch = self.window.numpy(), self.epoch.numpy()
+    now = time.monotonic()
+    steps = step - self.last_log
+    images_per_sec = window[3] / max(now - self.last_log_time, 1e-9)
+    loss, top1, top5 = window[:3] / window[3]
+    if self.fresh_start and step == self.start_step + 1:
+      check_first_loss(loss, num_classes)
+    eta = (self.total_steps - step) * (now - self.last_log_time) / max(steps, 1)
+    logging.info(
+        "Time: %s Epoch: %d Batch: %d/%d Loss: %.4f Avg loss: %.4f Accuracy: %.4f "
+        "Avg Accuracy: %.4f Top 5 Accuracy: %.4f LR: %.3g Images/s: %.1f ETA: %s",
+        datetime.datetime.now().strftime("%H:%M:%S"), (step - 1) // self.steps_per_epoch + 1,
+        (step - 1) % self.steps_per_epoch + 1, self.steps_per_epoch, loss, epoch[0] / epoch[3],
+        top1, epoch[1] / epoch[3], top5, learning_rate, images_per_sec,
+        datetime.timedelta(seconds=round(eta)))
+    self.writers.scalars("train", step, {
+        "train/loss": loss, "train/top1": top1, "train/top5": top5,
+        "train/learning_rate": learning_rate, "perf/images_per_sec": images_per_sec})
+    self.window, self.last_log, self.last_log_time = tf.zeros([4]), step, now
+
+
+def check_first_loss(loss, num_classes):
+  """Warns when the first loss is far from ln(num_classes), what a freshly initialised net gives.
+
+  Returns:
+    Whether the loss is within a factor of two of ln(num_classes).
+  """
+  expected = math.log(num_classes)
+  if 0.5 * expected <= loss <= 2 * expected:
+    return True
+  logging.warning("First loss %.6g, expected about ln(%d)=%.2f: check the weight init std, an "
+                  "activation on the logits, and the input scaling (mean subtraction)",
+                  loss, num_classes, expected)
+  return False

@@ -58,3 +58,21 @@ def test_sums_are_exact_where_float32_drifts():
 def test_finalize_without_images_is_an_error():
   with pytest.raises(ValueError, match="no training images"):
     stats_lib.ImageStats((2, 2, 3)).finalize()
+
+
+def test_pending_uint32_sums_flush_into_int64(monkeypatch):
+  monkeypatch.setattr(stats_lib, "_FLUSH_EVERY", 3)
+  images = _images(10, seed=2)
+  mean_image, _ = _accumulate(images).finalize()
+  np.testing.assert_allclose(mean_image, helpers.float64_statistics(images)[0], rtol=1e-6)
+
+
+def test_images_too_large_for_uint32_products_stay_exact():
+  rng = np.random.default_rng(4)
+  images = [np.full((300, 300, 3), 255, np.uint8), rng.integers(0, 256, (300, 300, 3), np.uint8)]
+  stats = stats_lib.ImageStats((300, 300, 3))
+  for image in images:
+    stats.add(image)
+  expected = sum(i.reshape(-1, 3).astype(np.int64).T @ i.reshape(-1, 3).astype(np.int64)
+                 for i in images)
+  np.testing.assert_array_equal(stats.rgb_outer, expected)

@@ -167,14 +167,18 @@ def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image):
 
 
 def log_summary(manifest, elapsed):
-  """One block of log lines per split: written, skipped by reason, repaired by fix, shards, speed."""
+  """One log line per split: written, skipped by reason, repaired by fix, ignored; then the speed."""
   total = 0
   for split, info in manifest["splits"].items():
     reasons = collections.Counter(s["reason"] for s in manifest["skipped"] if s["split"] == split)
     fixes = collections.Counter(r["fix"] for r in manifest["repaired"] if r["split"] == split)
     total += info["num_examples"] + info["skipped"]
-    logging.info("%s: %d images written to %d shards, %d classes; skipped %d %s; repaired %d %s; "
+    logging.info("%s: %d images written to %d shards, %d classes; skipped %d%s; repaired %d%s; "
                  "ignored %d non-image files", split, info["num_examples"], len(info["shards"]),
-                 len(info["class_counts"]), info["skipped"], dict(reasons) or "",
-                 info["repaired"], dict(fixes) or "", info["ignored"])
+                 len(info["class_counts"]), info["skipped"], _breakdown(reasons),
+                 info["repaired"], _breakdown(fixes), info["ignored"])
   logging.info("done in %.1f s, %.1f images/s", elapsed, total / max(elapsed, 1e-9))
+
+
+def _breakdown(counts):
+  return " (" + ", ".join(f"{k} {n}" for k, n in counts.most_common()) + ")" if counts else ""

@@ -5,6 +5,7 @@ leaves no manifest, after which the next run completes cleanly.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def test_user_errors_are_one_line_and_exit_nonzero(sample, built, tmp_path, args
   assert result.returncode == 1
   errors = _errors(result.stderr)
   assert len(errors) == 1, result.stderr[-3000:]
-  assert __import__("re").search(message, errors[0]), errors[0]
+  assert re.search(message, errors[0]), errors[0]
 
 
 def test_missing_required_flag_is_a_usage_error():

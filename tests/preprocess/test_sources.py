@@ -55,21 +55,21 @@ def test_ground_truth_with_a_missing_line_names_the_file(flat_copy):
     _plan(flat_copy)
 
 
-def test_ground_truth_id_out_of_range_names_the_line(flat_copy):
-  path = _ground_truth(flat_copy, "test")
+@pytest.mark.parametrize("split, line, value, message", [
+    ("test", 2, "1001", r"test_ground_truth.txt:3: ILSVRC ID 1001"),
+    ("validation", 0, "n99999999", r"validation_ground_truth.txt:1: WNID 'n99999999'"),
+    ("validation", 4, "n02123045", None),  # a WNID in place of an ID is understood
+])
+def test_ground_truth_line_is_checked_and_named(flat_copy, split, line, value, message):
+  path = _ground_truth(flat_copy, split)
   lines = path.read_text().split("\n")
-  lines[2] = "1001"
+  lines[line] = value
   path.write_text("\n".join(lines))
-  with pytest.raises(sources.InputError, match=r"test_ground_truth.txt:3: ILSVRC ID 1001"):
-    _plan(flat_copy)
-
-
-def test_ground_truth_wnid_without_training_folder_names_the_line(flat_copy):
-  path = _ground_truth(flat_copy, "validation")
-  lines = path.read_text().split("\n")
-  lines[0] = "n99999999"
-  path.write_text("\n".join(lines))
-  with pytest.raises(sources.InputError, match=r"validation_ground_truth.txt:1: WNID 'n99999999'"):
+  if message is None:
+    _, _, plans = _plan(flat_copy)
+    assert {p.name: p for p in plans}[split].ground_truth[line] == value
+    return
+  with pytest.raises(sources.InputError, match=message):
     _plan(flat_copy)
 
 

@@ -324,3 +324,18 @@ def test_two_logical_cpus_train_like_one_device(dataset_dir, tmp_path):
   np.testing.assert_allclose(results["mirrored"]["fc8"], results["single"]["fc8"], atol=1e-6)
   assert results["validation_count"] == 9
   assert _checkpoint_steps(str(tmp_path / "m" / "ckpt")) == [STEPS_PER_EPOCH]
+
+
+@pytest.mark.parametrize("overrides", [dict(precision="bf16"), dict(precision="fp16"),
+                                       dict(jit=True)], ids=["bf16", "fp16", "xla"])
+def test_gpu_options_train_and_save_on_the_cpu(dataset_dir, tmp_path, overrides):
+  """Mixed precision (fp16 with loss scaling) and XLA are GPU options; on a CPU they must still run."""
+  model_dir = str(tmp_path / "model")
+  try:
+    validation = train.train_and_evaluate(_config(max_steps=2, **overrides),
+                                          manifest_lib.load(dataset_dir), model_dir)
+  finally:
+    tf.keras.mixed_precision.set_global_policy("float32")
+  assert validation["count"] == 9 and np.isfinite(validation["loss"])
+  assert _checkpoint_steps(os.path.join(model_dir, "ckpt")) == [2]
+  assert np.isfinite(_read_scalars(os.path.join(model_dir, "train"))["train/loss"]).all()

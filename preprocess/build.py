@@ -32,6 +32,9 @@ TARGET_SHARD_BYTES = 150 * 2**20
 RECORD_BYTES = {"jpeg": 55_000, "raw": 196_800}
 MIN_IMAGES_PER_SHARD = 256
 MIN_SHARDS_FOR_PARALLELISM = 8
+# ImageNet itself has no unusable file once the gzip-wrapped one is repaired; more than this is worth
+# a look even when it is not enough to fail the run.
+WARN_SKIP_FRACTION = 0.01
 
 
 class BuildError(ValueError):
@@ -47,7 +50,7 @@ class BuildOptions:
   seed: int = 0
   num_shards: dict = dataclasses.field(default_factory=dict)  # split -> count; missing = automatic
   max_pixels: int = 89_478_485
-  max_skip_fraction: float = 0.05
+  max_skip_fraction: float = 0.5
   overwrite: bool = False
   ground_truth: dict = dataclasses.field(default_factory=dict)  # split -> file; missing = look
   devkit_meta: str = None
@@ -175,6 +178,9 @@ def run_build(options, pipeline_options):
                      f"{join(output_dir, REPORT_NAME)} (is --input_dir the right folder?)")
   if mean_image is None:
     raise BuildError(f"--input_dir {options.input_dir}: no training image could be written")
+  if fraction > WARN_SKIP_FRACTION:
+    logging.warning("%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason",
+                    skipped, total_images, 100 * fraction)
   report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image)
   FileSystems.delete([config.tmp_dir])
   report.log_summary(manifest, time.time() - start)

@@ -44,8 +44,9 @@ flags.DEFINE_string("class_names", None,
 flags.DEFINE_integer("max_pixels", 89_478_485,
                      "Images with more pixels are skipped as decompression bombs, before decoding.",
                      lower_bound=1)
-flags.DEFINE_float("max_skip_fraction", 0.05,
-                   "Fail (after writing report.json) if more than this fraction of images is skipped.",
+flags.DEFINE_float("max_skip_fraction", 0.5,
+                   "Fail (after writing report.json) if more than this fraction of images is skipped: "
+                   "the input is mostly not images, a wrong folder, say.",
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.")
 flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1)

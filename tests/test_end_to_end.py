@@ -4,6 +4,7 @@ Stage 2 reads only what stage 1 wrote, so this is the test that pins one to the 
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -29,8 +30,7 @@ def _run(module, *args):
 def test_sample_data_to_prediction(tmp_path):
   info = make_sample_data.make_sample_tree(tmp_path / "imagenet", images_per_class_train=3,
                                            images_per_class_val=2)
-  built = helpers.build_dataset(tmp_path / "imagenet", tmp_path / "shards",
-                                max_skip_fraction=0.2)  # 4 broken files among 54
+  built = helpers.build_dataset(tmp_path / "imagenet", tmp_path / "shards")
   num_val = built["splits"]["validation"]["num_examples"]
   assert num_val == len(info.images["validation"]) == 20
 
@@ -47,8 +47,10 @@ def test_sample_data_to_prediction(tmp_path):
   _run("train.export", "--model_dir", tmp_path / "model", "--output", tmp_path / "saved")
   photo = tmp_path / "imagenet" / info.images["validation"][0][0]
   prediction = _run("train.predict", "--model", tmp_path / "saved", photo)
-  predicted = [w for w in info.classes if w in prediction.stdout]
-  assert len(predicted) == 5, prediction.stdout
+  ranked = re.findall(r"^\s+\d\.\s+(n\d{8})\s+([0-9.]+)", prediction.stdout, re.MULTILINE)
+  assert len(ranked) == 5 and {w for w, _ in ranked} <= set(info.classes), prediction.stdout
+  probabilities = [float(p) for _, p in ranked]
+  assert probabilities == sorted(probabilities, reverse=True)
 
   _run("train.plot", "--model_dir", tmp_path / "model", "--output", tmp_path / "curves.png")
   assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -66,8 +68,8 @@ def test_training_steps_on_sample_shards_lower_the_loss(tmp_path):
   optimizer = train.create_optimizer(config, state["learning_rate"])
   prep = (manifest.mean_image(), np.array(manifest.stats["rgb_eigval"], np.float32),
           np.array(manifest.stats["rgb_eigvec"], np.float32))
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=8, training=True,
-                                                seed=0)))
+  # The evaluation order is deterministic, so every run takes the same eight images.
+  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=8, training=False)))
   step = tf.function(lambda b: train.train_step(model, optimizer, b, prep, config, state["rng"]))
   losses = [float(step(batch)[0]) / 8 for _ in range(10)]
   # The paper's initialisation starts near uniform over the classes: ln(10) = 2.30.

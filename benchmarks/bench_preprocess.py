@@ -111,7 +111,7 @@ def main(argv):
   print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"load average before the run {os.getloadavg()[0]:.1f}")
   print(f"(a) convert_image, one process:            {converted:8.1f} images/s")
-  print(f"(b) build_shards, default runner, end to end:")
+  print("(b) build_shards, default runner, end to end:")
   print(f"      {small_count:7d} images:                    {small_count / small_seconds:8.1f} "
         f"images/s  ({small_seconds:.1f} s)")
   print(f"      {large_count:7d} images:                    {large_count / large_seconds:8.1f} "

@@ -96,19 +96,37 @@ class Manifest:
 
   def mean_image(self):
     """The per-pixel training mean, float32 `[image_size, image_size, 3]` in 0..255 units."""
-    with tf.io.gfile.GFile(join(self.directory, self.stats["mean_file"]), "rb") as f:
-      mean = np.load(io.BytesIO(f.read()))
-    size = self.image_size
-    if mean.shape != (size, size, 3):
-      raise ManifestError(f"{self.stats['mean_file']}: shape {mean.shape}, expected "
-                          f"({size}, {size}, 3)")
-    return mean.astype(np.float32)
+    return read_mean_image(join(self.directory, self.stats["mean_file"]), self.image_size)
 
   def _split(self, split):
     if split not in self.data["splits"]:
       raise ManifestError(f"{join(self.directory, MANIFEST_NAME)}: no split {split!r}; it has "
                           f"{sorted(self.data['splits'])}")
     return self.data["splits"][split]
+
+
+def read_mean_image(path, image_size):
+  """Reads a mean image (`mean.npy` of a dataset, or its copy in a model directory).
+
+  Args:
+    path: the .npy file, local or on any filesystem `tf.io.gfile` knows.
+    image_size: the expected side of the square image.
+
+  Returns:
+    float32 `[image_size, image_size, 3]` in 0..255 units.
+
+  Raises:
+    ManifestError: if the file is missing, unreadable or of another shape.
+  """
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      mean = np.load(io.BytesIO(f.read()), allow_pickle=False)
+  except (tf.errors.OpError, OSError, ValueError) as e:
+    raise ManifestError(f"{path}: cannot read the mean image ({e})") from None
+  if mean.shape != (image_size, image_size, 3):
+    raise ManifestError(f"{path}: shape {mean.shape}, expected ({image_size}, {image_size}, 3) "
+                        "for the mean image")
+  return mean.astype(np.float32)
 
 
 def load(directory, verify="size"):

@@ -99,7 +99,7 @@ def plan_split(input_dir, split, folder, classes=None, ground_truth_file=None, i
     InputError: naming the folder or file that is wrong.
   """
   root = join(input_dir, folder)
-  candidates, ignored, flat, nested = [], [], [], []
+  ignored, flat, nested = [], [], []
   for relative in list_files(root):
     depth = relative.count("/")
     path = f"{folder}/{relative}"

@@ -1,7 +1,7 @@
 """Exact training-set statistics: the per-pixel mean image and the RGB covariance.
 
-Sums are kept in int64, so the result does not depend on how a runner splits or orders the work and
-does not drift the way float32 sums over 1.2M images do. Pixel values are 0..255; a 256x256 image adds
+Sums are exact integers (int64; per-pixel sums gather in uint32 between flushes), so the result does
+not depend on how a runner splits or orders the work and does not drift the way float32 sums do. Pixel values are 0..255; a 256x256 image adds
 at most 65,536 * 255^2 ~ 4.3e9 to a cross-product sum, so int64 holds about 2e9 such images.
 """
 

@@ -66,8 +66,7 @@ def test_training_steps_on_sample_shards_lower_the_loss(tmp_path):
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = run_state.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  prep = (manifest.mean_image(), np.array(manifest.stats["rgb_eigval"], np.float32),
-          np.array(manifest.stats["rgb_eigvec"], np.float32))
+  prep = input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
   # The evaluation order is deterministic, so every run takes the same eight images.
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=8, training=False)))
   step = tf.function(lambda b: train.train_step(model, optimizer, b, prep, config, state["rng"]))

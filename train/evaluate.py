@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 
 from common import manifest as manifest_lib
+from train import input_pipeline
 from train import restore
 from train import run_state
 from train import train
@@ -54,9 +55,8 @@ def evaluate_model(manifest, model_dir, split, *, ten_crop=False, batch_size=128
     raise run_state.TrainingError(f"{model_dir}: trained on a different label map than "
                                   f"{manifest.directory}")
   stats = config.get("stats", manifest.stats)
-  prep = (tf.constant(restore.load_mean(model_dir, manifest.image_size)),
-          tf.constant(stats["rgb_eigval"], tf.float32),
-          tf.constant(stats["rgb_eigvec"], tf.float32))
+  prep = input_pipeline.preparation_constants(
+      restore.load_mean(model_dir, manifest.image_size), stats)
   strategy = tf.distribute.get_strategy()
   eval_fn = train.make_eval_fn(strategy, model, prep)
   eval_config = train.Config(batch_size=batch_size, skip_corrupt=skip_corrupt)

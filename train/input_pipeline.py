@@ -148,6 +148,17 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
   return batches.prefetch(tf.data.AUTOTUNE)
 
 
+def preparation_constants(mean_image, stats):
+  """The arguments `prepare_batch` takes after the batch: (mean_image, eigval, eigvec) as tensors.
+
+  Args:
+    mean_image: float32 `[size, size, 3]`, the dataset's mean image.
+    stats: the manifest's `stats` dict (or its copy in a model directory's config.json).
+  """
+  return (tf.constant(mean_image, tf.float32), tf.constant(stats["rgb_eigval"], tf.float32),
+          tf.constant(stats["rgb_eigvec"], tf.float32))
+
+
 def prepare_batch(batch, mean_image, eigval, eigvec, training, rng=None):
   """The first operations of a step: uint8 crops to mirrored, mean-subtracted float32 pixels.
 

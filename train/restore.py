@@ -11,14 +11,15 @@ import json
 import logging as std_logging
 import os
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import manifest as manifest_lib
 from train import model as model_lib
 
+# The model directory's files, written by `train.run_state.write_model_dir`.
 CONFIG_NAME = "config.json"
-MEAN_NAME = "mean.npy"
+MEAN_NAME = manifest_lib.MEAN_NAME  # A copy of the dataset's mean image.
 # Searched in this order: the best validation checkpoint is the one worth exporting or evaluating.
 CHECKPOINT_SUBDIRS = ("best", "ckpt")
 
@@ -68,16 +69,7 @@ def load_mean(model_dir, image_size):
   Raises:
     ValueError: if the file is missing, unreadable, or has another shape.
   """
-  path = os.path.join(model_dir, MEAN_NAME)
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      mean_image = np.load(f, allow_pickle=False)
-  except (tf.errors.OpError, OSError, ValueError) as err:
-    raise ValueError(f"{path}: cannot read the mean image ({err})") from None
-  if mean_image.shape != (image_size, image_size, 3):
-    raise ValueError(f"{path}: mean image has shape {mean_image.shape}, expected "
-                     f"{(image_size, image_size, 3)}")
-  return mean_image.astype(np.float32)
+  return manifest_lib.read_mean_image(os.path.join(model_dir, MEAN_NAME), image_size)
 
 
 def find_checkpoint(model_dir, checkpoint=None):

@@ -19,9 +19,8 @@ from google.protobuf import text_format
 from tensorflow.core.framework import summary_pb2
 
 from train import input_pipeline
+from train import restore
 
-CONFIG_NAME = "config.json"
-MEAN_NAME = "mean.npy"
 LOCK_NAME = "trainer.lock"
 MAX_TO_KEEP = 3
 
@@ -106,7 +105,7 @@ def write_model_dir(config, manifest, model_dir):
     TrainingError: if config.json holds another label map or network shape than this run.
   """
   tf.io.gfile.makedirs(model_dir)
-  path = os.path.join(model_dir, CONFIG_NAME)
+  path = os.path.join(model_dir, restore.CONFIG_NAME)
   model = {"num_classes": manifest.num_classes, "groups": config.groups,
            "width": float(config.width), "dropout": config.dropout}
   if tf.io.gfile.exists(path):
@@ -127,7 +126,7 @@ def write_model_dir(config, manifest, model_dir):
              "flags": {**flag_values, "shards": manifest.directory, "model_dir": model_dir}}
   with tf.io.gfile.GFile(path, "w") as f:
     f.write(json.dumps(content, indent=1, sort_keys=True) + "\n")
-  with tf.io.gfile.GFile(os.path.join(model_dir, MEAN_NAME), "wb") as f:
+  with tf.io.gfile.GFile(os.path.join(model_dir, restore.MEAN_NAME), "wb") as f:
     np.save(f, manifest.mean_image())
 
 

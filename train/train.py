@@ -244,9 +244,7 @@ def train_and_evaluate(config, manifest, model_dir):
       logging.info("Step %d already reaches the %d steps asked for; nothing to train", step,
                    total_steps)
       return None
-    stats = manifest.stats
-    prep = (tf.constant(manifest.mean_image()), tf.constant(stats["rgb_eigval"], tf.float32),
-            tf.constant(stats["rgb_eigvec"], tf.float32))
+    prep = input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
 
     @tf.function
     def train_fn(batch):

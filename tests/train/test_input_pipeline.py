@@ -32,8 +32,7 @@ def _difference(expected, actual):
 
 
 def _prep(manifest):
-  return (manifest.mean_image(), np.array(manifest.stats["rgb_eigval"], np.float32),
-          np.array(manifest.stats["rgb_eigvec"], np.float32))
+  return input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
 
 
 def test_training_batches_have_crop_offsets_in_range_and_both_flips(dataset_dir):

@@ -32,8 +32,7 @@ def _config(**overrides):
 
 
 def _prep(manifest):
-  return (manifest.mean_image(), np.array(manifest.stats["rgb_eigval"], np.float32),
-          np.array(manifest.stats["rgb_eigvec"], np.float32))
+  return input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
 
 
 def _read_scalars(directory):
@@ -282,7 +281,7 @@ input_pipeline.LIGHTING_STDDEV = 0.0  # The replicas draw other random numbers t
 dataset_dir, model_dir = sys.argv[1:]
 manifest = manifest_lib.load(dataset_dir)
 config = train.Config(**{**TINY_CONFIG, "dropout": 0.0})
-prep = (manifest.mean_image(), manifest.stats["rgb_eigval"], manifest.stats["rgb_eigvec"])
+prep = input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
 batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
 initial = model_lib.alexnet(3, width=config.width).get_weights()
 results = {}

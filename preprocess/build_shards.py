@@ -16,6 +16,7 @@ from absl import logging
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from preprocess import build
+from preprocess import runners
 from preprocess import sources
 
 FLAGS = flags.FLAGS
@@ -53,14 +54,9 @@ flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", 
 flags.mark_flag_as_required("input_dir")
 flags.mark_flag_as_required("output_dir")
 
-_LOCAL_RUNNER = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                 "--direct_num_workers=0", "--default_sdk_harness_log_level=WARNING"]
-
-
 def pipeline_options(beam_args):
   """Beam options from the flags we do not define; unknown ones are an error, not a silent no-op."""
-  if not any(arg.startswith("--runner") for arg in beam_args):
-    beam_args = _LOCAL_RUNNER + list(beam_args)
+  beam_args = runners.with_default_runner(beam_args)
   if any("DaskRunner" in arg for arg in beam_args):
     import apache_beam.runners.dask.dask_runner  # noqa: F401  (registers the --dask_* options)
   options = PipelineOptions(beam_args)
@@ -71,6 +67,22 @@ def pipeline_options(beam_args):
     raise build.BuildError(f"unknown flag --{unknown[0]} (not a flag of this job nor a Beam "
                            "pipeline option)")
   return options
+
+
+def check_workers(beam_options):
+  """On a Dask cluster, one line instead of a deserialization traceback if workers lack our code."""
+  if beam_options.get_all_options().get("runner") != runners.DASK_RUNNER:
+    return
+  address = beam_options.get_all_options().get("dask_client_address")
+  try:
+    missing = runners.missing_packages_on_dask(address)
+  except (OSError, TimeoutError) as e:
+    raise build.BuildError(f"--dask_client_address={address}: cannot reach the scheduler "
+                           f"({e.__class__.__name__}: {e})") from None
+  if missing:
+    raise build.BuildError(
+        f"the Dask workers cannot import {missing}: install this project on every worker "
+        "(pip install .) or start them with it on PYTHONPATH (see WORKSPACE.md)")
 
 
 def main(argv):
@@ -87,7 +99,9 @@ def main(argv):
       devkit_meta=FLAGS.devkit_meta, class_names=FLAGS.class_names,
       progress_seconds=FLAGS.progress_seconds)
   try:
-    build.run_build(options, pipeline_options(argv[1:]))
+    beam_options = pipeline_options(argv[1:])
+    check_workers(beam_options)
+    build.run_build(options, beam_options)
   except (build.BuildError, sources.InputError) as e:
     logging.error("%s", e)
     sys.exit(1)

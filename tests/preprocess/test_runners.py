@@ -12,10 +12,13 @@ import sys
 import time
 
 import pytest
+from apache_beam.runners.portability import prism_runner
 from distributed import LocalCluster
 
 from common import manifest as manifest_lib
 from preprocess import build
+from preprocess import build_shards
+from preprocess import runners
 from tests import helpers
 
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -28,6 +31,28 @@ def test_dask_cluster_with_two_workers_matches_the_local_runner(sample, built, t
     helpers.build_dataset(input_dir, tmp_path / "dask", num_shards={"train": 3}, beam_args=[
         DASK_RUNNER, f"--dask_client_address={cluster.scheduler_address}"])
   assert helpers.output_files(tmp_path / "dask") == helpers.output_files(built[0])
+
+
+def test_default_runner_never_tries_prism(sample, built, tmp_path, monkeypatch):
+  """DirectRunner would try Prism first (a download at run time) and swallow its failure."""
+  tried = []
+  monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline",
+                      lambda self, *args: tried.append(args) or pytest.fail("Prism was tried"))
+  options = build_shards.pipeline_options(["--direct_num_workers=2"])
+  assert options.get_all_options()["runner"] == "preprocess.runners.LocalRunner"
+  manifest = build.run_build(build.BuildOptions(str(sample[0]), str(tmp_path / "out"),
+                                                num_shards={"train": 3},
+                                                progress_seconds=3600), options)
+  assert not tried
+  assert manifest["splits"] == built[1]["splits"]
+  assert helpers.output_files(tmp_path / "out") == helpers.output_files(built[0])
+
+
+def test_a_named_runner_is_passed_through_unchanged():
+  args = ["--runner=DirectRunner", "--direct_num_workers=3"]
+  assert runners.with_default_runner(args) == args
+  assert runners.with_default_runner(["--direct_num_workers=3"]) == (
+      runners.LOCAL_RUNNER_ARGS + ["--direct_num_workers=3"])
 
 
 def _command(*args):

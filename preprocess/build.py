@@ -16,6 +16,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
 from preprocess import devkit
+from preprocess import inputs
+from preprocess import kaggle
 from preprocess import pipeline as pipeline_lib
 from preprocess import report
 from preprocess import sources
@@ -24,6 +26,7 @@ from preprocess.shard_writer import ShardSpec
 from preprocess.sources import join
 
 TMP_NAME = ".build_tmp"
+INDEX_NAME = ".build_index"  # the archive index: written while planning, before TMP_NAME is cleared
 REPORT_NAME = "report.json"
 _OUTPUT_FILE = re.compile(r"^((train|validation|test)-\d{5}-of-\d{5}\.tfrecord|mean\.npy|report\.json)$")
 # Default shard size target, and bytes a record takes (measured on the sample data: a 256x256 JPEG at
@@ -55,37 +58,73 @@ class BuildOptions:
   ground_truth: dict = dataclasses.field(default_factory=dict)  # split -> file; missing = look
   devkit_meta: str = None
   class_names: str = None
+  archives: dict = dataclasses.field(default_factory=dict)  # split -> archive named by a flag
+  devkit_archive: str = None
   progress_seconds: float = 30.0
 
 
-def plan_input(options):
-  """Lists the input and returns (sorted synsets, {wnid: name}, [SplitPlan])."""
+def plan_input(options, indexer=None):
+  """Finds and lists the input; returns (sorted synsets, {wnid: name}, [SplitPlan], notes).
+
+  Archives are indexed by `indexer` (a `pipeline.ArchiveIndexer`), needed only if there are any.
+  """
   input_dir = options.input_dir.rstrip("/")
-  if not sources.list_files_exist(input_dir):
-    raise BuildError(f"--input_dir {input_dir}: missing or empty")
-  train_folder = sources.find_split_folder(input_dir, "train")
-  if train_folder is None:
-    raise BuildError(f"--input_dir {input_dir}: no train/ folder (expected train/<wnid>/*.JPEG)")
-  train = sources.plan_split(input_dir, "train", train_folder)
+  found = inputs.find_inputs(input_dir, options.archives, options.devkit_archive)
+  if "train" not in found.sources:
+    if not sources.list_files_exist(input_dir):
+      raise BuildError(f"--input_dir {input_dir}: missing or empty")
+    raise BuildError(f"--input_dir {input_dir}: no train/ folder (expected train/<wnid>/*.JPEG) "
+                     "nor a training archive")
+  train = inputs.plan_source(input_dir, found, "train", None, None, indexer)
   synsets = sorted({p.split("/")[1] for p in train.candidates})
   meta_file = options.devkit_meta or sources.find_meta_file(input_dir)
-  meta = devkit.read_meta(meta_file) if meta_file else None
+  if meta_file:
+    meta = devkit.read_meta(meta_file)
+  elif "meta.mat" in found.devkit:
+    meta_file = f"{found.devkit_path}: meta.mat"
+    meta = devkit.read_meta(meta_file, found.devkit["meta.mat"])
+  else:
+    meta = None
   names_file = options.class_names or sources.find_names_file(input_dir)
-  names = sources.read_class_names(names_file) if names_file else (meta.wnid_to_words if meta else {})
+  if names_file:
+    names = sources.read_class_names(names_file)
+  elif kaggle.SYNSET_MAPPING in found.kaggle_files:
+    names_file = f"{found.sources['train'][1]}: {kaggle.SYNSET_MAPPING}"
+    names = sources.read_class_names(names_file, found.kaggle_files[kaggle.SYNSET_MAPPING])
+  else:
+    names = meta.wnid_to_words if meta else {}
   if names:
     unknown = [w for w in synsets if w not in names]
     if unknown:
-      raise BuildError(f"{join(input_dir, train_folder + '/' + unknown[0])}: WNID {unknown[0]!r} is "
-                       f"not in {names_file or meta_file} ({len(unknown)} unknown)")
+      raise BuildError(f"{input_dir}/train/{unknown[0]}: WNID {unknown[0]!r} is not in "
+                       f"{names_file or meta_file} ({len(unknown)} unknown)")
   plans = [train]
   for split in ("validation", "test"):
-    folder = sources.find_split_folder(input_dir, split)
-    if folder is None:
-      continue
-    ground_truth = options.ground_truth.get(split) or sources.find_ground_truth(input_dir, split)
-    plans.append(sources.plan_split(input_dir, split, folder, synsets, ground_truth,
-                                    meta.id_to_wnid if meta else None))
-  return synsets, {w: names.get(w, w) for w in synsets}, plans
+    if split in found.sources:
+      labeler = _labeler(options, input_dir, found, split, meta)
+      plans.append(inputs.plan_source(input_dir, found, split, synsets, labeler, indexer))
+  return synsets, {w: names.get(w, w) for w in synsets}, plans, found.notes
+
+
+def _labeler(options, input_dir, found, split, meta):
+  """Labels of a flat split: the flag's file, the devkit's (loose or archived), or Kaggle's CSV."""
+  id_to_wnid = meta.id_to_wnid if meta else None
+  path = options.ground_truth.get(split) or sources.find_ground_truth(input_dir, split)
+  if path:
+    return sources.ground_truth_labeler(path, id_to_wnid)
+  for year in ("2012", "2010"):
+    name = f"ILSVRC{year}_{split}_ground_truth.txt"
+    if name in found.devkit:
+      return sources.ground_truth_labeler(f"{found.devkit_path}: {name}", id_to_wnid,
+                                          found.devkit[name].decode("utf-8"))
+  if split == "validation":
+    solution = sources.join(input_dir, kaggle.SOLUTION)
+    if FileSystems.exists(solution):
+      return kaggle.solution_labeler(sources.read_text(solution), solution)
+    if kaggle.SOLUTION in found.kaggle_files:
+      return kaggle.solution_labeler(found.kaggle_files[kaggle.SOLUTION],
+                                     f"{found.sources['train'][1]}: {kaggle.SOLUTION}")
+  return None
 
 
 def choose_num_shards(plan, options):
@@ -110,13 +149,20 @@ def choose_num_shards(plan, options):
     num_shards -= 1
 
 
+def check_output_dir(output_dir, overwrite):
+  """Refuses a complete dataset without --overwrite; True if there is one to replace."""
+  if not FileSystems.exists(join(output_dir, manifest_lib.MANIFEST_NAME)):
+    return False
+  if not overwrite:
+    raise BuildError(f"--output_dir {output_dir}: already holds a complete dataset "
+                     f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
+  return True
+
+
 def prepare_output_dir(output_dir, overwrite):
   """Refuses a complete dataset without --overwrite; removes the manifest first, then our files."""
   manifest_path = join(output_dir, manifest_lib.MANIFEST_NAME)
-  if FileSystems.exists(manifest_path):
-    if not overwrite:
-      raise BuildError(f"--output_dir {output_dir}: already holds a complete dataset "
-                       f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
+  if check_output_dir(output_dir, overwrite):
     # First, so that a crash from here on can never leave a manifest describing stale shards.
     FileSystems.delete([manifest_path])
   stale = [m.path for m in FileSystems.match([join(output_dir, "*")])[0].metadata_list
@@ -141,7 +187,12 @@ def run_build(options, pipeline_options):
     BuildError, sources.InputError: one-line user-facing failures.
   """
   start = time.time()
-  synsets, names, plans = plan_input(options)
+  output_dir = options.output_dir.rstrip("/")
+  # Before indexing, which writes into the output folder.
+  check_output_dir(output_dir, options.overwrite)
+  indexer = pipeline_lib.ArchiveIndexer(join(output_dir, INDEX_NAME), pipeline_options,
+                                        options.progress_seconds)
+  synsets, names, plans, notes = plan_input(options, indexer)
   for split, count in options.num_shards.items():
     if count and split not in {plan.name for plan in plans}:
       raise BuildError(f"--num_shards_{split}={count}, but --input_dir has no {split} split")
@@ -149,15 +200,14 @@ def run_build(options, pipeline_options):
            for plan in plans
            for num_shards in [choose_num_shards(plan, options)]
            for index in range(num_shards)]
-  output_dir = options.output_dir.rstrip("/")
   prepare_output_dir(output_dir, options.overwrite)
   config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir,
                        tmp_dir=join(output_dir, TMP_NAME), synsets=tuple(synsets),
                        encoding=options.encoding, quality=options.quality,
                        max_pixels=options.max_pixels, seed=options.seed)
   for plan in plans:
-    logging.info("%s: %d images in %d classes (%s layout), %d ignored files, %d shards", plan.name,
-                 len(plan.candidates), len({p.split("/")[1] for p in plan.candidates})
+    logging.info("%s (%s): %d images in %d classes (%s layout), %d ignored files, %d shards",
+                 plan.name, plan.source, len(plan.candidates), len({p.split("/")[1] for p in plan.candidates})
                  if plan.layout == "folders" else len(set(plan.ground_truth)), plan.layout,
                  len(plan.ignored), sum(s.split == plan.name for s in specs))
   total_images = sum(len(plan.candidates) for plan in plans)
@@ -183,5 +233,8 @@ def run_build(options, pipeline_options):
                     skipped, total_images, 100 * fraction)
   report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image)
   FileSystems.delete([config.tmp_dir])
+  indexer.remove()
   report.log_summary(manifest, time.time() - start)
+  for note in notes:
+    logging.info("%s", note)
   return manifest

@@ -20,11 +20,12 @@ class DevkitMeta:
   wnid_to_words: dict  # leaf WNID -> words
 
 
-def read_meta(path):
+def read_meta(path, data=None):
   """Reads the leaf synsets of a devkit `meta.mat`.
 
   Args:
-    path: the meta.mat file (any filesystem Beam knows).
+    path: the meta.mat file (any filesystem Beam knows), or its name in errors if `data` is given.
+    data: the file's bytes, when it came out of the devkit archive.
 
   Returns:
     A `DevkitMeta`.
@@ -33,8 +34,10 @@ def read_meta(path):
     InputError: naming the file if it is not a devkit meta.mat.
   """
   try:
-    with FileSystems.open(path) as f:
-      mat = scipy.io.loadmat(io.BytesIO(f.read()), squeeze_me=True, struct_as_record=False)
+    if data is None:
+      with FileSystems.open(path) as f:
+        data = f.read()
+    mat = scipy.io.loadmat(io.BytesIO(data), squeeze_me=True, struct_as_record=False)
   except (OSError, ValueError, TypeError) as e:
     raise InputError(f"{path}: not a readable MATLAB file ({e})") from None
   synsets = mat.get("synsets")

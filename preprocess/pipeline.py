@@ -8,11 +8,15 @@ output file, so only paths, never pixels, are grouped and memory stays flat as t
 
 import hashlib
 import json
+import threading
+import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from absl import logging
 from apache_beam.metrics import Metrics
 
+from preprocess import archives
 from preprocess import shard_writer
 from preprocess import sources
 from preprocess import stats as stats_lib
@@ -29,21 +33,17 @@ def shard_key(seed, relative_path):
 
 
 def listing_units(plans):
-  """One unit of listing work per class folder (or per flat split folder)."""
-  units = []
-  for plan in plans:
-    if plan.layout == "folders":
-      class_dirs = sorted({"/".join(p.split("/")[:2]) for p in plan.candidates})
-      units.extend((plan.name, directory, b"") for directory in class_dirs)
-    else:
-      units.append((plan.name, plan.folder, "\n".join(plan.ground_truth).encode()))
-  return units
+  """The listing units of every split: (split, kind, where, canonical folder, flat ground truth)."""
+  return [(plan.name, kind, where, canonical, "\n".join(plan.ground_truth).encode())
+          for plan in plans for kind, where, canonical in plan.units]
 
 
 class ListFilesFn(beam.DoFn):
-  """Lists the images of one folder and keys each by its global shard index.
+  """Lists the images of one folder or archive index and keys each by its global shard index.
 
-  Ignored files (not images, or nested too deep) are left out here; the driver's listing counts them.
+  Emits (key, canonical path, label) for a file at its canonical path under the input, with the
+  file's location appended otherwise (an archive member, or Kaggle's tree). Ignored files (not
+  images, or nested too deep) are left out here; the driver's listing counts them.
   """
 
   def __init__(self, config, shard_bases, num_shards):
@@ -54,21 +54,34 @@ class ListFilesFn(beam.DoFn):
     self._listed = Metrics.counter("build_shards", "images_listed")
 
   def process(self, unit):
-    split, directory, ground_truth = unit
-    images = [f"{directory}/{p}" for p in sources.list_files(join(self._config.input_dir, directory))
-              if "/" not in p and not sources.is_ignored(p)]
+    split, kind, where, canonical, ground_truth = unit
+    images = (self._list_folder(where, canonical) if kind == "folder" else
+              self._list_index(where))
     if ground_truth:
       wnids = ground_truth.decode().split("\n")
       if len(images) != len(wnids):
-        raise ValueError(f"{directory}: {len(images)} images now, {len(wnids)} when the job was "
-                         "planned; the folder changed during the run")
+        raise ValueError(f"{where}: {len(images)} images now, {len(wnids)} when the job was "
+                         "planned; the input changed during the run")
       labels = [self._labels[w] for w in wnids]
     else:
-      labels = [self._labels[directory.split("/")[1]]] * len(images)
-    for path, label in zip(images, labels):
+      labels = [self._labels[path.split("/")[1]] for path, _ in images]
+    for (path, location), label in zip(images, labels):
       key = shard_key(self._config.seed, path)
       self._listed.inc()
-      yield self._shard_bases[split] + key % self._num_shards[split], (key, path, label)
+      yield self._shard_bases[split] + key % self._num_shards[split], (key, path, label, *location)
+
+  def _list_folder(self, folder, canonical):
+    """(canonical path, location) of the images of a folder, sorted."""
+    root = join(self._config.input_dir, folder)
+    return [(f"{canonical}/{p}", () if canonical == folder else (join(root, p), 0, 0, "file"))
+            for p in sources.list_files(root) if "/" not in p and not sources.is_ignored(p)]
+
+  @staticmethod
+  def _list_index(index_file):
+    """(canonical path, location) of the images of an archive index, sorted."""
+    return sorted((path, location[:3] + ("truncated",) if kind == "truncated" else location)
+                  for kind, path, location in archives.read_index(index_file)
+                  if kind != "ignored")
 
 
 class WriteShardFn(beam.DoFn):
@@ -110,6 +123,82 @@ class MergeResultsFn(beam.DoFn):
     with FileSystems.create(join(self._config.tmp_dir, RESULTS_NAME)) as f:
       f.write(json.dumps(results).encode())
     yield len(results)
+
+
+class IndexArchiveFn(beam.DoFn):
+  """Indexes one archive unit (one inner class tar, or a flat split's tar) into its own file."""
+
+  def __init__(self, index_dir):
+    self._index_dir = index_dir
+    self._indexed = Metrics.counter("build_shards", "archives_indexed")
+
+  def process(self, numbered_unit):
+    number, unit = numbered_unit
+    archives.index_unit(unit, index_file(self._index_dir, number))
+    self._indexed.inc()
+
+
+class _IndexProgress(threading.Thread):
+  """Logs index units done of total while indexing, which on a network disk takes a while."""
+
+  def __init__(self, index_dir, total, interval_seconds):
+    super().__init__(daemon=True)
+    self._pattern = join(index_dir, "*.json")
+    self._total = total
+    self._interval = interval_seconds
+    self._stopped = threading.Event()
+
+  def run(self):
+    while not self._stopped.wait(self._interval):
+      done = len(FileSystems.match([self._pattern])[0].metadata_list)
+      logging.info("indexing archives: %d/%d units done", done, self._total)
+
+  def stop(self):
+    self._stopped.set()
+
+
+def index_file(index_dir, number):
+  return join(index_dir, f"{number:06d}.json")
+
+
+class ArchiveIndexer:
+  """Indexes archives with a small Beam job of its own, one unit per inner tar, so that the 1.28M
+  headers of the training archive are read in parallel and never by the launching process."""
+
+  def __init__(self, index_dir, pipeline_options, progress_seconds):
+    self._index_dir = index_dir
+    self._options = pipeline_options
+    self._progress_seconds = progress_seconds
+    self._count = 0
+    self.remove()
+
+  def index(self, units):
+    """Indexes (archive, start, end, canonical folder) units; returns their index files."""
+    numbered = list(enumerate(units, self._count))
+    self._count += len(units)
+    start = time.time()
+    progress = _IndexProgress(self._index_dir, len(units), self._progress_seconds)
+    progress.start()
+    try:
+      with beam.Pipeline(options=self._options) as root:
+        _ = (root | "create_index_units" >> beam.Create(numbered)
+             | "index_archives" >> beam.ParDo(IndexArchiveFn(self._index_dir)))
+    finally:
+      progress.stop()
+    logging.info("indexed %d archive units of %s in %.1f s", len(units), units[0][0] if units else
+                 "nothing", time.time() - start)
+    return [index_file(self._index_dir, number) for number, _ in numbered]
+
+  def write(self, entries):
+    """Writes entries indexed by the launcher itself (a zip's central directory); returns the file."""
+    path = index_file(self._index_dir, self._count)
+    self._count += 1
+    archives.write_index(path, entries)
+    return path
+
+  def remove(self):
+    if FileSystems.exists(self._index_dir):
+      FileSystems.delete([self._index_dir])
 
 
 def build(root, config, plans, specs):

@@ -96,6 +96,7 @@ def assemble_manifest(config, names, plans, specs, options):
         "shards": [{k: r[k] for k in ("file", "num_examples", "size_bytes", "sha256")}
                    for r in shards],
         "layout": plan.layout,
+        "input": plan.source,
         "files_seen": len(plan.candidates) + len(plan.ignored),
         "skipped": split_skipped,
         "repaired": len({r["path"] for r in repaired if r["split"] == plan.name}),

@@ -16,6 +16,7 @@ import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 
 from common import schema
+from preprocess import archives
 from preprocess import convert
 from preprocess import stats as stats_lib
 from preprocess.sources import join
@@ -67,7 +68,8 @@ def write_shard(config, spec, entries):
   Args:
     config: a `BuildConfig`.
     spec: the `ShardSpec` to write.
-    entries: iterable of (sort_key, relative_path, label) tuples.
+    entries: iterable of (sort_key, relative_path, label) tuples, with the image's location in an
+      archive appended when it is not the file at relative_path (see `archives.Reader`).
 
   Returns:
     A JSON-serialisable dict: the shard's file, size, sha256, counts, skips and repairs, and, for the
@@ -79,10 +81,11 @@ def write_shard(config, spec, entries):
   digest, size = hashlib.sha256(), 0
   class_counts, skipped, repaired = collections.Counter(), [], []
   image_stats = stats_lib.ImageStats((schema.IMAGE_SIZE, schema.IMAGE_SIZE, schema.CHANNELS))
+  reader = archives.Reader(config.input_dir)
   with FileSystems.create(temp_path) as out:
-    for _, relative, label in sorted(entries):
+    for _, relative, label, *location in sorted(entries):
       try:
-        image = convert.convert_image(read_file(join(config.input_dir, relative)),
+        image = convert.convert_image(reader.read(relative, location),
                                       encoding=config.encoding, quality=config.quality,
                                       max_pixels=config.max_pixels)
       except convert.SkipImage as e:
@@ -104,6 +107,7 @@ def write_shard(config, spec, entries):
       repaired.extend({"path": relative, "fix": fix} for fix in image.fixes)
       if spec.split == "train":
         image_stats.add(image.pixels)
+  reader.close()
   FileSystems.rename([temp_path], [final_path])
   stats_file = None
   if spec.split == "train":

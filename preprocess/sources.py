@@ -33,15 +33,18 @@ class InputError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SplitPlan:
-  """One split as found on disk.
+  """One split as found in the input.
 
   Attributes:
     name: "train", "validation" or "test".
-    folder: the split folder relative to the input directory, e.g. "val".
+    folder: the split's canonical folder, e.g. "val": image paths start with it.
     layout: "folders" or "flat".
-    candidates: relative paths (from the input directory) of the files that may be images.
-    ignored: relative paths of files that are clearly not images.
+    candidates: canonical relative paths of the files that may be images.
+    ignored: canonical relative paths of files that are clearly not images.
     ground_truth: for the flat layout, the WNID of each candidate in sorted filename order.
+    units: the pipeline's listing units: ("folder", folder under the input, canonical folder) or
+      ("index", index file, canonical folder).
+    source: how the split was given, e.g. "extracted" or "tar ILSVRC2012_img_val.tar".
   """
   name: str
   folder: str
@@ -49,6 +52,8 @@ class SplitPlan:
   candidates: tuple
   ignored: tuple
   ground_truth: tuple = ()
+  units: tuple = ()
+  source: str = "extracted"
 
 
 def is_ignored(relative_path):
@@ -81,16 +86,18 @@ def list_files_exist(directory):
   return bool(FileSystems.match([directory.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
 
 
-def plan_split(input_dir, split, folder, classes=None, ground_truth_file=None, id_to_wnid=None):
-  """Lists one split and works out its layout and labels.
+def plan_split(input_dir, split, folder, classes=None, labeler=None, canonical=None,
+               source="extracted"):
+  """Lists one split folder and works out its layout and labels.
 
   Args:
     input_dir: the input root.
     split: "train", "validation" or "test".
     folder: the split's folder under input_dir.
     classes: the sorted training WNIDs (None while planning the training split itself).
-    ground_truth_file: for a flat folder, the file with one label per line.
-    id_to_wnid: ILSVRC ID to WNID mapping from the devkit, used when the ground truth holds IDs.
+    labeler: for a flat folder, a function (sorted paths, classes) -> their WNIDs.
+    canonical: the split's folder in canonical paths, if not `folder` (Kaggle's tree).
+    source: the description of the input form for the manifest.
 
   Returns:
     A `SplitPlan`.
@@ -99,10 +106,11 @@ def plan_split(input_dir, split, folder, classes=None, ground_truth_file=None, i
     InputError: naming the folder or file that is wrong.
   """
   root = join(input_dir, folder)
+  canonical = canonical or folder
   ignored, flat, nested = [], [], []
   for relative in list_files(root):
     depth = relative.count("/")
-    path = f"{folder}/{relative}"
+    path = f"{canonical}/{relative}"
     if is_ignored(relative) or depth > 1:
       ignored.append(path)
     elif depth == 0:
@@ -119,21 +127,38 @@ def plan_split(input_dir, split, folder, classes=None, ground_truth_file=None, i
       if unknown:
         raise InputError(f"{join(root, unknown[0])}: class folder {unknown[0]!r} is not a "
                          f"training class ({len(unknown)} unknown in {folder}/)")
-    return SplitPlan(split, folder, "folders", tuple(nested), tuple(ignored))
+    units = tuple(("folder", f"{folder}/{w}", f"{canonical}/{w}") for w in wnids)
+    return SplitPlan(split, canonical, "folders", tuple(nested), tuple(ignored), (), units, source)
   if not flat:
     raise InputError(f"{root}: no image files or class folders found")
+  return flat_plan(split, canonical, flat, ignored, classes, labeler,
+                   (("folder", folder, canonical),), source, root)
+
+
+def flat_plan(split, canonical, images, ignored, classes, labeler, units, source, where):
+  """The plan of a flat split: its images labelled by `labeler`, in sorted filename order."""
   if split == "train":
-    raise InputError(f"{root}: training images must be in class folders (train/<wnid>/*.JPEG)")
-  if ground_truth_file is None:
-    raise InputError(f"{root}: a flat {split} folder needs its ground-truth file "
+    raise InputError(f"{where}: training images must be in class folders (train/<wnid>/*.JPEG)")
+  if labeler is None:
+    raise InputError(f"{where}: a flat {split} split needs its ground-truth file "
                      f"(--{split}_ground_truth)")
-  labels = read_ground_truth(ground_truth_file, len(flat), classes, id_to_wnid)
-  return SplitPlan(split, folder, "flat", tuple(flat), tuple(ignored), tuple(labels))
+  images = sorted(images)
+  labels = labeler(images, classes)
+  return SplitPlan(split, canonical, "flat", tuple(images), tuple(ignored), tuple(labels), units,
+                   source)
 
 
-def read_ground_truth(path, num_images, classes, id_to_wnid):
+def ground_truth_labeler(path, id_to_wnid, text=None):
+  """A labeler from a ground-truth file (read from `path` unless its `text` is given)."""
+  def label(images, classes):
+    return parse_ground_truth(read_text(path) if text is None else text, path, len(images),
+                              classes, id_to_wnid)
+  return label
+
+
+def parse_ground_truth(text, path, num_images, classes, id_to_wnid):
   """The WNIDs of a ground-truth file: one ILSVRC ID or WNID per line, in sorted filename order."""
-  lines = read_text(path).splitlines()
+  lines = text.splitlines()
   while lines and not lines[-1].strip():
     lines.pop()
   if len(lines) != num_images:
@@ -154,10 +179,14 @@ def read_ground_truth(path, num_images, classes, id_to_wnid):
   return wnids
 
 
+def read_bytes(path):
+  with FileSystems.open(path) as f:
+    return f.read()
+
+
 def read_text(path):
   try:
-    with FileSystems.open(path) as f:
-      return f.read().decode("utf-8")
+    return read_bytes(path).decode("utf-8")
   except (OSError, UnicodeDecodeError) as e:
     raise InputError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
 
@@ -186,10 +215,10 @@ def _first_existing(input_dir, relatives):
   return None
 
 
-def read_class_names(path):
-  """WNID -> human-readable name from a `<wnid> <words>` text file."""
+def read_class_names(path, text=None):
+  """WNID -> human-readable name from a `<wnid> <words>` text file (or its `text`)."""
   names = {}
-  for number, line in enumerate(read_text(path).splitlines(), 1):
+  for number, line in enumerate((read_text(path) if text is None else text).splitlines(), 1):
     if not line.strip():
       continue
     wnid, _, words = line.strip().partition(" ")

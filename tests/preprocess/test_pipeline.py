@@ -22,7 +22,7 @@ def _config(input_dir, output_dir, synsets):
 
 def test_listing_keys_each_image_by_split_and_path_hash(sample, tmp_path):
   input_dir, info = sample
-  synsets, _, plans = build.plan_input(build.BuildOptions(str(input_dir), "unused"))
+  synsets, _, plans, _ = build.plan_input(build.BuildOptions(str(input_dir), "unused"))
   config = _config(input_dir, tmp_path, synsets)
   shard_bases, num_shards = {"train": 0, "validation": 4}, {"train": 4, "validation": 2}
   expected = []

@@ -66,7 +66,7 @@ def test_ground_truth_line_is_checked_and_named(flat_copy, split, line, value, m
   lines[line] = value
   path.write_text("\n".join(lines))
   if message is None:
-    _, _, plans = _plan(flat_copy)
+    _, _, plans, _ = _plan(flat_copy)
     assert {p.name: p for p in plans}[split].ground_truth[line] == value
     return
   with pytest.raises(sources.InputError, match=message):

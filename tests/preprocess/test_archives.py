@@ -1,0 +1,160 @@
+"""ImageNet as downloaded: every form gives the same bytes as the extracted tree; damage is named."""
+
+import gzip
+import io
+import logging
+import os
+import shutil
+import struct
+import tarfile
+
+import pytest
+
+from preprocess import archives
+from preprocess import build
+from preprocess import make_sample_data
+from preprocess import sources
+from tests import helpers
+from tests.preprocess import archive_fixtures
+
+SHARDS = {"train": 3}
+
+
+def comparable(dataset_dir):
+  """Every output file; the manifest without the run options and the input forms."""
+  files = helpers.output_files(dataset_dir)
+  for split in files["manifest.json"]["splits"].values():
+    split.pop("input")
+  return files
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+  """A flat-validation tree with broken and stray files, and its extracted build."""
+  root = tmp_path_factory.mktemp("release")
+  info = make_sample_data.make_sample_tree(root / "tree", images_per_class_train=4,
+                                           images_per_class_val=2, val_layout="flat")
+  helpers.build_dataset(root / "tree", root / "reference", num_shards=SHARDS)
+  return root, info
+
+
+def _ilsvrc2012(root, info, out):
+  return archive_fixtures.ilsvrc2012(root / "tree", str(out))
+
+
+def _kaggle(root, info, out):
+  class_of = {p.split("/")[-1]: w for p, w in info.images["validation"]}
+  return archive_fixtures.kaggle_tree(root / "tree", str(out), class_of)
+
+
+def _kaggle_zip(root, info, out):
+  os.makedirs(out)
+  archive_fixtures.kaggle_zip(_kaggle(root, info, out.parent / "extracted"),
+                              str(out / "imagenet-object-localization-challenge.zip"))
+  return str(out)
+
+
+def _mixed(root, info, out):
+  """Extracted training folders, the validation split as its archive, the devkit archived."""
+  shutil.copytree(root / "tree" / "train", out / "train")
+  archive_fixtures.pack_flat_tar(root / "tree", "val", str(out / "ILSVRC2012_img_val.tar"))
+  archive_fixtures.pack_devkit(root / "tree", str(out / "devkit.tar.gz"), "ILSVRC2012_devkit_t12")
+  shutil.copy(root / "tree" / "synset_words.txt", out)
+  return str(out)
+
+
+@pytest.mark.parametrize("make_form", [_ilsvrc2012, _kaggle, _kaggle_zip, _mixed])
+def test_every_form_gives_the_extracted_trees_bytes(release, make_form, tmp_path):
+  root, info = release
+  form = make_form(root, info, tmp_path / "form")
+  manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS)
+  assert comparable(tmp_path / "out") == comparable(root / "reference")
+  assert manifest["splits"]["train"]["input"] != "extracted" or make_form is _mixed
+
+
+def test_ilsvrc2010_shapes_with_the_published_test_labels(tmp_path):
+  tree = tmp_path / "tree"
+  make_sample_data.make_sample_tree(tree, images_per_class_train=2, images_per_class_val=1,
+                                    images_per_class_test=2, val_layout="flat", broken_files=False)
+  helpers.build_dataset(tree, tmp_path / "reference", num_shards=SHARDS)
+  form = archive_fixtures.ilsvrc2010(tree, str(tmp_path / "ilsvrc2010"))
+  manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS)
+  assert manifest["splits"]["test"]["input"] == f"tar {form}/ILSVRC2010_images_test.tar"
+  assert comparable(tmp_path / "out") == comparable(tmp_path / "reference")
+
+
+def test_kaggle_test_folder_is_ignored_and_said(release, tmp_path, caplog):
+  root, info = release
+  form = _kaggle(root, info, tmp_path / "form")
+  with caplog.at_level(logging.INFO):
+    manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS)
+  assert "test" not in manifest["splits"]
+  assert "ILSVRC/Data/CLS-LOC/test/ was ignored: it has no labels" in caplog.text
+
+
+def _train_tar(tmp_path, release):
+  root, _ = release
+  out = tmp_path / "in"
+  os.makedirs(out)
+  shutil.copytree(root / "tree" / "devkit", out / "devkit")
+  shutil.copy(root / "tree" / "synset_words.txt", out)
+  archive_fixtures.pack_train_tar(root / "tree", str(out / "train.tar"))
+  archive_fixtures.pack_flat_tar(root / "tree", "val", str(out / "val_images.tar"))
+  return out, out / "train.tar"
+
+
+def test_truncated_member_is_skipped_with_its_path(release, tmp_path):
+  out, path = _train_tar(tmp_path, release)
+  size = archives.file_size(str(path))
+  with open(path, "rb") as f:
+    members = list(archives.tar_members(f, str(path), 0, size))
+  # Cut the archive in the middle of the last class tar's last member.
+  wnid = members[-1][0][:-4]
+  with open(path, "rb") as f:
+    inner = list(archives.tar_members(f, str(path), members[-1][1], members[-1][1] + members[-1][2]))
+  name, offset, length, _ = inner[-1]
+  with open(path, "r+b") as f:
+    f.truncate(offset + length // 2)
+  manifest = helpers.build_dataset(out, tmp_path / "out", num_shards=SHARDS)
+  skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
+  assert skipped[f"train/{wnid}/{name}"] == "truncated"
+
+
+def test_header_with_a_bad_checksum_stops_naming_archive_and_offset(release, tmp_path):
+  out, path = _train_tar(tmp_path, release)
+  with open(path, "rb") as f:
+    _, start, length, _ = list(archives.tar_members(f, str(path), 0,
+                                                    archives.file_size(str(path))))[1]
+    inner = list(archives.tar_members(f, str(path), start, start + length))
+  header = inner[1][1] - archives.BLOCK  # the second member of the second class tar
+  with open(path, "r+b") as f:
+    f.seek(header + 10)
+    f.write(b"X")
+  with pytest.raises(sources.InputError, match=rf"train.tar: the tar header at byte offset "
+                     rf"{header} fails its checksum"):
+    helpers.build_dataset(out, tmp_path / "out", num_shards=SHARDS)
+  assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_compressed_image_archive_is_refused_in_one_line(release, tmp_path):
+  out, path = _train_tar(tmp_path, release)
+  with open(path, "rb") as f, gzip.open(out / "train.tar.gz", "wb") as g:
+    g.write(f.read())
+  os.remove(path)
+  with pytest.raises(sources.InputError, match=r"train.tar.gz: a compressed image archive cannot "
+                     "be read by byte ranges; decompress it"):
+    build.plan_input(build.BuildOptions(str(out), "unused"))
+
+
+def test_tar_parser_reads_long_names_and_base256_sizes():
+  long_name = "n01440764/" + "x" * 120 + ".JPEG"
+  for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+      info = tarfile.TarInfo(long_name)
+      info.size = 5
+      tar.addfile(info, io.BytesIO(b"hello"))
+    data = buffer.getvalue()
+    (name, offset, size, truncated), = archives.tar_members(io.BytesIO(data), "t", 0, len(data))
+    assert (name, data[offset:offset + size], truncated) == (long_name, b"hello", False)
+  assert archives._number(b"\x80" + struct.pack(">Q", 9 * 2**30).rjust(11, b"\0")) == 9 * 2**30

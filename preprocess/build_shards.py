@@ -71,9 +71,11 @@ def pipeline_options(beam_args):
 
 def check_workers(beam_options):
   """On a Dask cluster, one line instead of a deserialization traceback if workers lack our code."""
-  if beam_options.get_all_options().get("runner") != runners.DASK_RUNNER:
+  all_options = beam_options.get_all_options()
+  # Without an address Beam starts a local cluster, whose workers share this environment.
+  address = all_options.get("address")  # --dask_client_address
+  if all_options.get("runner") != runners.DASK_RUNNER or not address:
     return
-  address = beam_options.get_all_options().get("dask_client_address")
   try:
     missing = runners.missing_packages_on_dask(address)
   except (OSError, TimeoutError) as e:

@@ -4,15 +4,19 @@ Also the command line: user errors are one line and a non-zero exit, and a run k
 leaves no manifest, after which the next run completes cleanly.
 """
 
+import contextlib
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 from apache_beam.runners.portability import prism_runner
+from distributed import Client
 from distributed import LocalCluster
 
 from common import manifest as manifest_lib
@@ -20,6 +24,8 @@ from preprocess import build
 from preprocess import build_shards
 from preprocess import runners
 from tests import helpers
+from tests.preprocess import archive_fixtures
+from tests.preprocess import test_archives
 
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
 
@@ -55,12 +61,83 @@ def test_a_named_runner_is_passed_through_unchanged():
       runners.LOCAL_RUNNER_ARGS + ["--direct_num_workers=3"])
 
 
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def command_line_cluster(tmp_path, worker_args=()):
+  """`dask scheduler` and two `dask worker`s on 127.0.0.1, as a user starts them; always stopped."""
+  port = _free_port()
+  # The project on PYTHONPATH, as WORKSPACE.md tells cluster users.
+  env = dict(os.environ, PYTHONPATH=os.getcwd())
+  dask = os.path.join(os.path.dirname(sys.executable), "dask")
+  common = ["--no-dashboard"]
+  processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                 *common], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)]
+  address = f"tcp://127.0.0.1:{port}"
+  try:
+    processes += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads",
+                                    "1", *worker_args, *common], env=env, cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True) for _ in range(2)]
+    with Client(address, timeout=60) as client:
+      client.wait_for_workers(2, timeout=120)
+    yield address
+  finally:
+    for process in processes:
+      os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+      try:
+        process.wait(timeout=30)
+      except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_command_line_dask_cluster_runs_the_documented_command(sample, built, tmp_path):
+  """Training images as the release's tar of class tars: indexed and read on the workers."""
+  input_dir, _ = sample
+  form = tmp_path / "imagenet"
+  shutil.copytree(input_dir / "val", form / "val")
+  shutil.copy(input_dir / "synset_words.txt", form)
+  archive_fixtures.pack_train_tar(input_dir, str(form / "ILSVRC2012_img_train.tar"))
+  with command_line_cluster(tmp_path) as address:
+    result = _run("--input_dir", form, "--output_dir", tmp_path / "out",
+                  "--num_shards_train=3", DASK_RUNNER, f"--dask_client_address={address}",
+                  timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "indexed 10 archive units" in result.stderr
+  assert test_archives.comparable(tmp_path / "out") == test_archives.comparable(built[0])
+
+
+def test_dask_workers_without_the_project_get_one_line(sample, tmp_path):
+  # A worker preload that makes the project unimportable, as on a worker where it is not installed.
+  hide = tmp_path / "hide_project.py"
+  hide.write_text("import sys\n"
+                  "class Hide:\n"
+                  "  def find_spec(self, name, path=None, target=None):\n"
+                  "    if name.split('.')[0] in ('common', 'preprocess'):\n"
+                  "      raise ModuleNotFoundError(f'No module named {name!r}')\n"
+                  "sys.meta_path.insert(0, Hide())\n")
+  with command_line_cluster(tmp_path, ["--preload", str(hide)]) as address:
+    result = _run("--input_dir", sample[0], "--output_dir", tmp_path / "out",
+                  DASK_RUNNER, f"--dask_client_address={address}", timeout=120)
+  assert result.returncode == 1
+  errors = _errors(result.stderr)
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert "the Dask workers cannot import common" in errors[0]
+
+
 def _command(*args):
   return [sys.executable, "-m", "preprocess.build_shards", *map(str, args)]
 
 
-def _run(*args):
-  return subprocess.run(_command(*args), capture_output=True, text=True, timeout=600)
+def _run(*args, timeout=600):
+  return subprocess.run(_command(*args), capture_output=True, text=True, timeout=timeout)
 
 
 def _errors(stderr):

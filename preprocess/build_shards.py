@@ -20,7 +20,9 @@ from preprocess import runners
 from preprocess import sources
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_dir", None, "ImageNet root holding train/ (and val/ or validation/, test/).")
+flags.DEFINE_string("input_dir", None,
+                    "ImageNet as downloaded: the ILSVRC tars, Kaggle's layout or its zip, or an "
+                    "extracted train/ (and val/ or validation/, test/); forms may be mixed.")
 flags.DEFINE_string("output_dir", None, "Where shards, mean.npy and manifest.json are written.")
 flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "raw"],
                   "jpeg: ~4x smaller than the source, decoded at train time; raw: lossless uint8, "
@@ -42,6 +44,13 @@ flags.DEFINE_string("devkit_meta", None,
 flags.DEFINE_string("class_names", None,
                     "A synset_words.txt or LOC_synset_mapping.txt for class names (default: found "
                     "under --input_dir if present).")
+for _split in ("train", "validation", "test"):
+  flags.DEFINE_string(f"{_split}_archive", None,
+                      f"The {_split} images as an uncompressed tar (default: found at the root of "
+                      "--input_dir by content, e.g. ILSVRC2012_img_train.tar); read in place.")
+flags.DEFINE_string("devkit_archive", None,
+                    "The devkit's .tar.gz (meta.mat, validation ground truth; default: found at the "
+                    "root of --input_dir by content).")
 flags.DEFINE_integer("max_pixels", 89_478_485,
                      "Images with more pixels are skipped as decompression bombs, before decoding.",
                      lower_bound=1)
@@ -99,6 +108,9 @@ def main(argv):
       overwrite=FLAGS.overwrite,
       ground_truth={"validation": FLAGS.validation_ground_truth, "test": FLAGS.test_ground_truth},
       devkit_meta=FLAGS.devkit_meta, class_names=FLAGS.class_names,
+      archives={"train": FLAGS.train_archive, "validation": FLAGS.validation_archive,
+                "test": FLAGS.test_archive},
+      devkit_archive=FLAGS.devkit_archive,
       progress_seconds=FLAGS.progress_seconds)
   try:
     beam_options = pipeline_options(argv[1:])

@@ -64,6 +64,10 @@ def find_inputs(input_dir, named_archives, devkit_archive=None):
   Raises:
     sources.InputError: two sources for one split, a compressed image archive, a damaged archive.
   """
+  for flag, path in [(f"{split}_archive", path) for split, path in named_archives.items()] + [
+      ("devkit_archive", devkit_archive)]:
+    if path and not FileSystems.exists(path):
+      raise sources.InputError(f"--{flag} {path}: not found")
   candidates = {split: [] for split in SPLITS}
   found = Found()
   for split in SPLITS:

@@ -4,6 +4,7 @@ import gzip
 import io
 import logging
 import os
+import re
 import shutil
 import struct
 import tarfile
@@ -158,3 +159,25 @@ def test_tar_parser_reads_long_names_and_base256_sizes():
     (name, offset, size, truncated), = archives.tar_members(io.BytesIO(data), "t", 0, len(data))
     assert (name, data[offset:offset + size], truncated) == (long_name, b"hello", False)
   assert archives._number(b"\x80" + struct.pack(">Q", 9 * 2**30).rjust(11, b"\0")) == 9 * 2**30
+
+
+def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp_path, caplog):
+  root, _ = release
+  elsewhere = tmp_path / "downloads"
+  os.makedirs(elsewhere)
+  archive_fixtures.pack_flat_tar(root / "tree", "val", str(elsewhere / "v.tar"))
+  archive_fixtures.pack_devkit(root / "tree", str(elsewhere / "d.tgz"), "ILSVRC2012_devkit_t12")
+  form = tmp_path / "form"
+  os.makedirs(form)
+  archive_fixtures.pack_train_tar(root / "tree", str(form / "t.tar"))
+  shutil.copy(root / "tree" / "synset_words.txt", form)
+  with caplog.at_level(logging.INFO):
+    manifest = helpers.build_dataset(
+        form, tmp_path / "out", num_shards=SHARDS, progress_seconds=0.001,
+        archives={"validation": str(elsewhere / "v.tar")}, devkit_archive=str(elsewhere / "d.tgz"))
+  assert manifest["splits"]["validation"]["input"] == f"tar {elsewhere}/v.tar"
+  assert comparable(tmp_path / "out") == comparable(root / "reference")
+  assert re.search(r"indexing archives: \d+/10 units done", caplog.text)
+  with pytest.raises(sources.InputError, match="--test_archive .*missing.tar: not found"):
+    build.plan_input(build.BuildOptions(str(form), "unused",
+                                        archives={"test": str(tmp_path / "missing.tar")}))

@@ -64,13 +64,16 @@ def _mixed(root, info, out):
   return str(out)
 
 
-@pytest.mark.parametrize("make_form", [_ilsvrc2012, _kaggle, _kaggle_zip, _mixed])
-def test_every_form_gives_the_extracted_trees_bytes(release, make_form, tmp_path):
+@pytest.mark.parametrize("make_form, inputs", [
+    (_ilsvrc2012, ("tar", "tar")), (_kaggle, ("kaggle", "kaggle")), (_kaggle_zip, ("zip", "zip")),
+    (_mixed, ("extracted", "tar"))])
+def test_every_form_gives_the_extracted_trees_bytes(release, make_form, inputs, tmp_path):
   root, info = release
   form = make_form(root, info, tmp_path / "form")
   manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS)
   assert comparable(tmp_path / "out") == comparable(root / "reference")
-  assert manifest["splits"]["train"]["input"] != "extracted" or make_form is _mixed
+  assert tuple(manifest["splits"][split]["input"].split(" ")[0]
+               for split in ("train", "validation")) == inputs
 
 
 def test_ilsvrc2010_shapes_with_the_published_test_labels(tmp_path):

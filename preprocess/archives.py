@@ -33,6 +33,7 @@ _COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00",
 _ZIP_MAGIC = b"PK\x03\x04"
 CLASS_TAR = re.compile(r"^n\d{8}\.tar$")
 _ROLE_PATTERNS = (("validation", "_val_"), ("test", "_test_"), ("train_class", r"^n\d{8}_"))
+_IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 _REGULAR = (b"0", b"\0", b"7")
 _ZIP_LOCAL_HEADER = 30
 # Open archive handles a shard writer keeps: the training archive is one file, so usually one.
@@ -70,7 +71,10 @@ def _checksum_ok(header):
     stored = int(header[148:156].split(b"\0")[0].strip() or b"0", 8)
   except ValueError:
     return False
-  return stored == sum(header[:148]) + 8 * 32 + sum(header[156:])
+  unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
+  # Some old tars summed signed bytes; tarfile accepts both, so do we.
+  signed = unsigned - 256 * sum(b >= 128 for b in header[:148] + header[156:])
+  return stored in (unsigned, signed)
 
 
 def _number(field):
@@ -145,7 +149,7 @@ def image_role(base):
   """What an archive member's name says its archive is: train, train_class, validation, test."""
   if CLASS_TAR.match(base):
     return "train"
-  if sources.is_ignored(base):
+  if posixpath.splitext(base)[1].lower() not in _IMAGE_SUFFIXES:
     return None
   return next((role for role, pattern in _ROLE_PATTERNS if re.search(pattern, base)), None)
 

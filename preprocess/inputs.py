@@ -158,7 +158,7 @@ def plan_source(input_dir, found, split, classes, labeler, indexer):
   units = tuple(("index", index_file, canonical) for index_file in index_files)
   if split != "train":
     return sources.flat_plan(split, canonical, images, ignored, classes, labeler, units,
-                             description, description)
+                             description, description, partial=True)
   if not images:
     raise sources.InputError(f"{description}: no training images found")
   return sources.SplitPlan(split, canonical, "folders", tuple(sorted(images)),

@@ -40,7 +40,8 @@ def solution_labeler(text, name):
   """A labeler for a flat split: sorted canonical paths -> their WNIDs, from the solution file."""
   labels = parse_solution(text, name)
 
-  def label(paths, classes):
+  def label(paths, classes, partial=False):
+    del partial  # rows are matched by image id, so missing images need no special case
     wnids = []
     for path in paths:
       image_id = posixpath.splitext(posixpath.basename(path))[0]

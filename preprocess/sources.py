@@ -15,6 +15,7 @@ import dataclasses
 import posixpath
 import re
 
+from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
 
@@ -135,7 +136,8 @@ def plan_split(input_dir, split, folder, classes=None, labeler=None, canonical=N
                    (("folder", folder, canonical),), source, root)
 
 
-def flat_plan(split, canonical, images, ignored, classes, labeler, units, source, where):
+def flat_plan(split, canonical, images, ignored, classes, labeler, units, source, where,
+              partial=False):
   """The plan of a flat split: its images labelled by `labeler`, in sorted filename order."""
   if split == "train":
     raise InputError(f"{where}: training images must be in class folders (train/<wnid>/*.JPEG)")
@@ -143,16 +145,32 @@ def flat_plan(split, canonical, images, ignored, classes, labeler, units, source
     raise InputError(f"{where}: a flat {split} split needs its ground-truth file "
                      f"(--{split}_ground_truth)")
   images = sorted(images)
-  labels = labeler(images, classes)
+  labels = labeler(images, classes, partial)
   return SplitPlan(split, canonical, "flat", tuple(images), tuple(ignored), tuple(labels), units,
                    source)
 
 
 def ground_truth_labeler(path, id_to_wnid, text=None):
-  """A labeler from a ground-truth file (read from `path` unless its `text` is given)."""
-  def label(images, classes):
-    return parse_ground_truth(read_text(path) if text is None else text, path, len(images),
-                              classes, id_to_wnid)
+  """A labeler from a ground-truth file (read from `path` unless its `text` is given).
+
+  The labeler takes (sorted images, classes, partial); with `partial` (a split read from an
+  archive, which may be truncated) images missing at the end are allowed when every name carries
+  its ILSVRC number (`ILSVRC2012_val_00000001.JPEG` is line 1).
+  """
+  def label(images, classes, partial=False):
+    content = read_text(path) if text is None else text
+    wnids = parse_ground_truth(content, path, None if partial else len(images), classes, id_to_wnid)
+    numbers = [re.search(r"_(\d{8})\.[^/]*$", image) for image in images]
+    if len(wnids) == len(images) or not all(numbers):
+      if len(wnids) != len(images):
+        raise InputError(f"{path}: {len(wnids)} lines, but the split holds {len(images)} images")
+      return wnids
+    numbers = [int(number.group(1)) for number in numbers]
+    if max(numbers) > len(wnids):
+      raise InputError(f"{path}: {len(wnids)} lines, but an image is numbered {max(numbers)}")
+    logging.warning("%s: %d lines, %d images in the archive: %d are missing (truncated archive?)",
+                    path, len(wnids), len(images), len(wnids) - len(images))
+    return [wnids[number - 1] for number in numbers]
   return label
 
 
@@ -161,7 +179,7 @@ def parse_ground_truth(text, path, num_images, classes, id_to_wnid):
   lines = text.splitlines()
   while lines and not lines[-1].strip():
     lines.pop()
-  if len(lines) != num_images:
+  if num_images is not None and len(lines) != num_images:
     raise InputError(f"{path}: {len(lines)} lines, but the image folder holds {num_images} images")
   wnids = []
   for number, line in enumerate(lines, 1):

@@ -124,6 +124,23 @@ def test_truncated_member_is_skipped_with_its_path(release, tmp_path):
   assert skipped[f"train/{wnid}/{name}"] == "truncated"
 
 
+def test_truncated_validation_archive_keeps_the_labels_of_what_is_left(release, tmp_path):
+  root, info = release
+  out, _ = _train_tar(tmp_path, release)
+  path = out / "val_images.tar"
+  with open(path, "rb") as f:
+    members = list(archives.tar_members(f, str(path), 0, archives.file_size(str(path))))
+  name, offset, length, _ = members[-3]
+  with open(path, "r+b") as f:
+    f.truncate(offset + length - 1)
+  manifest = helpers.build_dataset(out, tmp_path / "out", num_shards=SHARDS)
+  assert {s["path"]: s["reason"] for s in manifest["skipped"] if s["split"] == "validation"} == {
+      f"val/{name}": "truncated"}
+  records = helpers.read_records(tmp_path / "out", "validation")
+  expected = dict(info.images["validation"][:-3])
+  assert {r["image/filename"]: r["image/class/synset"] for r in records} == expected
+
+
 def test_header_with_a_bad_checksum_stops_naming_archive_and_offset(release, tmp_path):
   out, path = _train_tar(tmp_path, release)
   with open(path, "rb") as f:

@@ -41,7 +41,7 @@ _MAX_OPEN = 4
 
 
 class ArchiveError(sources.InputError):
-  """A damaged archive; the message names the archive and the byte offset."""
+  """A damaged or unreadable archive; the message names it (and the offset of a bad header)."""
 
 
 def open_range(path):

@@ -85,10 +85,12 @@ def find_inputs(input_dir, named_archives, devkit_archive=None):
         head = f.read(archives.BLOCK)
     except OSError:  # a folder
       continue
-    if archives.looks_like_zip(head) and kaggle.is_kaggle_zip(path):
-      found.zip_entries, found.kaggle_files = kaggle.index_zip(path)
+    if archives.looks_like_zip(head):
+      entries, files = kaggle.index_zip(path)
+      if entries:  # Kaggle's competition zip, not some other zip
+        found.zip_entries, found.kaggle_files = entries, files
       for split in ("train", "validation"):
-        if any(key[0] == split for key in found.zip_entries):
+        if any(key[0] == split for key in entries):
           candidates[split].append(("zip", path))
     elif archives.compression(head):
       try:

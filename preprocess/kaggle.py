@@ -55,11 +55,6 @@ def solution_labeler(text, name):
   return label
 
 
-def is_kaggle_zip(path):
-  with archives.open_range(path) as f, zipfile.ZipFile(f) as z:
-    return any(name.startswith(DATA_PREFIX) for name in z.namelist()[:1000])
-
-
 def index_zip(path):
   """Indexes the competition's zip from its central directory.
 

@@ -91,9 +91,9 @@ def kaggle_tree(tree, out, class_of):
   return out
 
 
-def kaggle_zip(extracted, path):
-  """The competition's single zip of the extracted layout (JPEGs deflated, as zip does by default)."""
-  with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+def kaggle_zip(extracted, path, compression=zipfile.ZIP_DEFLATED):
+  """The competition's single zip of the extracted layout (deflated, as zip does by default)."""
+  with zipfile.ZipFile(path, "w", compression) as z:
     for folder, _, names in sorted(os.walk(extracted)):
       for name in sorted(names):
         full = os.path.join(folder, name)

@@ -8,6 +8,7 @@ import re
 import shutil
 import struct
 import tarfile
+import zipfile
 
 import pytest
 
@@ -55,6 +56,13 @@ def _kaggle_zip(root, info, out):
   return str(out)
 
 
+def _kaggle_zip_stored(root, info, out):
+  os.makedirs(out)
+  archive_fixtures.kaggle_zip(_kaggle(root, info, out.parent / "extracted"),
+                              str(out / "imagenet.zip"), zipfile.ZIP_STORED)
+  return str(out)
+
+
 def _mixed(root, info, out):
   """Extracted training folders, the validation split as its archive, the devkit archived."""
   shutil.copytree(root / "tree" / "train", out / "train")
@@ -66,7 +74,7 @@ def _mixed(root, info, out):
 
 @pytest.mark.parametrize("make_form, inputs", [
     (_ilsvrc2012, ("tar", "tar")), (_kaggle, ("kaggle", "kaggle")), (_kaggle_zip, ("zip", "zip")),
-    (_mixed, ("extracted", "tar"))])
+    (_kaggle_zip_stored, ("zip", "zip")), (_mixed, ("extracted", "tar"))])
 def test_every_form_gives_the_extracted_trees_bytes(release, make_form, inputs, tmp_path):
   root, info = release
   form = make_form(root, info, tmp_path / "form")

@@ -78,11 +78,11 @@ def plan_here(input_dir):
   """Runs the launcher's planning in this process; prints seconds, RSS growth and path bytes."""
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
   from preprocess import build  # pylint: disable=import-outside-toplevel
-  from preprocess import pipeline  # pylint: disable=import-outside-toplevel
+  from preprocess import indexing  # pylint: disable=import-outside-toplevel
   from preprocess import runners  # pylint: disable=import-outside-toplevel
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   options = build.BuildOptions(input_dir, input_dir + "_out")
-  indexer = pipeline.ArchiveIndexer(os.path.join(input_dir + "_out", build.INDEX_NAME),
+  indexer = indexing.ArchiveIndexer(os.path.join(input_dir + "_out", build.INDEX_NAME),
                                     PipelineOptions(runners.with_default_runner([])), 3600)
   start = time.perf_counter()
   _, _, plans, _ = build.plan_input(options, indexer)

@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
 from preprocess import devkit
+from preprocess import indexing
 from preprocess import inputs
 from preprocess import kaggle
 from preprocess import pipeline as pipeline_lib
@@ -66,7 +67,7 @@ class BuildOptions:
 def plan_input(options, indexer=None):
   """Finds and lists the input; returns (sorted synsets, {wnid: name}, [SplitPlan], notes).
 
-  Archives are indexed by `indexer` (a `pipeline.ArchiveIndexer`), needed only if there are any.
+  Archives are indexed by `indexer` (an `indexing.ArchiveIndexer`), needed only if there are any.
   """
   input_dir = options.input_dir.rstrip("/")
   found = inputs.find_inputs(input_dir, options.archives, options.devkit_archive)
@@ -190,7 +191,7 @@ def run_build(options, pipeline_options):
   output_dir = options.output_dir.rstrip("/")
   # Before indexing, which writes into the output folder.
   check_output_dir(output_dir, options.overwrite)
-  indexer = pipeline_lib.ArchiveIndexer(join(output_dir, INDEX_NAME), pipeline_options,
+  indexer = indexing.ArchiveIndexer(join(output_dir, INDEX_NAME), pipeline_options,
                                         options.progress_seconds)
   synsets, names, plans, notes = plan_input(options, indexer)
   for split, count in options.num_shards.items():

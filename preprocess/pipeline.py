@@ -8,12 +8,9 @@ output file, so only paths, never pixels, are grouped and memory stays flat as t
 
 import hashlib
 import json
-import threading
-import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from absl import logging
 from apache_beam.metrics import Metrics
 
 from preprocess import archives
@@ -123,82 +120,6 @@ class MergeResultsFn(beam.DoFn):
     with FileSystems.create(join(self._config.tmp_dir, RESULTS_NAME)) as f:
       f.write(json.dumps(results).encode())
     yield len(results)
-
-
-class IndexArchiveFn(beam.DoFn):
-  """Indexes one archive unit (one inner class tar, or a flat split's tar) into its own file."""
-
-  def __init__(self, index_dir):
-    self._index_dir = index_dir
-    self._indexed = Metrics.counter("build_shards", "archives_indexed")
-
-  def process(self, numbered_unit):
-    number, unit = numbered_unit
-    archives.index_unit(unit, index_file(self._index_dir, number))
-    self._indexed.inc()
-
-
-class _IndexProgress(threading.Thread):
-  """Logs index units done of total while indexing, which on a network disk takes a while."""
-
-  def __init__(self, index_dir, total, interval_seconds):
-    super().__init__(daemon=True)
-    self._pattern = join(index_dir, "*.json")
-    self._total = total
-    self._interval = interval_seconds
-    self._stopped = threading.Event()
-
-  def run(self):
-    while not self._stopped.wait(self._interval):
-      done = len(FileSystems.match([self._pattern])[0].metadata_list)
-      logging.info("indexing archives: %d/%d units done", done, self._total)
-
-  def stop(self):
-    self._stopped.set()
-
-
-def index_file(index_dir, number):
-  return join(index_dir, f"{number:06d}.json")
-
-
-class ArchiveIndexer:
-  """Indexes archives with a small Beam job of its own, one unit per inner tar, so that the 1.28M
-  headers of the training archive are read in parallel and never by the launching process."""
-
-  def __init__(self, index_dir, pipeline_options, progress_seconds):
-    self._index_dir = index_dir
-    self._options = pipeline_options
-    self._progress_seconds = progress_seconds
-    self._count = 0
-    self.remove()
-
-  def index(self, units):
-    """Indexes (archive, start, end, canonical folder) units; returns their index files."""
-    numbered = list(enumerate(units, self._count))
-    self._count += len(units)
-    start = time.time()
-    progress = _IndexProgress(self._index_dir, len(units), self._progress_seconds)
-    progress.start()
-    try:
-      with beam.Pipeline(options=self._options) as root:
-        _ = (root | "create_index_units" >> beam.Create(numbered)
-             | "index_archives" >> beam.ParDo(IndexArchiveFn(self._index_dir)))
-    finally:
-      progress.stop()
-    logging.info("indexed %d archive units of %s in %.1f s", len(units), units[0][0] if units else
-                 "nothing", time.time() - start)
-    return [index_file(self._index_dir, number) for number, _ in numbered]
-
-  def write(self, entries):
-    """Writes entries indexed by the launcher itself (a zip's central directory); returns the file."""
-    path = index_file(self._index_dir, self._count)
-    self._count += 1
-    archives.write_index(path, entries)
-    return path
-
-  def remove(self):
-    if FileSystems.exists(self._index_dir):
-      FileSystems.delete([self._index_dir])
 
 
 def build(root, config, plans, specs):

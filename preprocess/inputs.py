@@ -92,6 +92,9 @@ def find_inputs(input_dir, named_archives, devkit_archive=None):
       for split in ("train", "validation"):
         if any(key[0] == split for key in entries):
           candidates[split].append(("zip", path))
+      if ("test", None) in entries:
+        found.notes.append(f"Kaggle's {kaggle.DATA_PREFIX}test/ in {path} was ignored: it has no "
+                           "labels")
     elif archives.compression(head):
       try:
         members = archives.read_compressed_tar(path, _is_devkit_member)

@@ -90,7 +90,7 @@ def plan_input(options, indexer=None):
   if names_file:
     names = sources.read_class_names(names_file)
   elif kaggle.SYNSET_MAPPING in found.kaggle_files:
-    names_file = f"{found.sources['train'][1]}: {kaggle.SYNSET_MAPPING}"
+    names_file = f"{found.zip_path}: {kaggle.SYNSET_MAPPING}"
     names = sources.read_class_names(names_file, found.kaggle_files[kaggle.SYNSET_MAPPING])
   else:
     names = meta.wnid_to_words if meta else {}
@@ -124,7 +124,7 @@ def _labeler(options, input_dir, found, split, meta):
       return kaggle.solution_labeler(sources.read_text(solution), solution)
     if kaggle.SOLUTION in found.kaggle_files:
       return kaggle.solution_labeler(found.kaggle_files[kaggle.SOLUTION],
-                                     f"{found.sources['train'][1]}: {kaggle.SOLUTION}")
+                                     f"{found.zip_path}: {kaggle.SOLUTION}")
   return None
 
 
@@ -192,7 +192,7 @@ def run_build(options, pipeline_options):
   # Before indexing, which writes into the output folder.
   check_output_dir(output_dir, options.overwrite)
   indexer = indexing.ArchiveIndexer(join(output_dir, INDEX_NAME), pipeline_options,
-                                        options.progress_seconds)
+                                    options.progress_seconds)
   synsets, names, plans, notes = plan_input(options, indexer)
   for split, count in options.num_shards.items():
     if count and split not in {plan.name for plan in plans}:
@@ -207,9 +207,10 @@ def run_build(options, pipeline_options):
                        encoding=options.encoding, quality=options.quality,
                        max_pixels=options.max_pixels, seed=options.seed)
   for plan in plans:
+    classes = (len({p.split("/")[1] for p in plan.candidates}) if plan.layout == "folders" else
+               len(set(plan.ground_truth)))
     logging.info("%s (%s): %d images in %d classes (%s layout), %d ignored files, %d shards",
-                 plan.name, plan.source, len(plan.candidates), len({p.split("/")[1] for p in plan.candidates})
-                 if plan.layout == "folders" else len(set(plan.ground_truth)), plan.layout,
+                 plan.name, plan.source, len(plan.candidates), classes, plan.layout,
                  len(plan.ignored), sum(s.split == plan.name for s in specs))
   total_images = sum(len(plan.candidates) for plan in plans)
   progress = report.ProgressReporter(output_dir, specs, total_images, options.progress_seconds)

@@ -36,6 +36,7 @@ class Found:
     devkit_path: that archive, for messages.
     kaggle_files: basename -> text of the label files inside Kaggle's zip.
     zip_entries: the zip's index entries, keyed as `kaggle.index_zip` returns them.
+    zip_path: that zip, for messages.
     notes: sentences for the summary, e.g. that Kaggle's test/ was ignored.
   """
   sources: dict = dataclasses.field(default_factory=dict)
@@ -43,6 +44,7 @@ class Found:
   devkit_path: str = None
   kaggle_files: dict = dataclasses.field(default_factory=dict)
   zip_entries: dict = dataclasses.field(default_factory=dict)
+  zip_path: str = None
   notes: list = dataclasses.field(default_factory=list)
 
 
@@ -88,7 +90,7 @@ def find_inputs(input_dir, named_archives, devkit_archive=None):
     if archives.looks_like_zip(head):
       entries, files = kaggle.index_zip(path)
       if entries:  # Kaggle's competition zip, not some other zip
-        found.zip_entries, found.kaggle_files = entries, files
+        found.zip_entries, found.kaggle_files, found.zip_path = entries, files, path
       for split in ("train", "validation"):
         if any(key[0] == split for key in entries):
           candidates[split].append(("zip", path))

@@ -28,6 +28,7 @@ from tests.preprocess import archive_fixtures
 from tests.preprocess import test_archives
 
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
+_PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_dask_cluster_with_two_workers_matches_the_local_runner(sample, built, tmp_path):
@@ -72,16 +73,16 @@ def command_line_cluster(tmp_path, worker_args=()):
   """`dask scheduler` and two `dask worker`s on 127.0.0.1, as a user starts them; always stopped."""
   port = _free_port()
   # The project on PYTHONPATH, as WORKSPACE.md tells cluster users.
-  env = dict(os.environ, PYTHONPATH=os.getcwd())
+  env = dict(os.environ, PYTHONPATH=_PROJECT)
   dask = os.path.join(os.path.dirname(sys.executable), "dask")
-  common = ["--no-dashboard"]
+  quiet = ["--no-dashboard"]
   processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                 *common], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                 *quiet], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)]
   address = f"tcp://127.0.0.1:{port}"
   try:
     processes += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads",
-                                    "1", *worker_args, *common], env=env, cwd=tmp_path,
+                                    "1", *worker_args, *quiet], env=env, cwd=tmp_path,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True) for _ in range(2)]
     with Client(address, timeout=60) as client:

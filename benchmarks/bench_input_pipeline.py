@@ -22,6 +22,7 @@ from absl import logging
 from PIL import Image
 from skimage import data as skimage_data
 
+from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
 from train import input_pipeline
@@ -96,8 +97,9 @@ def images_per_second(batches, seconds):
 
 
 def decode_only(manifest, batch_size):
-  """(a): the shards' records parsed and fully decoded, nothing else."""
-  decode = lambda r: tf.io.decode_jpeg(schema.parse_example(r)[schema.ENCODED], channels=3)  # noqa: E731
+  """(a): the shards' records parsed and fully decoded (with the pipeline's IDCT), nothing else."""
+  decode = lambda r: tf.io.decode_jpeg(schema.parse_example(r)[schema.ENCODED], channels=3,  # noqa: E731
+                                       dct_method=image_lib.DCT_METHOD)
   return (tf.data.Dataset.from_tensor_slices(manifest.shard_paths("train")).repeat()
           .interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=False)

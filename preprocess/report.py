@@ -105,7 +105,7 @@ def assemble_manifest(config, names, plans, specs, options):
   manifest = {
       "schema_version": manifest_lib.SCHEMA_VERSION,
       "image_size": schema.IMAGE_SIZE,
-      "encoding": schema.FORMAT_JPEG if config.encoding == "jpeg" else schema.FORMAT_RAW,
+      "encoding": schema.format_of_encoding(config.encoding),
       "label_base": 0,
       "classes": [{"label": i, "synset": w, "name": names[w]} for i, w in enumerate(config.synsets)],
       "splits": splits,

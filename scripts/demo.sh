@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 step() { printf '\n=== %s\n' "$*"; }
 
 step "1/7 sample ImageNet-shaped tree (10 classes, dirty and broken files included)"
-"$PY" -m preprocess.make_sample_data --output_dir "$OUT/imagenet"
+"$PY" -m sample.make_sample_data --output_dir "$OUT/imagenet"
 step "2/7 stage 1: validate, repair, resize and shard"
 "$PY" -m preprocess.build_shards --input_dir "$OUT/imagenet" --output_dir "$OUT/shards"
 step "3/7 stage 2: train the paper's AlexNet for 10 epochs (CPU settings: train/demo.flags)"

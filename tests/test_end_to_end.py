@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import manifest as manifest_lib
-from preprocess import make_sample_data
+from sample import make_sample_data
 from train import input_pipeline
 from train import model as model_lib
 from train import run_state

@@ -59,7 +59,7 @@ def decode_and_resize(encoded, image_size):
   # decode_image would decode JPEGs with libjpeg's fast integer IDCT, on average a grey level off
   # the accurate one that Pillow (stage 1) uses; the accurate one gives Pillow's pixels exactly.
   image = tf.cond(tf.io.is_jpeg(encoded),
-                  lambda: tf.io.decode_jpeg(encoded, dct_method="INTEGER_ACCURATE"),
+                  lambda: tf.io.decode_jpeg(encoded, dct_method=image_lib.DCT_METHOD),
                   lambda: tf.io.decode_image(encoded, expand_animations=False))
   image = _rgb_over_white(image)
   shape = tf.cast(tf.shape(image)[:2], tf.float64)

@@ -60,7 +60,7 @@ def test_every_file_is_written_skipped_or_ignored_with_its_reason(sample, built)
 def test_gzip_wrapped_jpeg_is_kept(sample, built):
   _, info = sample
   output_dir, _ = built
-  gzipped = [p for p, f in info.repaired.items() if "gunzip" in f]
+  gzipped = [p for p, f in info.repaired.items() if convert.GUNZIP in f]
   assert gzipped
   filenames = {r["image/filename"] for r in helpers.read_records(output_dir, "train")}
   assert set(gzipped) <= filenames
@@ -176,7 +176,7 @@ def test_mostly_bad_input_fails_after_writing_the_report(tmp_path):
     helpers.build_dataset(tmp_path / "in", tmp_path / "out")
   assert not (tmp_path / "out" / manifest_lib.MANIFEST_NAME).exists()
   report = json.loads((tmp_path / "out" / build.REPORT_NAME).read_text())
-  assert {s["reason"] for s in report["skipped"]} == {"unidentified"}
+  assert {s["reason"] for s in report["skipped"]} == {convert.UNIDENTIFIED}
   assert len(report["skipped"]) == 6
 
 

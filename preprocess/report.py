@@ -82,40 +82,25 @@ def assemble_manifest(config, names, plans, specs, options):
       raise RuntimeError(f"{plan.name}: shards written {[r['file'] for r in shards]} differ from "
                          f"the plan {expected}")
     class_counts = collections.Counter()
+    split_repaired = []
     for shard in shards:
       class_counts.update(shard["class_counts"])
       skipped.extend(dict(split=plan.name, **{k: s[k] for k in ("path", "reason", "detail")})
                      for s in shard["skipped"])
-      repaired.extend(dict(split=plan.name, **r) for r in shard["repaired"])
-    written = sum(class_counts.values())
-    split_skipped = sum(len(s["skipped"]) for s in shards)
+      split_repaired.extend(dict(split=plan.name, **r) for r in shard["repaired"])
     _check_accounting(plan, config.synsets, shards)
-    splits[plan.name] = {
-        "num_examples": written,
-        "class_counts": dict(sorted(class_counts.items())),
-        "shards": [{k: r[k] for k in ("file", "num_examples", "size_bytes", "sha256")}
-                   for r in shards],
-        "layout": plan.layout,
-        "files_seen": len(plan.candidates) + len(plan.ignored),
-        "skipped": split_skipped,
-        "repaired": len({r["path"] for r in repaired if r["split"] == plan.name}),
-        "ignored": len(plan.ignored),
-    }
+    repaired.extend(split_repaired)
+    splits[plan.name] = manifest_lib.make_split(
+        [manifest_lib.make_shard(r["file"], r["num_examples"], r["size_bytes"], r["sha256"])
+         for r in shards],
+        class_counts, layout=plan.layout, skipped=sum(len(s["skipped"]) for s in shards),
+        repaired=len({r["path"] for r in split_repaired}), ignored=len(plan.ignored))
   mean_image, stats = _training_stats(config.tmp_dir)
-  manifest = {
-      "schema_version": manifest_lib.SCHEMA_VERSION,
-      "image_size": schema.IMAGE_SIZE,
-      "encoding": schema.format_of_encoding(config.encoding),
-      "label_base": 0,
-      "classes": [{"label": i, "synset": w, "name": names[w]} for i, w in enumerate(config.synsets)],
-      "splits": splits,
-      "skipped": sorted(skipped, key=lambda s: (s["split"], s["path"])),
-      "repaired": sorted(repaired, key=lambda r: (r["split"], r["path"], r["fix"])),
-      "ignored": sum(len(plan.ignored) for plan in plans),
-      "ignored_files": sorted(p for plan in plans for p in plan.ignored),
-      "stats": stats,
-      "args": options_as_args(options),
-  }
+  manifest = manifest_lib.make_manifest(
+      image_size=schema.IMAGE_SIZE, encoding=schema.format_of_encoding(config.encoding),
+      synsets=config.synsets, names=names, splits=splits, skipped=skipped, repaired=repaired,
+      ignored_files=[p for plan in plans for p in plan.ignored], stats=stats,
+      args=options_as_args(options))
   return manifest, mean_image
 
 

@@ -17,6 +17,7 @@ from tests import helpers
 def test_manifest_counts_match_a_reread_of_the_shards(sample, built):
   _, info = sample
   output_dir, manifest = built
+  manifest_lib.check_layout(manifest)  # what is written is the documented layout
   assert [c["synset"] for c in manifest["classes"]] == list(info.classes)
   assert [c["label"] for c in manifest["classes"]] == list(range(len(info.classes)))
   assert manifest["classes"][info.classes.index("n02123045")]["name"] == "tabby, tabby cat"

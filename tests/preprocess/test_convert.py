@@ -1,7 +1,9 @@
 """Tests for preprocess/convert.py: clean, dirty and hostile files, all generated here."""
 
 import io
+import pathlib
 import pickle
+import re
 import subprocess
 import sys
 import threading
@@ -340,6 +342,13 @@ def test_repairs_are_named_by_what_happened_to_the_pixels_not_the_output_encodin
   assert convert.convert_image(png, encoding="jpeg").fixes == ("png_source",)
   assert not [fix for fix in convert.FIXES if "jpeg" in fix or "raw" in fix]
   assert len(set(convert.FIXES)) == len(convert.FIXES)
+
+
+def test_workspace_lists_every_repair_and_skip_reason():
+  text = (pathlib.Path(__file__).resolve().parents[2] / "WORKSPACE.md").read_text()
+  section = text[text.index("### What happens to each image"):text.index("### Re-runs")]
+  named = set(re.findall(r"`([a-z0-9_]+)`", section))
+  assert set(convert.FIXES) <= named and set(convert.REASONS) <= named
 
 
 def test_encoding_has_one_spelling():

@@ -2,7 +2,9 @@
 
 import collections
 import json
+import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from common import manifest as manifest_lib
 from preprocess import build
 from preprocess import convert
 from preprocess import pipeline
+from preprocess import report
+from sample import make_sample_data
 from tests import helpers
 
 
@@ -192,3 +196,50 @@ def test_default_shard_count_gives_no_empty_shard(sample, tmp_path):
   manifest = helpers.build_dataset(input_dir, tmp_path / "out")
   for split in manifest["splits"].values():
     assert all(s["num_examples"] > 0 for s in split["shards"])
+
+
+def test_a_shard_left_empty_by_skipped_files_fails_the_build_and_keeps_no_shard(tmp_path):
+  # 10 good and 4 broken training files: 5 shards are planned on 14 files, but one receives only
+  # broken ones.
+  make_sample_data.make_sample_tree(tmp_path / "in", images_per_class_train=1,
+                                    images_per_class_val=0)
+  output_dir = tmp_path / "out"
+  with pytest.raises(build.BuildError) as error:
+    helpers.build_dataset(tmp_path / "in", output_dir, num_shards={"train": 5})
+  message = str(error.value)
+  assert "\n" not in message
+  assert re.search(r"train: 1 of 5 shards \(train-\d{5}-of-00005.tfrecord\) would be empty: "
+                   r"10 images written, 4 files skipped; rerun with --num_shards_train=\d", message)
+  assert sorted(os.listdir(output_dir)) == [build.REPORT_NAME]
+  report = json.loads((output_dir / build.REPORT_NAME).read_text())
+  assert len(report["skipped"]) == 4
+  suggested = int(re.search(r"--num_shards_train=(\d+)", message).group(1))
+  manifest = helpers.build_dataset(tmp_path / "in", output_dir, num_shards={"train": suggested})
+  assert all(s["num_examples"] > 0 for s in manifest["splits"]["train"]["shards"])
+
+
+def test_an_unreadable_manifest_is_named_and_kept_without_overwrite(sample, built, tmp_path):
+  input_dir, _ = sample
+  output_dir = tmp_path / "out"
+  output_dir.mkdir()
+  truncated = (built[0] / manifest_lib.MANIFEST_NAME).read_bytes()[:100]
+  (output_dir / manifest_lib.MANIFEST_NAME).write_bytes(truncated)
+  with pytest.raises(build.BuildError) as error:
+    helpers.build_dataset(input_dir, output_dir)
+  message = str(error.value)
+  assert f"{output_dir / manifest_lib.MANIFEST_NAME}: not valid JSON" in message
+  assert "manifest is unreadable" in message and "--overwrite deletes" in message
+  assert "complete dataset" not in message
+  assert (output_dir / manifest_lib.MANIFEST_NAME).read_bytes() == truncated
+  helpers.build_dataset(input_dir, output_dir, num_shards={"train": 3}, overwrite=True)
+  assert helpers.output_files(output_dir) == helpers.output_files(built[0])
+
+
+def test_summary_counts_repaired_files_and_fixes_apart(built, caplog):
+  _, manifest = built
+  train = manifest["splits"]["train"]
+  fixes = [r for r in manifest["repaired"] if r["split"] == "train"]
+  assert len(fixes) > train["repaired"]  # one file had two fixes
+  with caplog.at_level(logging.INFO):
+    report.log_summary(manifest, elapsed=1.0)
+  assert f"repaired {train['repaired']} files with {len(fixes)} fixes (" in caplog.text

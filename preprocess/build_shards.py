@@ -7,7 +7,10 @@ a cluster, e.g. `--runner=DataflowRunner --project=P --region=R --temp_location=
 --setup_file=./setup.py`. Without `--runner` it uses Beam's local runner with one process per core.
 """
 
+import contextlib
+import io
 import logging as std_logging
+import math
 import sys
 
 from absl import app
@@ -25,7 +28,8 @@ flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "raw"],
                   "jpeg: ~4x smaller than the source, decoded at train time; raw: lossless uint8, "
                   "about 2x the source, no decode.")
 flags.DEFINE_integer("quality", 95, "JPEG quality of the stored crops.", lower_bound=1, upper_bound=100)
-flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders them.")
+flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders them.",
+                     lower_bound=0)
 flags.DEFINE_integer("num_shards_train", None, "Training shards (default: ~150 MB each).",
                      lower_bound=1)
 flags.DEFINE_integer("num_shards_validation", None, "Validation shards (default: ~150 MB each).",
@@ -50,6 +54,9 @@ flags.DEFINE_float("max_skip_fraction", 0.5,
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.")
 flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1)
+# Bounds alone let NaN through (every comparison with it is false).
+flags.register_validator("max_skip_fraction", math.isfinite, "must be a number in [0, 1]")
+flags.register_validator("progress_seconds", math.isfinite, "must be a finite number of seconds")
 flags.mark_flag_as_required("input_dir")
 flags.mark_flag_as_required("output_dir")
 
@@ -64,7 +71,14 @@ def pipeline_options(beam_args):
   if any("DaskRunner" in arg for arg in beam_args):
     import apache_beam.runners.dask.dask_runner  # noqa: F401  (registers the --dask_* options)
   options = PipelineOptions(beam_args)
-  known = options.get_all_options(retain_unknown_options=False)
+  try:
+    with contextlib.redirect_stderr(io.StringIO()) as usage:  # argparse prints its whole usage
+      known = options.get_all_options(retain_unknown_options=False)
+  except SystemExit:
+    raise build.BuildError(usage.getvalue().strip().splitlines()[-1]) from None
+  if (known.get("direct_num_workers") or 0) < 0:
+    raise build.BuildError(f"--direct_num_workers={known['direct_num_workers']}: must be >= 0 "
+                           "(0: one worker per core)")
   everything = options.get_all_options(retain_unknown_options=True)
   unknown = sorted(set(everything) - set(known))
   if unknown:

@@ -324,7 +324,7 @@ def _define_flags():
   flags.DEFINE_integer("images_per_class_test", 0, "Test images per class.", lower_bound=0)
   flags.DEFINE_enum("val_layout", "folders", ["folders", "flat"],
                     "val/<wnid>/ folders, or the official flat val/ folder plus devkit files.")
-  flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
+  flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.", lower_bound=0)
   flags.DEFINE_boolean("broken_files", True, "Also write unreadable and stray non-image files.")
   flags.mark_flag_as_required("output_dir")
 

@@ -4,7 +4,10 @@ import collections
 import json
 import logging
 import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +19,8 @@ from preprocess import pipeline
 from preprocess import report
 from sample import make_sample_data
 from tests import helpers
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_manifest_counts_match_a_reread_of_the_shards(sample, built):
@@ -243,3 +248,23 @@ def test_summary_counts_repaired_files_and_fixes_apart(built, caplog):
   with caplog.at_level(logging.INFO):
     report.log_summary(manifest, elapsed=1.0)
   assert f"repaired {train['repaired']} files with {len(fixes)} fixes (" in caplog.text
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--quality=0", "flag --quality=0: 0 is not an integer in the range [1, 100]"),
+    ("--max_skip_fraction=nan", "flag --max_skip_fraction=nan: must be a number in [0, 1]"),
+    ("--progress_seconds=nan", "flag --progress_seconds=nan: must be a finite number of seconds"),
+    ("--seed=-1", "flag --seed=-1: -1 is not a non-negative integer"),
+    ("--direct_num_workers=-2", "--direct_num_workers=-2: must be >= 0 (0: one worker per core)"),
+    ("--direct_num_workers=many", "argument --direct_num_workers: invalid int value: 'many'"),
+])
+def test_a_bad_numeric_flag_is_one_line_and_exit_1(sample, tmp_path, flag, message):
+  input_dir, _ = sample
+  result = subprocess.run(
+      [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+       f"--output_dir={tmp_path / 'out'}", flag], cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+  assert len([line for line in result.stderr.splitlines() if message in line]) == 1
+  assert not (tmp_path / "out").exists()

@@ -249,6 +249,8 @@ def test_cli_writes_tree(tmp_path):
     (("--output_dir={tmp}", "--broken_files", "true"), "--broken_files=false"),
     (("--output_dir={tmp}",), "not an empty directory"),
     (("--output_dir={tmp}/old.txt",), "not an empty directory"),
+    (("--output_dir={tmp}/new", "--seed=-1"), "flag --seed=-1: -1 is not a non-negative integer"),
+    (("--output_dir={tmp}/new", "--images_per_class_val=-1"), "flag --images_per_class_val=-1"),
 ])
 def test_cli_rejects_bad_input_with_one_clear_line(tmp_path, args, message):
   (tmp_path / "old.txt").write_text("x")

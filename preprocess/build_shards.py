@@ -13,13 +13,17 @@ import logging as std_logging
 import math
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-from apache_beam.options.pipeline_options import PipelineOptions
+from preprocess import beam_logs
 
-from preprocess import build
-from preprocess import sources
+beam_logs.silence_import_warnings()  # before Beam is imported (BUILD_SHARDS_FULL_LOGS=1: not)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
+from preprocess import build  # noqa: E402
+from preprocess import sources  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "ImageNet root holding train/ (and val/ or validation/, test/).")
@@ -68,6 +72,7 @@ def pipeline_options(beam_args):
   """Beam options from the flags we do not define; unknown ones are an error, not a silent no-op."""
   if not any(arg.startswith("--runner") for arg in beam_args):
     beam_args = _LOCAL_RUNNER + list(beam_args)
+  beam_args = beam_logs.harness_options() + list(beam_args)
   if any("DaskRunner" in arg for arg in beam_args):
     import apache_beam.runners.dask.dask_runner  # noqa: F401  (registers the --dask_* options)
   options = PipelineOptions(beam_args)
@@ -101,7 +106,8 @@ def main(argv):
       devkit_meta=FLAGS.devkit_meta, class_names=FLAGS.class_names,
       progress_seconds=FLAGS.progress_seconds)
   try:
-    build.run_build(options, pipeline_options(argv[1:]))
+    with beam_logs.filtered_stderr():
+      build.run_build(options, pipeline_options(argv[1:]))
   except (build.BuildError, sources.InputError) as e:
     logging.error("%s", e)
     sys.exit(1)

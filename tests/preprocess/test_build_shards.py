@@ -268,3 +268,22 @@ def test_a_bad_numeric_flag_is_one_line_and_exit_1(sample, tmp_path, flag, messa
   assert "Traceback" not in result.stderr and "usage:" not in result.stderr
   assert len([line for line in result.stderr.splitlines() if message in line]) == 1
   assert not (tmp_path / "out").exists()
+
+
+def test_a_real_build_prints_no_beam_start_up_chatter_unless_asked(sample, tmp_path):
+  input_dir, _ = sample
+  chatter = ("apitools not found", "No semi_persistent_directory found",
+             "Discarding unparseable args", "Logging handler created")
+  outputs = {}
+  for full_logs in ("", "1"):
+    # Beam's local runner with two worker processes, as `make demo` runs it.
+    result = subprocess.run(
+        [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+         f"--output_dir={tmp_path / f'out{full_logs}'}", "--direct_num_workers=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, BUILD_SHARDS_FULL_LOGS=full_logs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs[full_logs] = result.stderr
+  assert not [line for line in outputs[""].splitlines() if any(c in line for c in chatter)]
+  assert "images written to" in outputs[""]
+  assert all(c in outputs["1"] for c in chatter)

@@ -57,10 +57,12 @@ def filtered_stderr():
   os.close(write_end)
 
   def relay():
-    with os.fdopen(read_end, "rb") as pipe:
+    # A buffered writer, because os.write may write only part of a long line.
+    with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(original), "wb") as out:
       for line in pipe:
         if not any(text in line for text in _PRE_OPTIONS_LINES):
-          os.write(original, line)
+          out.write(line)
+          out.flush()
 
   relay_thread = threading.Thread(target=relay, name="stderr_filter", daemon=True)
   relay_thread.start()

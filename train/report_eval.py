@@ -105,10 +105,12 @@ class Scorer:
 
 
 def _summarise(probabilities, labels):
-  """Top-5 classes and probabilities, label probability and pessimistic top-1/5 hits per image."""
+  """Per image: cross-entropy loss, top-5 classes and probabilities, pessimistic top-1/5 hits."""
   # A dataset of fewer than five classes lists them all.
   top = tf.math.top_k(probabilities, min(TOP_K, probabilities.shape[-1]))
-  return {"top5_labels": top.indices.numpy().astype(np.int32),
+  label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
+  return {"loss": -np.log(np.maximum(label_probability.numpy(), np.finfo(np.float32).tiny)),
+          "top5_labels": top.indices.numpy().astype(np.int32),
           "top5_probs": top.values.numpy().astype(np.float32),
           "top1": metrics.top_k_correct(probabilities, labels, 1).numpy().astype(bool),
           "top5": metrics.top_k_correct(probabilities, labels, TOP_K).numpy().astype(bool)}

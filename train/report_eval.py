@@ -36,6 +36,7 @@ from train import restore
 CACHE_DIR = "report_cache"
 TOP_K = 5
 CENTRE_CROP = 4  # index of the unmirrored centre window in `ten_crop_windows`
+PROGRESS_BATCHES = 50  # a log line every this many batches, for splits of few large shards
 FEATURE_LAYER = "relu7"  # fc7's output after its ReLU (dropout is off at inference)
 
 
@@ -116,6 +117,18 @@ def _summarise(probabilities, labels):
           "top5": metrics.top_k_correct(probabilities, labels, TOP_K).numpy().astype(bool)}
 
 
+def _batches(dataset, manifest, split):
+  """The dataset's batches; a read or decode error names the shard at fault (as evaluation does)."""
+  iterator = iter(dataset)
+  while True:
+    try:
+      yield next(iterator)
+    except StopIteration:
+      return
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+      raise input_pipeline.locate_corrupt_shard(manifest, split, err) from None
+
+
 def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_rows=None,
                 limit_per_shard=None):
   """Scores every image (or the first `limit_per_shard` of each shard) of a split, one by one.
@@ -140,14 +153,14 @@ def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_r
   total = 0
   paths = manifest.shard_paths(split)
   for shard, path in enumerate(paths):
-    dataset = input_pipeline.make_dataset(shard_view(manifest, split, shard), split,
+    view = shard_view(manifest, split, shard)
+    dataset = input_pipeline.make_dataset(view, split,
                                           batch_size=batch_size, training=False,
                                           ten_crop=ten_crop)
     if limit_per_shard is not None:
       dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)
-    names = shard_filenames(path, limit_per_shard)
     record = 0
-    for batch in dataset:
+    for batch in _batches(dataset, view, split):
       probabilities, features = scorer.score(batch)
       labels = batch["label"]
       n = int(tf.size(labels))
@@ -166,6 +179,10 @@ def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_r
       columns["shard"].append(np.full(n, shard, np.int32))
       columns["record"].append(np.arange(record, record + n, dtype=np.int32))
       record, total = record + n, total + n
+      if record % (PROGRESS_BATCHES * batch_size) < n:
+        logging.info("Report: %s shard %d/%d, %d images scored", split, shard + 1, len(paths),
+                     total)
+    names = shard_filenames(path, limit_per_shard)
     if len(names) != record:
       raise ValueError(f"{path}: {len(names)} file names for {record} scored records")
     columns["filename"].append(np.array(names, dtype=str))

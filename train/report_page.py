@@ -58,6 +58,11 @@ def run_summary(manifest, config, scalars, model_dir, checkpoint):
   }
 
 
+def _positions(scores, rows):
+  """`(shard, record)` of the given images, as `report_eval.read_thumbnails` takes them."""
+  return [(int(scores["shard"][i]), int(scores["record"][i])) for i in rows]
+
+
 def _prediction(scores, index, class_names, thumbnails, key="central"):
   """One image's thumbnail, file name, true class and top-5 classes with probabilities."""
   label = int(scores["label"][index])
@@ -108,13 +113,12 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
         num_neighbours)
   wanted = set(shown.tolist()) | set(queries.tolist())
   wanted |= {i for pair in confusions for i in pair["examples"]}
-  positions = lambda s, rows: [(int(s["shard"][i]), int(s["record"][i])) for i in rows]  # noqa
   thumbs = {k: jpeg_uri(v) for k, v in report_eval.read_thumbnails(
-      manifest, split, positions(scores, sorted(wanted)), THUMBNAIL_SIZE).items()}
+      manifest, split, _positions(scores, sorted(wanted)), THUMBNAIL_SIZE).items()}
   pool_thumbs = {}
   if neighbours is not None:
     pool_thumbs = {k: jpeg_uri(v) for k, v in report_eval.read_thumbnails(
-        manifest, "train", positions(pool, np.unique(neighbours)), THUMBNAIL_SIZE).items()}
+        manifest, "train", _positions(pool, np.unique(neighbours)), THUMBNAIL_SIZE).items()}
 
   def thumb(s, table, i):
     return table[(int(s["shard"][i]), int(s["record"][i]))]

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorflow.core.util import event_pb2
 
 from common import manifest as manifest_lib
 from train import evaluate
+from train import plot
 from train import report_eval
 from train import report_page
 from train import restore
@@ -156,3 +158,25 @@ def test_cli_mistake_is_one_line(tmp_path):
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   assert f"{tmp_path}/config.json: not found" in result.stderr
+
+
+def test_a_corrupt_record_is_named_by_its_shard(trained_dir, writable_dataset_dir, tmp_path):
+  manifest = manifest_lib.load(writable_dataset_dir)
+  path = manifest.shard_paths("validation")[0]
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # same size: the manifest still loads
+  open(path, "wb").write(bytes(data))
+  model_dir = shutil.copytree(trained_dir, str(tmp_path / "model"))
+  with pytest.raises(ValueError, match=re.escape(path)):
+    report_page.build_context(manifest_lib.load(writable_dataset_dir), model_dir, "validation",
+                              **PAGE_OPTIONS)
+
+
+def test_wall_time_spans_the_first_to_the_last_scalar(tmp_path):
+  with tf.io.TFRecordWriter(str(tmp_path / "events.out.tfevents.1")) as writer:
+    for wall_time, step in ((1000.0, 1), (1090.5, 2), (1010.0, 3)):
+      event = event_pb2.Event(wall_time=wall_time, step=step)
+      event.summary.value.add(tag="train/loss", simple_value=1.0)
+      writer.write(event.SerializeToString())
+  assert plot.wall_time_span(str(tmp_path)) == pytest.approx(90.5)
+  assert plot.wall_time_span(str(tmp_path / "none")) is None

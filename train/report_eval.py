@@ -154,8 +154,7 @@ def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_r
   paths = manifest.shard_paths(split)
   for shard, path in enumerate(paths):
     view = shard_view(manifest, split, shard)
-    dataset = input_pipeline.make_dataset(view, split,
-                                          batch_size=batch_size, training=False,
+    dataset = input_pipeline.make_dataset(view, split, batch_size=batch_size, training=False,
                                           ten_crop=ten_crop)
     if limit_per_shard is not None:
       dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)

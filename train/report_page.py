@@ -24,6 +24,8 @@ THUMBNAIL_SIZE = 80  # pixels; at JPEG quality 85 about 3 KB each
 # Classes shown before the rest of the per-class table folds away (1,000 rows stay readable).
 VISIBLE_CLASSES = 20
 EXAMPLES_PER_CONFUSION = 4
+# Part of every cache key: raise it when the cached arrays change, so old caches are not read.
+CACHE_VERSION = 1
 
 
 def png_uri(pixels):
@@ -85,7 +87,7 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
   class_names = manifest.class_names
   count = manifest.num_examples(split)
   queries = report_sections.spread_sample(count, num_queries)
-  settings = {"split": split, "queries": queries.tolist(), "version": 1}
+  settings = {"split": split, "queries": queries.tolist(), "version": CACHE_VERSION}
   scores = report_eval.cached(
       model_dir, f"scores-{split}", report_eval.cache_key(scorer, manifest, split, settings),
       lambda: report_eval.score_split(scorer, manifest, split, batch_size, feature_rows=queries))
@@ -96,7 +98,7 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
   per_shard = math.ceil(neighbour_pool / num_shards) if num_shards else 0
   pool = None
   if per_shard:
-    settings = {"per_shard": per_shard, "version": 1}
+    settings = {"per_shard": per_shard, "version": CACHE_VERSION}
     pool = report_eval.cached(
         model_dir, "features-train", report_eval.cache_key(scorer, manifest, "train", settings),
         lambda: report_eval.score_split(scorer, manifest, "train", batch_size, ten_crop=False,

@@ -40,6 +40,24 @@ def _scalar_value(value):
   return value.simple_value if value.HasField("simple_value") else None
 
 
+def _scalar_records(log_dir):
+  """Every scalar of the event files in one directory, as `(wall_time, tag, step, value)`."""
+  paths = sorted(tf.io.gfile.glob(os.path.join(log_dir, EVENT_PATTERN)))
+  records = []
+  for path in paths:
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        event = event_pb2.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          number = _scalar_value(value)
+          if number is not None:
+            records.append((event.wall_time, value.tag, event.step, number))
+    except tf.errors.DataLossError:
+      # A run killed mid-write leaves a truncated last record; everything before it is valid.
+      logging.warning("%s: truncated event file, using the events before the damage", path)
+  return records
+
+
 def read_scalars(log_dir):
   """Reads every scalar summary from the event files in one directory.
 
@@ -53,25 +71,21 @@ def read_scalars(log_dir):
     `{tag: (steps, values)}` with int64 steps in increasing order and float64 values; empty if the
     directory holds no event files.
   """
-  paths = sorted(tf.io.gfile.glob(os.path.join(log_dir, EVENT_PATTERN)))
-  records = []  # (wall_time, tag, step, value)
-  for path in paths:
-    try:
-      for record in tf.data.TFRecordDataset(path):
-        event = event_pb2.Event.FromString(record.numpy())
-        for value in event.summary.value:
-          number = _scalar_value(value)
-          if number is not None:
-            records.append((event.wall_time, value.tag, event.step, number))
-    except tf.errors.DataLossError:
-      # A run killed mid-write leaves a truncated last record; everything before it is valid.
-      logging.warning("%s: truncated event file, using the events before the damage", path)
   by_tag = collections.defaultdict(dict)
-  for _, tag, step, number in sorted(records, key=lambda record: record[0]):
+  for _, tag, step, number in sorted(_scalar_records(log_dir), key=lambda record: record[0]):
     by_tag[tag][step] = number
   return {tag: (np.array(sorted(values), np.int64),
                 np.array([values[step] for step in sorted(values)], np.float64))
           for tag, values in by_tag.items()}
+
+
+def wall_time_span(log_dir):
+  """Seconds from the first to the last scalar in a directory's event files (None if none).
+
+  A resumed run's pause between its sessions is included.
+  """
+  times = [record[0] for record in _scalar_records(log_dir)]
+  return max(times) - min(times) if times else None
 
 
 def read_curves(model_dir):
@@ -124,17 +138,18 @@ def learning_curves(scalars):
   return curves
 
 
-def plot_curves(scalars, output_path, title=None):
-  """Writes a PNG of the learning curves: loss, top-1 and top-5 error, learning rate (log scale).
+def render_curves(scalars, title=None):
+  """Draws the learning curves (loss, top-1 and top-5 error, learning rate on a log scale).
 
   Args:
     scalars: `{tag: (steps, values)}` as from `read_curves`.
-    output_path: PNG file to write (local or any filesystem `tf.io.gfile` supports).
     title: optional figure title, e.g. the model directory.
 
+  Returns:
+    The figure as PNG bytes.
+
   Raises:
-    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags, or
-      the file cannot be written.
+    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags.
   """
   curves = learning_curves(scalars)
   if not any(curves.values()):
@@ -156,13 +171,29 @@ def plot_curves(scalars, output_path, title=None):
   if title:
     figure.suptitle(title)
   figure.tight_layout()
-  # Rendered in memory and written through gfile, so --output can be a gs:// path too.
   buffer = io.BytesIO()
   figure.savefig(buffer, format="png", dpi=100)
   plt.close(figure)
+  return buffer.getvalue()
+
+
+def plot_curves(scalars, output_path, title=None):
+  """Writes a PNG of the learning curves: loss, top-1 and top-5 error, learning rate (log scale).
+
+  Args:
+    scalars: `{tag: (steps, values)}` as from `read_curves`.
+    output_path: PNG file to write (local or any filesystem `tf.io.gfile` supports).
+    title: optional figure title, e.g. the model directory.
+
+  Raises:
+    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags, or
+      the file cannot be written.
+  """
+  png = render_curves(scalars, title)
+  # Rendered in memory and written through gfile, so --output can be a gs:// path too.
   try:
     with tf.io.gfile.GFile(output_path, "wb") as f:
-      f.write(buffer.getvalue())
+      f.write(png)
   except tf.errors.OpError as err:
     raise ValueError(f"{output_path}: cannot write ({err.message})") from None
 

@@ -7,6 +7,8 @@ split exactly once (the count is checked against the manifest). Errors are pessi
 with other classes at the boundary counts as a miss (see `train/metrics.py`).
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
 import sys
 
 import tensorflow as tf

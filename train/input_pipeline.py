@@ -191,6 +191,29 @@ def prepare_batch(batch, mean_image, eigval, eigvec, training, rng=None):
   return pixels
 
 
+def _decode_fn(manifest):
+  """Parses and fully decodes one record: what reading it in training or evaluation needs."""
+  return lambda record: image_lib.decode_image(
+      schema.parse_example(record), manifest.encoding, image_size=manifest.image_size)
+
+
+def count_readable(manifest, split):
+  """Counts the records of each shard that read and decode, as `--skip_corrupt` would keep them.
+
+  Costs a pass over the split's data; the trainer pays it only when asked to skip corrupt records,
+  so that an epoch is what can be read, not what the manifest lists.
+
+  Returns:
+    `{path: (readable, listed)}` for every shard of the split.
+  """
+  counts = {}
+  for path, shard in zip(manifest.shard_paths(split), manifest.data["splits"][split]["shards"]):
+    records = tf.data.TFRecordDataset(path).ignore_errors()
+    images = records.map(_decode_fn(manifest), num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    counts[path] = (int(images.reduce(0, lambda n, _: n + 1)), shard["num_examples"])
+  return counts
+
+
 def locate_corrupt_shard(manifest, split, error):
   """Names the shard behind a tf.data read or decode error (tf.data errors name no file).
 
@@ -207,8 +230,7 @@ def locate_corrupt_shard(manifest, split, error):
   """
   logging.error("Input pipeline failed (%s); reading the %s shards to find the bad one",
                 error.message.splitlines()[0], split)
-  decode = lambda record: image_lib.decode_image(  # noqa: E731
-      schema.parse_example(record), manifest.encoding, image_size=manifest.image_size)
+  decode = _decode_fn(manifest)
   hint = "pass --skip_corrupt to skip unreadable records"
   for path, shard in zip(manifest.shard_paths(split), manifest.data["splits"][split]["shards"]):
     try:

@@ -83,3 +83,25 @@ def check_first_loss(loss, num_classes):
                   "activation on the logits, and the input scaling (mean subtraction)",
                   loss, num_classes, expected)
   return False
+
+
+def log_closing(reason, step, steps_per_epoch, validation, checkpoints):
+  """Logs the run's last line: why it stopped, where, its last validation and where it saved.
+
+  Args:
+    reason: why the loop ended, e.g. "reached --epochs=90" or "SIGINT".
+    step: the last step trained.
+    steps_per_epoch: steps in one epoch.
+    validation: the last validation metrics of this run (with its `step`), or None.
+    checkpoints: the run's `run_state.Checkpoints`.
+  """
+  if validation is None:
+    figures = "no validation in this run"
+  else:
+    figures = (f"last validation at step {validation['step']}: top-1 error "
+               f"{1 - validation['top1']:.4f}, top-5 error {1 - validation['top5']:.4f}, loss "
+               f"{validation['loss']:.4f} on {validation['count']} images")
+  logging.info("Stopped (%s) at step %d (epoch %d, batch %d/%d); %s; checkpoint %s; best model %s",
+               reason, step, (step - 1) // steps_per_epoch + 1, (step - 1) % steps_per_epoch + 1,
+               steps_per_epoch, figures, checkpoints.latest.latest_checkpoint,
+               checkpoints.best.latest_checkpoint or "none (no validation yet)")

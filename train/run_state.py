@@ -98,33 +98,70 @@ def _pid_alive(pid):
   return True
 
 
-def write_model_dir(config, manifest, model_dir):
-  """Writes config.json (model, classes, stats, flags) and mean.npy, refusing a mismatched resume.
+# Settings a resumed run must keep: they shape the network or the optimisation, or (the batch size)
+# the meaning of a step, which the checkpoint counts in. The learning rate is the schedule's
+# state, restored from the checkpoint, so a new --learning_rate could not be honoured either. Every
+# other setting (epochs, steps, logging, checkpointing, evaluation, data reading, seed, jit,
+# patience) may change: it applies from the resumed step on, and the change is logged.
+FIXED_ON_RESUME = ("batch_size", "learning_rate", "momentum", "weight_decay", "lr_schedule",
+                   "lr_step_epochs", "dropout", "groups", "width", "precision")
+
+
+def _flag_values(config):
+  return {key: list(value) if isinstance(value, tuple) else value
+          for key, value in vars(config).items()}
+
+
+def _check_resume(path, previous_flags, flag_values):
+  """Refuses a resume that changes a setting of FIXED_ON_RESUME; logs the other changes."""
+  for name, value in flag_values.items():
+    if name not in previous_flags or previous_flags[name] == value:
+      continue
+    if name in FIXED_ON_RESUME:
+      raise TrainingError(f"{path}: --{name}={value} differs from the {previous_flags[name]} this "
+                          f"run was started with, which a resumed run must keep; rerun with "
+                          f"--{name}={previous_flags[name]} or use a new --model_dir")
+    logging.info("Resuming with --%s=%s (was %s)", name, value, previous_flags[name])
+
+
+def check_model_dir(config, manifest, model_dir):
+  """Refuses to resume a model directory that this run's data or settings do not match.
 
   Raises:
-    TrainingError: if config.json holds another label map or network shape than this run.
+    TrainingError: if config.json holds another label map or network shape than this run, or, when
+      there is a checkpoint to resume from, another value of a setting of `FIXED_ON_RESUME`.
   """
-  tf.io.gfile.makedirs(model_dir)
   path = os.path.join(model_dir, restore.CONFIG_NAME)
-  model = {"num_classes": manifest.num_classes, "groups": config.groups,
-           "width": float(config.width), "dropout": config.dropout}
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      previous = json.load(f)
-    if previous.get("classes") != manifest.data["classes"]:
-      raise TrainingError(f"{path}: this model directory was trained on a different label map "
-                          f"than {manifest.directory}; use a new --model_dir")
-    shape = lambda m: {k: m.get(k) for k in ("num_classes", "groups", "width")}  # noqa: E731
-    if shape(previous.get("model", {})) != shape(model):
-      raise TrainingError(f"{path}: network {shape(previous['model'])} differs from this run's "
-                          f"{shape(model)}; use the same --groups/--width or a new --model_dir")
-  flag_values = {key: list(value) if isinstance(value, tuple) else value
-                 for key, value in vars(config).items()}
-  content = {"model": model, "classes": manifest.data["classes"],
+  if not tf.io.gfile.exists(path):
+    return
+  with tf.io.gfile.GFile(path) as f:
+    previous = json.load(f)
+  if previous.get("classes") != manifest.data["classes"]:
+    raise TrainingError(f"{path}: this model directory was trained on a different label map "
+                        f"than {manifest.directory}; use a new --model_dir")
+  shape = lambda m: {k: m.get(k) for k in ("num_classes", "groups", "width")}  # noqa: E731
+  model = _model_arguments(config, manifest)
+  if shape(previous.get("model", {})) != shape(model):
+    raise TrainingError(f"{path}: network {shape(previous['model'])} differs from this run's "
+                        f"{shape(model)}; use the same --groups/--width or a new --model_dir")
+  if tf.train.latest_checkpoint(os.path.join(model_dir, "ckpt")) is not None:
+    _check_resume(path, previous.get("flags", {}), _flag_values(config))
+
+
+def _model_arguments(config, manifest):
+  return {"num_classes": manifest.num_classes, "groups": config.groups,
+          "width": float(config.width), "dropout": config.dropout}
+
+
+def write_model_dir(config, manifest, model_dir):
+  """Writes config.json (model, classes, stats, the flags this run uses) and mean.npy."""
+  tf.io.gfile.makedirs(model_dir)
+  content = {"model": _model_arguments(config, manifest), "classes": manifest.data["classes"],
              "image_size": manifest.image_size, "input_size": input_pipeline.CROP_SIZE,
              "stats": manifest.stats,
-             "flags": {**flag_values, "shards": manifest.directory, "model_dir": model_dir}}
-  with tf.io.gfile.GFile(path, "w") as f:
+             "flags": {**_flag_values(config), "shards": manifest.directory,
+                       "model_dir": model_dir}}
+  with tf.io.gfile.GFile(os.path.join(model_dir, restore.CONFIG_NAME), "w") as f:
     f.write(json.dumps(content, indent=1, sort_keys=True) + "\n")
   with tf.io.gfile.GFile(os.path.join(model_dir, restore.MEAN_NAME), "wb") as f:
     np.save(f, manifest.mean_image())
@@ -270,23 +307,31 @@ class SummaryWriters:
 
 
 class StopFlag:
-  """Set by SIGTERM; the loop checks it every step, saves and returns."""
+  """Set by SIGTERM or SIGINT (Ctrl-C); the loop checks it every step, saves and returns.
+
+  A second signal raises KeyboardInterrupt at once: the person pressing Ctrl-C again does not want
+  to wait for the save.
+  """
 
   def __init__(self):
-    self.requested = False
+    self.requested = None  # The name of the signal received, once one is.
 
-  def _handle(self, signum, frame):
+  def handle(self, signum, frame):
     del frame
-    logging.warning("Received signal %d: saving and stopping after this step", signum)
-    self.requested = True
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = signal.Signals(signum).name
+    logging.warning("%s: saving at the end of this step, then stopping (again to stop at once)",
+                    self.requested)
 
   @contextlib.contextmanager
-  def installed(self, signum):
+  def installed(self, signums=(signal.SIGTERM, signal.SIGINT)):
     if threading.current_thread() is not threading.main_thread():
       yield
       return
-    previous = signal.signal(signum, self._handle)
+    previous = {signum: signal.signal(signum, self.handle) for signum in signums}
     try:
       yield
     finally:
-      signal.signal(signum, previous)
+      for signum, handler in previous.items():
+        signal.signal(signum, handler)

@@ -197,8 +197,43 @@ def evaluate_split(strategy, eval_fn, manifest, split, config, ten_crop=False):
   return {"loss": loss / count, "top1": top1 / count, "top5": top5 / count, "count": int(count)}
 
 
+def _steps_per_epoch(config, manifest):
+  """Full batches in one pass over what can be read of the training split (see --skip_corrupt)."""
+  images = manifest.num_examples("train")
+  if config.skip_corrupt:
+    images = 0
+    for path, (readable, listed) in input_pipeline.count_readable(manifest, "train").items():
+      images += readable
+      if readable < listed:
+        logging.warning("%s: %d of its %d records are readable; --skip_corrupt skips the other %d "
+                        "in every epoch", path, readable, listed, listed - readable)
+    if images < manifest.num_examples("train"):
+      logging.warning("An epoch is the %d readable training images of the %d the manifest lists",
+                      images, manifest.num_examples("train"))
+  if images < config.batch_size:
+    raise run_state.TrainingError(f"--batch_size={config.batch_size} exceeds the {images} "
+                                  "readable training images")
+  return images // config.batch_size
+
+
+def _build(config, manifest, strategy):
+  """The network, training state and optimizer, or a TrainingError naming the setting at fault."""
+  with strategy.scope():
+    try:
+      model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
+    except ValueError as e:
+      raise run_state.TrainingError(f"cannot build the network: {e}") from None
+    state = run_state.create_state(config)
+    optimizer = create_optimizer(config, state["learning_rate"])
+    optimizer.build(model.trainable_variables)
+  return model, state, optimizer
+
+
 def train_and_evaluate(config, manifest, model_dir):
   """Trains on the manifest's train split, evaluating on validation; resumes from `model_dir`.
+
+  Everything that can be checked (the settings, the network they describe, the batch size against
+  the data) is checked before anything is written to `model_dir`.
 
   Args:
     config: a `Config`.
@@ -213,30 +248,25 @@ def train_and_evaluate(config, manifest, model_dir):
       directory, a corrupt checkpoint, a non-finite loss or weight, an eval count mismatch.
     input_pipeline.CorruptDataError: a shard failed to read.
   """
+  if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+    raise run_state.TrainingError(f"{model_dir}: --model_dir names a file, not a directory")
   keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.precision])
   strategy = create_strategy()
   if config.batch_size % strategy.num_replicas_in_sync:
     raise run_state.TrainingError(f"--batch_size={config.batch_size} does not split over "
                                   f"{strategy.num_replicas_in_sync} replicas")
-  steps_per_epoch = manifest.num_examples("train") // config.batch_size
-  if steps_per_epoch == 0:
-    raise run_state.TrainingError(f"--batch_size={config.batch_size} exceeds the "
-                                  f"{manifest.num_examples('train')} training images")
+  steps_per_epoch = _steps_per_epoch(config, manifest)
   total_steps = config.epochs * steps_per_epoch
   total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
   has_validation = manifest.has_split("validation")
   if not has_validation:
     logging.warning("%s has no validation split: no evaluation, and no plateau schedule",
                     manifest.directory)
+  model, state, optimizer = _build(config, manifest, strategy)
   is_chief = run_state.is_chief(strategy)
   with run_state.model_dir_lock(model_dir, is_chief):
     if is_chief:
-      run_state.write_model_dir(config, manifest, model_dir)
-    with strategy.scope():
-      model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
-      state = run_state.create_state(config)
-      optimizer = create_optimizer(config, state["learning_rate"])
-      optimizer.build(model.trainable_variables)
+      run_state.check_model_dir(config, manifest, model_dir)
     checkpoints = run_state.Checkpoints(model_dir, is_chief, model=model, optimizer=optimizer,
                                         **state)
     step = int(state["step"].numpy())
@@ -244,6 +274,8 @@ def train_and_evaluate(config, manifest, model_dir):
       logging.info("Step %d already reaches the %d steps asked for; nothing to train", step,
                    total_steps)
       return None
+    if is_chief:  # Only now: config.json records the settings of a run that trains.
+      run_state.write_model_dir(config, manifest, model_dir)
     prep = input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
 
     @tf.function
@@ -258,44 +290,52 @@ def train_and_evaluate(config, manifest, model_dir):
     iterator = iter(distribute_dataset(strategy, manifest, "train", config, training=True))
     progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model)
     validation = None
-    with stop.installed(signal.SIGTERM):
-      while step < total_steps and not stop.requested:
-        batch = next_batch(iterator, manifest, "train")
-        if batch is None:  # Only when --skip_corrupt has dropped every record.
-          raise run_state.TrainingError(f"{manifest.directory}: no readable training records")
-        if progress.fresh_start and step == progress.start_step:
-          writers.images(batch, strategy, prep, step)
-        step_stats = train_fn(batch)
-        step += 1
-        state["step"].assign(step)
-        epoch, in_epoch = divmod(step, steps_per_epoch)
-        state["epoch"].assign(epoch)
-        progress.add(step, step_stats)
-        if step % config.log_every == 0 or step == progress.start_step + 1:
-          progress.log(step, float(state["learning_rate"].numpy()), manifest.num_classes)
-        end_of_epoch = in_epoch == 0
-        if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
-                               or step == total_steps):
-          progress.check_finite(step)
-          validation = evaluate_split(strategy, eval_fn, manifest, "validation", config,
-                                      config.ten_crop_eval)
-          logging.info("Validation - Loss: %.4f Accuracy: %.4f Top 5 Accuracy: %.4f (%d images)",
-                       validation["loss"], validation["top1"], validation["top5"],
-                       validation["count"])
-          writers.scalars("eval", step, {"eval/loss": validation["loss"],
-                                         "eval/top1": validation["top1"],
-                                         "eval/top5": validation["top5"]})
-          if run_state.update_schedule(config, state, 1.0 - validation["top1"]):
-            checkpoints.save_best(step, model)
-        if end_of_epoch and config.lr_schedule == "step":
-          state["learning_rate"].assign(scheduled_learning_rate(config, epoch))
-        if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
+    try:
+      with stop.installed():
+        while step < total_steps and not stop.requested:
+          batch = next_batch(iterator, manifest, "train")
+          if batch is None:  # Only when --skip_corrupt has dropped every record.
+            raise run_state.TrainingError(f"{manifest.directory}: no readable training records")
+          if progress.fresh_start and step == progress.start_step:
+            writers.images(batch, strategy, prep, step)
+          step_stats = train_fn(batch)
+          step += 1
+          state["step"].assign(step)
+          epoch, in_epoch = divmod(step, steps_per_epoch)
+          state["epoch"].assign(epoch)
+          progress.add(step, step_stats)
+          if step % config.log_every == 0 or step == progress.start_step + 1:
+            progress.log(step, float(state["learning_rate"].numpy()), manifest.num_classes)
+          end_of_epoch = in_epoch == 0
+          if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
+                                 or step == total_steps):
+            progress.check_finite(step)
+            validation = evaluate_split(strategy, eval_fn, manifest, "validation", config,
+                                        config.ten_crop_eval)
+            validation["step"] = step
+            logging.info("Validation - Loss: %.4f Accuracy: %.4f Top 5 Accuracy: %.4f (%d images)",
+                         validation["loss"], validation["top1"], validation["top5"],
+                         validation["count"])
+            writers.scalars("eval", step, {"eval/loss": validation["loss"],
+                                           "eval/top1": validation["top1"],
+                                           "eval/top5": validation["top5"]})
+            if run_state.update_schedule(config, state, 1.0 - validation["top1"]):
+              checkpoints.save_best(step, model)
+          if end_of_epoch and config.lr_schedule == "step":
+            state["learning_rate"].assign(scheduled_learning_rate(config, epoch))
+          if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
+            progress.check_finite(step)
+            checkpoints.save(step, model)
+        if stop.requested:
           progress.check_finite(step)
           checkpoints.save(step, model)
-      if stop.requested:
-        progress.check_finite(step)
-        checkpoints.save(step, model)
-        logging.info("SIGTERM: saved step %d to %s; rerun the same command to resume", step,
-                     checkpoints.directory)
+    except run_state.NonFiniteError:
+      progress_lib.log_closing("non-finite, this step not saved", step, steps_per_epoch,
+                               validation, checkpoints)
+      raise
     writers.close()
+  reason = (f"{stop.requested}; rerun the same command to resume" if stop.requested
+            else f"reached --max_steps={config.max_steps}" if total_steps == config.max_steps
+            else f"reached --epochs={config.epochs}")
+  progress_lib.log_closing(reason, step, steps_per_epoch, validation, checkpoints)
   return validation

@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -253,6 +254,49 @@ def test_export_refuses_non_empty_output(trained, tmp_path):
   with pytest.raises(ValueError, match="would delete"):
     export.export_model(str(model_dir), str(tmp_path), overwrite=True)
   assert (model_dir / restore.CONFIG_NAME).exists()
+
+
+def test_export_cli_keeps_a_file_at_output(trained, tmp_path):
+  precious = tmp_path / "precious.txt"
+  precious.write_text("important")
+  result = _run("train.export", "--model_dir", trained["model_dir"], "--output", str(precious))
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert len([line for line in result.stderr.splitlines() if "precious.txt" in line]) == 1
+  assert precious.read_text() == "important"
+
+
+def test_export_overwrite_swaps_in_a_complete_model_and_a_failure_keeps_the_old(trained,
+                                                                               tmp_path):
+  output = tmp_path / "output"
+  output.write_text("old")
+  with pytest.raises(ValueError, match="no such checkpoint"):
+    export.export_model(trained["model_dir"], str(output), checkpoint=str(tmp_path / "none"),
+                        overwrite=True)
+  assert output.read_text() == "old" and os.listdir(tmp_path) == ["output"]
+  export.export_model(trained["model_dir"], str(output), overwrite=True)
+  assert tf.saved_model.contains_saved_model(str(output))
+  assert sorted(os.listdir(tmp_path)) == ["output"]  # No temporary left beside it.
+
+
+def test_export_help_describes_what_the_code_does():
+  assert "bicubic" in export.__doc__ and "Lanczos" not in export.__doc__
+  assert "WebP" in export.__doc__
+
+
+def test_serving_classifies_webp(trained):
+  pixels = _blocky_pixels(np.random.default_rng(7), IMAGE_SIZE, IMAGE_SIZE)
+  webp = _encode(pixels, "WEBP")
+  decoded = np.asarray(Image.open(io.BytesIO(webp)).convert("RGB"))
+  outputs = trained["classifier"](images=tf.constant([webp]))
+  expected = _keras_probabilities(trained["model"], trained["mean"], [decoded])
+  np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-3)
+
+
+def test_export_logs_no_library_chatter(trained, tmp_path, caplog):
+  from common import quiet  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  caplog.set_level(logging.INFO, logger="absl")
+  export.export_model(trained["model_dir"], str(tmp_path / "saved"))
+  assert "Restored alexnet" in caplog.text and "unsupported characters" not in caplog.text
 
 
 def test_restore_prefers_best_and_rejects_corrupt_checkpoints(trained, tmp_path):

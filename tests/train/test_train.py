@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -139,16 +140,76 @@ def test_resume_continues_from_the_saved_step_and_learning_rate(trained_copy, da
                                                                 caplog):
   manifest = manifest_lib.load(dataset_dir)
   caplog.set_level(logging.INFO, logger="absl")
-  # A different --learning_rate on restart must not reset the schedule's saved state.
-  train.train_and_evaluate(_config(epochs=2, learning_rate=0.5), manifest, trained_copy)
+  train.train_and_evaluate(_config(epochs=2, log_every=2), manifest, trained_copy)
   assert _checkpoint_steps(os.path.join(trained_copy, "ckpt")) == [4, 8]
   text = caplog.text
   assert "Resumed from" in text and "at step 4" in text
   assert "Batch: 1/4" in text and "Epoch: 2" in text and "Epoch: 1 " not in text
-  assert "LR: 0.01 " in text and "LR: 0.5" not in text
+  assert "LR: 0.01 " in text
+  # Settings that may change are logged and recorded: config.json says what the run used.
+  assert "Resuming with --epochs=2 (was 1)" in text and "Resuming with --log_every=2 (was 1)" in text
+  with open(os.path.join(trained_copy, "config.json")) as f:
+    assert json.load(f)["flags"]["epochs"] == 2
   reader = tf.train.load_checkpoint(os.path.join(trained_copy, "ckpt"))
   assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
   assert reader.get_tensor("learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(0.01)
+  # The closing line: why it stopped, where, the last validation, and where the models are.
+  closing = [line for line in text.splitlines() if "Stopped (" in line]
+  assert len(closing) == 1 and "Stopped (reached --epochs=2) at step 8 (epoch 2, batch 4/4)" in (
+      closing[0])
+  assert "last validation at step 8: top-1 error" in closing[0] and "on 9 images" in closing[0]
+  assert os.path.join(trained_copy, "ckpt", "ckpt-8") in closing[0]
+  assert os.path.join(trained_copy, "best", "ckpt-") in closing[0]
+
+
+@pytest.mark.parametrize("overrides, flag, values", [
+    (dict(learning_rate=0.5), "learning_rate", ("0.5", "0.01")),
+    (dict(batch_size=2), "batch_size", ("2", "4")),
+    (dict(momentum=0.5), "momentum", ("0.5", "0.9"))], ids=["learning_rate", "batch_size",
+                                                              "momentum"])
+def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir, overrides,
+                                                       flag, values):
+  path = os.path.join(trained_copy, "config.json")
+  with open(path) as f:
+    before = f.read()
+  with pytest.raises(run_state.TrainingError) as raised:
+    train.train_and_evaluate(_config(epochs=2, **overrides), manifest_lib.load(dataset_dir),
+                             trained_copy)
+  message = str(raised.value)
+  assert f"--{flag}={values[0]} differs from the {values[1]}" in message and "\n" not in message
+  with open(path) as f:
+    assert f.read() == before
+  assert _checkpoint_steps(os.path.join(trained_copy, "ckpt")) == [STEPS_PER_EPOCH]
+
+
+def test_an_invalid_network_is_refused_before_the_model_dir_is_written(dataset_dir, tmp_path):
+  model_dir = tmp_path / "model"
+  with pytest.raises(run_state.TrainingError, match="groups must be at least 1"):
+    train.train_and_evaluate(_config(groups=0), manifest_lib.load(dataset_dir), str(model_dir))
+  assert not model_dir.exists()
+  # The corrected run is not refused for a network it never built.
+  train.train_and_evaluate(_config(max_steps=1), manifest_lib.load(dataset_dir), str(model_dir))
+
+
+def test_skip_corrupt_epochs_are_what_can_be_read(writable_dataset_dir, tmp_path, caplog):
+  path = os.path.join(writable_dataset_dir, "train-00001-of-00002.tfrecord")
+  with open(path, "r+b") as f:
+    f.seek(5000)
+    byte = f.read(1)
+    f.seek(5000)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  manifest = manifest_lib.load(writable_dataset_dir)
+  readable = sum(len(b["label"]) for b in input_pipeline.make_dataset(
+      manifest, "train", batch_size=4, training=False, skip_corrupt=True))
+  assert readable < 16  # Fewer full batches than the 4 the manifest's 18 images give.
+  caplog.set_level(logging.INFO, logger="absl")
+  model_dir = str(tmp_path / "model")
+  train.train_and_evaluate(_config(skip_corrupt=True), manifest, model_dir)
+  steps = readable // 4
+  assert _checkpoint_steps(os.path.join(model_dir, "ckpt")) == [steps]
+  assert f"Batch: {steps}/{steps} " in caplog.text
+  assert (f"{path}: {9 - (18 - readable)} of its 9 records are readable; --skip_corrupt skips the "
+          f"other {18 - readable} in every epoch") in caplog.text
 
 
 def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dataset_dir,
@@ -238,7 +299,8 @@ def test_other_label_map_is_refused(trained_copy, dataset_dir):
     train.train_and_evaluate(_config(epochs=2), manifest_lib.load(dataset_dir), trained_copy)
 
 
-def test_sigterm_saves_and_exits_cleanly(dataset_dir, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_saves_and_exits_cleanly(dataset_dir, tmp_path, signum):
   model_dir = str(tmp_path / "model")
   log_path = str(tmp_path / "log")
   command = [sys.executable, "-m", "train.main", f"--shards={dataset_dir}",
@@ -250,13 +312,36 @@ def test_sigterm_saves_and_exits_cleanly(dataset_dir, tmp_path):
     while "Batch: 3/" not in open(log_path).read() and time.monotonic() < deadline:
       assert process.poll() is None, open(log_path).read()
       time.sleep(0.5)
-    process.send_signal(15)
+    process.send_signal(signum)
     assert process.wait(timeout=120) == 0, open(log_path).read()
   text = open(log_path).read()
-  assert "SIGTERM: saved step" in text
+  name = signal.Signals(signum).name
+  assert "Traceback" not in text
+  assert len([line for line in text.splitlines() if f"{name}: saving" in line]) == 1
   saved = _checkpoint_steps(os.path.join(model_dir, "ckpt"))
   assert saved and saved[-1] >= 3
+  assert f"Stopped ({name}; rerun the same command to resume) at step {saved[-1]} " in text
   assert not os.path.exists(os.path.join(model_dir, run_state.LOCK_NAME))
+
+
+def test_a_second_signal_stops_at_once():
+  stop = run_state.StopFlag()
+  with stop.installed():
+    assert signal.getsignal(signal.SIGINT) == stop.handle
+    stop.handle(signal.SIGINT, None)
+    assert stop.requested == "SIGINT"
+    with pytest.raises(KeyboardInterrupt):
+      stop.handle(signal.SIGINT, None)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_checkpoint_saves_log_no_library_chatter(trained_dir, tmp_path, caplog):
+  from common import quiet  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  caplog.set_level(logging.INFO)
+  model = model_lib.alexnet(3, width=0.0625)
+  run_state.Checkpoints(str(tmp_path / "model"), True, model=model).save(1, model)
+  assert os.path.exists(tmp_path / "model" / "ckpt" / "ckpt-1.index")
+  assert "Sharding callback" not in caplog.text
 
 
 def test_cli_user_error_is_one_line_and_exit_1(tmp_path):

@@ -22,11 +22,12 @@ from absl import logging
 from PIL import Image
 from skimage import data as skimage_data
 
+from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
 from train import input_pipeline
 from train import model as model_lib
-from train import run_state
+from train import schedule
 from train import train
 
 flags.DEFINE_string("shards", None, "A dataset directory; default: write a synthetic one.")
@@ -96,8 +97,13 @@ def images_per_second(batches, seconds):
 
 
 def decode_only(manifest, batch_size):
-  """(a): the shards' records parsed and fully decoded, nothing else."""
-  decode = lambda r: tf.io.decode_jpeg(schema.parse_example(r)[schema.ENCODED], channels=3)  # noqa: E731
+  """(a): the shards' records parsed and fully decoded, nothing else.
+
+  Decoded by `common.image.decode_image`, with the pipeline's settings (the accurate IDCT): a
+  baseline must not differ from what it is compared with.
+  """
+  decode = lambda r: image_lib.decode_image(  # noqa: E731
+      schema.parse_example(r), manifest.encoding, image_size=manifest.image_size)
   return (tf.data.Dataset.from_tensor_slices(manifest.shard_paths("train")).repeat()
           .interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=False)
@@ -110,11 +116,9 @@ def make_train_fn(manifest, batch_size):
   """The trainer's step (prepare_batch + train_step) for the paper's network, 1000 classes."""
   config = train.Config(batch_size=batch_size)
   model = model_lib.alexnet(1000, groups=2)
-  state = run_state.create_state(config)
+  state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  stats = manifest.stats
-  prep = (tf.constant(manifest.mean_image()), tf.constant(stats["rgb_eigval"], tf.float32),
-          tf.constant(stats["rgb_eigvec"], tf.float32))
+  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
   @tf.function
   def train_fn(batch):

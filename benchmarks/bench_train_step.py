@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from train import input_pipeline
 from train import model as model_lib
 
 NUM_CLASSES = 1000  # ImageNet's; only the size of fc8 depends on it.
@@ -152,7 +153,7 @@ def time_torch_training(images, labels, steps, warmup):
 def run_benchmark(batch_size, steps, warmup):
   """Times every variant and returns `(name, images per second or None, note)` rows."""
   rng = np.random.default_rng(0)
-  size = model_lib.INPUT_SIZE
+  size = input_pipeline.CROP_SIZE
   images = rng.normal(0.0, 60.0, [batch_size, size, size, 3]).astype(np.float32)
   labels = rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)
   ours = model_lib.alexnet(NUM_CLASSES)
@@ -197,8 +198,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   rows = run_benchmark(_BATCH_SIZE.value, _STEPS.value, _WARMUP.value)
-  print(f"AlexNet training step, batch {_BATCH_SIZE.value}, {model_lib.INPUT_SIZE}x"
-        f"{model_lib.INPUT_SIZE}, {NUM_CLASSES} classes, {_STEPS.value} timed steps after "
+  print(f"AlexNet training step, batch {_BATCH_SIZE.value}, {input_pipeline.CROP_SIZE}x"
+        f"{input_pipeline.CROP_SIZE}, {NUM_CLASSES} classes, {_STEPS.value} timed steps after "
         f"{_WARMUP.value} warm-up steps, {os.cpu_count()} CPUs")
   print(format_table(rows))
 

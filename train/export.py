@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 
 from common import image as image_lib
+from train import model_dir as model_dir_lib
 from train import restore
 
 CLASSES_NAME = "classes.json"
@@ -123,7 +124,7 @@ class Classifier(tf.Module):
 
 
 def _check_output(output_dir, model_dir, overwrite):
-  """Refuses an existing `output_dir` but an empty directory, unless `overwrite`; never model_dir."""
+  """Refuses an existing `output_dir` (but an empty directory) unless `overwrite`; or model_dir."""
   if not tf.io.gfile.exists(output_dir):
     return
   if tf.io.gfile.isdir(output_dir) and not tf.io.gfile.listdir(output_dir):
@@ -174,7 +175,7 @@ def export_model(model_dir, output_dir, checkpoint=None, overwrite=False):
   output_dir = output_dir.rstrip("/") or output_dir
   _check_output(output_dir, model_dir, overwrite)
   model, config, prefix = restore.restore_model(model_dir, checkpoint)
-  mean_image = restore.load_mean(model_dir, config["image_size"])
+  mean_image = model_dir_lib.read_mean(model_dir, config["image_size"])
   classifier = Classifier(model, mean_image, config["classes"])
   staging, replaced = f"{output_dir}.export-{os.getpid()}", f"{output_dir}.replaced-{os.getpid()}"
   try:

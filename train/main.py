@@ -21,7 +21,7 @@ from absl import logging
 
 from common import manifest as manifest_lib
 from train import input_pipeline
-from train import run_state
+from train.errors import TrainingError
 from train import train
 
 FLAGS = flags.FLAGS
@@ -142,7 +142,7 @@ def main(argv):
       keras.utils.set_random_seed(config.seed)
     manifest = manifest_lib.load(FLAGS.shards)
     train.train_and_evaluate(config, manifest, FLAGS.model_dir)
-  except (manifest_lib.ManifestError, run_state.TrainingError, input_pipeline.DataError) as e:
+  except (manifest_lib.ManifestError, TrainingError, input_pipeline.DataError) as e:
     logging.error("%s", e)
     sys.exit(1)
   except KeyboardInterrupt:  # A second Ctrl-C: the first one's save did not happen.

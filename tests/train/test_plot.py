@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from train import plot
-from train import run_state
+from train import summaries
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_STEPS = np.arange(0, 100, 10)
@@ -23,7 +23,7 @@ VALIDATION_RGB = (0xff, 0x7f, 0x0e)
 
 def _write_scalars(model_dir, kind, steps, scalars):
   """Writes `{tag: values}` at `steps` into model_dir/kind through the trainer's own writer."""
-  writers = run_state.SummaryWriters(model_dir, enabled=True)
+  writers = summaries.SummaryWriters(model_dir, enabled=True)
   for index, step in enumerate(steps):
     writers.scalars(kind, int(step), {tag: float(values[index]) for tag, values in scalars.items()})
   writers.close()

@@ -9,6 +9,8 @@ pipeline, with the ratios b/a (target >= 0.9) and d/c (target >= 0.95). Without 
 writes a synthetic dataset of 256x256 JPEGs cut from scikit-image's photographs.
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
 import io
 import os
 import tempfile
@@ -30,13 +32,6 @@ from train import model as model_lib
 from train import schedule
 from train import train
 
-flags.DEFINE_string("shards", None, "A dataset directory; default: write a synthetic one.")
-flags.DEFINE_integer("num_images", 3000, "Images in the synthetic dataset.")
-flags.DEFINE_integer("pipeline_batch_size", 128, "Batch size of measurements (a) and (b).")
-flags.DEFINE_integer("step_batch_size", 32, "Batch size of measurements (c) and (d).")
-flags.DEFINE_float("seconds", 15.0, "Seconds per measurement, after a warm-up.")
-flags.DEFINE_float("gpu_images_per_sec", 3000.0,
-                   "A GPU's AlexNet training rate, to size the CPU cores it needs.")
 FLAGS = flags.FLAGS
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -155,5 +150,20 @@ def main(argv):
                FLAGS.gpu_images_per_sec / (pipeline_rate / cores))
 
 
+def define_flags():
+  """Defines the flags, only when run as a command, like every entry module."""
+  flags.DEFINE_string("shards", None, "A dataset directory; default: write a synthetic one.")
+  flags.DEFINE_integer("num_images", 3000, "Images in the synthetic dataset.", lower_bound=1)
+  flags.DEFINE_integer("pipeline_batch_size", 128, "Batch size of measurements (a) and (b).",
+                       lower_bound=1)
+  flags.DEFINE_integer("step_batch_size", 32, "Batch size of measurements (c) and (d).",
+                       lower_bound=1)
+  flags.DEFINE_float("seconds", 15.0, "Seconds per measurement, after a warm-up.", lower_bound=0)
+  flags.DEFINE_float("gpu_images_per_sec", 3000.0,
+                     "A GPU's AlexNet training rate, to size the CPU cores it needs.",
+                     lower_bound=0)
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -16,6 +16,7 @@ from absl import logging
 from train import model as model_lib
 from train import model_dir as model_dir_lib
 
+
 def find_checkpoint(model_dir, checkpoint=None):
   """Chooses the checkpoint to restore: `checkpoint` if given, else the newest in best/, then ckpt/.
 

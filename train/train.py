@@ -146,8 +146,8 @@ def _steps_per_epoch(config, manifest):
       logging.warning("An epoch is the %d readable training images of the %d the manifest lists",
                       images, manifest.num_examples("train"))
   if images < config.batch_size:
-    raise TrainingError(f"--batch_size={config.batch_size} exceeds the {images} "
-                                  "readable training images")
+    raise TrainingError(f"--batch_size={config.batch_size} exceeds the {images} readable "
+                        "training images")
   return images // config.batch_size
 
 
@@ -189,7 +189,7 @@ def train_and_evaluate(config, manifest, model_dir):
   strategy = create_strategy()
   if config.batch_size % strategy.num_replicas_in_sync:
     raise TrainingError(f"--batch_size={config.batch_size} does not split over "
-                                  f"{strategy.num_replicas_in_sync} replicas")
+                        f"{strategy.num_replicas_in_sync} replicas")
   steps_per_epoch = _steps_per_epoch(config, manifest)
   total_steps = config.epochs * steps_per_epoch
   total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
@@ -202,8 +202,8 @@ def train_and_evaluate(config, manifest, model_dir):
   with model_dir_lib.lock(model_dir, chief):
     if chief:
       model_dir_lib.check(config, manifest, model_dir)
-    checkpoints = checkpoints_lib.Checkpoints(model_dir, chief, model=model, optimizer=optimizer,
-                                        **state)
+    checkpoints = checkpoints_lib.Checkpoints(model_dir, chief, model=model,
+                                              optimizer=optimizer, **state)
     step = int(state["step"].numpy())
     if step >= total_steps:
       logging.info("Step %d already reaches the %d steps asked for; nothing to train", step,

@@ -43,18 +43,18 @@ def lock(model_dir, is_chief_process):
   cannot be locked atomically and are not locked.
 
   Raises:
-    TrainingError: if another live trainer holds the lock.
+    TrainingError: if another live trainer holds the lock, or the directory cannot be written.
   """
   if not is_chief_process or "://" in model_dir:
     if is_chief_process:
       logging.warning("%s is remote: not locked against a second trainer", model_dir)
     yield
     return
-  os.makedirs(model_dir, exist_ok=True)
   path = os.path.join(model_dir, LOCK_NAME)
   owner = {"pid": os.getpid(), "hostname": socket.gethostname()}
   while True:
     try:
+      os.makedirs(model_dir, exist_ok=True)
       descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
       break
     except FileExistsError:
@@ -70,6 +70,8 @@ def lock(model_dir, is_chief_process):
         continue
       raise TrainingError(f"{path}: {model_dir} is in use by process {holder.get('pid')} on "
                           f"{holder.get('hostname')}; stop it or delete the lock file if it is dead")
+    except OSError as e:  # e.g. a parent that is a file, or no permission
+      raise TrainingError(f"{model_dir}: cannot write the model directory ({e.strerror})") from None
   with os.fdopen(descriptor, "w") as f:
     json.dump(owner, f)
   try:

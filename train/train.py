@@ -146,7 +146,8 @@ def _steps_per_epoch(config, manifest):
       logging.warning("An epoch is the %d readable training images of the %d the manifest lists",
                       images, manifest.num_examples("train"))
   if images < config.batch_size:
-    raise TrainingError(f"--batch_size={config.batch_size} exceeds the {images} readable "
+    readable = " readable" if config.skip_corrupt else ""
+    raise TrainingError(f"--batch_size={config.batch_size} exceeds the {images}{readable} "
                         "training images")
   return images // config.batch_size
 

@@ -188,6 +188,14 @@ def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir
   assert _checkpoint_steps(os.path.join(trained_copy, "ckpt")) == [STEPS_PER_EPOCH]
 
 
+def test_an_unwritable_model_dir_is_one_error_line(dataset_dir, tmp_path):
+  (tmp_path / "file").write_text("not a directory")
+  with pytest.raises(TrainingError, match=r"file/model: cannot write the model directory \("):
+    train.train_and_evaluate(_config(max_steps=1), manifest_lib.load(dataset_dir),
+                             str(tmp_path / "file" / "model"))
+  assert (tmp_path / "file").read_text() == "not a directory"
+
+
 def test_an_invalid_network_is_refused_before_the_model_dir_is_written(dataset_dir, tmp_path):
   model_dir = tmp_path / "model"
   with pytest.raises(TrainingError, match="groups must be at least 1"):

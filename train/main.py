@@ -21,8 +21,8 @@ from absl import logging
 
 from common import manifest as manifest_lib
 from train import input_pipeline
-from train.errors import TrainingError
 from train import train
+from train.errors import TrainingError
 
 FLAGS = flags.FLAGS
 # (flag, lowest, highest, whether the lowest is excluded, whether the highest is excluded); None:

@@ -1,6 +1,8 @@
 """Tests of train/input_pipeline.py on the tiny synthetic dataset of conftest.py."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,8 +10,8 @@ import tensorflow as tf
 
 from common import manifest as manifest_lib
 from common import schema
-from train import input_pipeline
 from train import evaluation
+from train import input_pipeline
 
 CROP = input_pipeline.CROP_SIZE
 
@@ -215,3 +217,15 @@ def test_corrupt_record_in_training_is_named_or_skipped(writable_dataset_dir):
                                         skip_corrupt=True)
   count = sum(len(b["label"]) for b in skipped)
   assert 0 < count < manifest.num_examples("train")
+
+
+def test_the_crop_size_lives_on_the_data_side():
+  """The pipeline does not import the model for its input size; the model takes it from here."""
+  script = ("import sys; from train import input_pipeline; "
+            "assert 'train.model' not in sys.modules, 'input_pipeline imports the model'; "
+            "from train import model; "
+            "assert model.alexnet(3, width=0.0625).input_shape[1] == input_pipeline.CROP_SIZE")
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert result.returncode == 0, result.stderr[-2000:]

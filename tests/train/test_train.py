@@ -15,16 +15,16 @@ import pytest
 import tensorflow as tf
 
 from common import manifest as manifest_lib
+from train import checkpoints as checkpoints_lib
 from train import input_pipeline
 from train import model as model_lib
-from train import progress as progress_lib
-from train import checkpoints as checkpoints_lib
 from train import model_dir as model_dir_lib
+from train import progress as progress_lib
 from train import schedule
 from train import summaries
+from train import train
 from train.errors import NonFiniteError
 from train.errors import TrainingError
-from train import train
 
 from tests.train.conftest import TINY_CONFIG
 

@@ -9,6 +9,8 @@ pipeline, with the ratios b/a (target >= 0.9) and d/c (target >= 0.95). Without 
 writes a synthetic dataset of 256x256 JPEGs cut from scikit-image's photographs.
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
 import io
 import os
 import tempfile
@@ -27,16 +29,9 @@ from common import manifest as manifest_lib
 from common import schema
 from train import input_pipeline
 from train import model as model_lib
-from train import run_state
+from train import schedule
 from train import train
 
-flags.DEFINE_string("shards", None, "A dataset directory; default: write a synthetic one.")
-flags.DEFINE_integer("num_images", 3000, "Images in the synthetic dataset.")
-flags.DEFINE_integer("pipeline_batch_size", 128, "Batch size of measurements (a) and (b).")
-flags.DEFINE_integer("step_batch_size", 32, "Batch size of measurements (c) and (d).")
-flags.DEFINE_float("seconds", 15.0, "Seconds per measurement, after a warm-up.")
-flags.DEFINE_float("gpu_images_per_sec", 3000.0,
-                   "A GPU's AlexNet training rate, to size the CPU cores it needs.")
 FLAGS = flags.FLAGS
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -102,10 +97,11 @@ def images_per_second(batches, seconds):
 def decode_only(manifest, batch_size):
   """(a): the shards' records parsed and fully decoded, nothing else.
 
-  The decode is the pipeline's own (`common.image.decode_image`, accurate IDCT), so the baseline
-  measures the same work without the crop, shuffles and mean subtraction.
+  Decoded by `common.image.decode_image`, with the pipeline's settings (the accurate IDCT): a
+  baseline must not differ from what it is compared with.
   """
-  decode = lambda r: image_lib.decode_image(schema.parse_example(r), manifest.encoding)  # noqa: E731
+  decode = lambda r: image_lib.decode_image(  # noqa: E731
+      schema.parse_example(r), manifest.encoding, image_size=manifest.image_size)
   return (tf.data.Dataset.from_tensor_slices(manifest.shard_paths("train")).repeat()
           .interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=False)
@@ -118,11 +114,9 @@ def make_train_fn(manifest, batch_size):
   """The trainer's step (prepare_batch + train_step) for the paper's network, 1000 classes."""
   config = train.Config(batch_size=batch_size)
   model = model_lib.alexnet(1000, groups=2)
-  state = run_state.create_state(config)
+  state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  stats = manifest.stats
-  prep = (tf.constant(manifest.mean_image()), tf.constant(stats["rgb_eigval"], tf.float32),
-          tf.constant(stats["rgb_eigvec"], tf.float32))
+  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
   @tf.function
   def train_fn(batch):
@@ -159,5 +153,20 @@ def main(argv):
                FLAGS.gpu_images_per_sec / (pipeline_rate / cores))
 
 
+def define_flags():
+  """Defines the flags, only when run as a command, like every entry module."""
+  flags.DEFINE_string("shards", None, "A dataset directory; default: write a synthetic one.")
+  flags.DEFINE_integer("num_images", 3000, "Images in the synthetic dataset.", lower_bound=1)
+  flags.DEFINE_integer("pipeline_batch_size", 128, "Batch size of measurements (a) and (b).",
+                       lower_bound=1)
+  flags.DEFINE_integer("step_batch_size", 32, "Batch size of measurements (c) and (d).",
+                       lower_bound=1)
+  flags.DEFINE_float("seconds", 15.0, "Seconds per measurement, after a warm-up.", lower_bound=0)
+  flags.DEFINE_float("gpu_images_per_sec", 3000.0,
+                     "A GPU's AlexNet training rate, to size the CPU cores it needs.",
+                     lower_bound=0)
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

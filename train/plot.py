@@ -1,11 +1,13 @@
 """Draws the learning curves of a training run from its TensorBoard event files.
 
-    python -m train.plot --model_dir DIR [--output FILE.png]
+    python -m train.plot --model_dir DIR [--output FILE.png|.pdf|.svg]
 
 Four panels against the training step: loss, top-1 error and top-5 error (training and validation),
 and the learning rate on a log scale. Errors are `1 - accuracy` of the logged `train/top1`,
 `eval/top1` etc.
 """
+
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import collections
 import io
@@ -138,15 +140,39 @@ def learning_curves(scalars):
   return curves
 
 
-def render_curves(scalars, title=None):
+def output_format(output_path):
+  """The image format an output file's extension names, if matplotlib can write it.
+
+  Args:
+    output_path: the file to write, e.g. `curves.pdf`.
+
+  Returns:
+    The format, e.g. "pdf".
+
+  Raises:
+    ValueError: naming the file and the formats there are, if the extension is not one of them.
+  """
+  extension = os.path.splitext(output_path)[1].lstrip(".").lower()
+  supported = plt.figure().canvas.get_supported_filetypes()
+  plt.close("all")
+  if extension not in supported:
+    named = f".{extension} files" if extension else "a file without an extension"
+    choices = ", ".join(f".{name}" for name in sorted(supported))
+    raise ValueError(f"{output_path}: matplotlib cannot write {named}; end the name with one of "
+                     f"{choices}")
+  return extension
+
+
+def render_curves(scalars, title=None, image_format="png"):
   """Draws the learning curves (loss, top-1 and top-5 error, learning rate on a log scale).
 
   Args:
     scalars: `{tag: (steps, values)}` as from `read_curves`.
     title: optional figure title, e.g. the model directory.
+    image_format: any format matplotlib writes ("png", "pdf", "svg", ...).
 
   Returns:
-    The figure as PNG bytes.
+    The figure as bytes in that format.
 
   Raises:
     ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags.
@@ -172,28 +198,29 @@ def render_curves(scalars, title=None):
     figure.suptitle(title)
   figure.tight_layout()
   buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=100)
+  figure.savefig(buffer, format=image_format, dpi=100)
   plt.close(figure)
   return buffer.getvalue()
 
 
 def plot_curves(scalars, output_path, title=None):
-  """Writes a PNG of the learning curves: loss, top-1 and top-5 error, learning rate (log scale).
+  """Writes the learning curves: loss, top-1 and top-5 error, learning rate (log scale).
 
   Args:
     scalars: `{tag: (steps, values)}` as from `read_curves`.
-    output_path: PNG file to write (local or any filesystem `tf.io.gfile` supports).
+    output_path: file to write (local or any filesystem `tf.io.gfile` supports), in the format its
+      extension names (`.png`, `.pdf`, `.svg` and the others matplotlib writes).
     title: optional figure title, e.g. the model directory.
 
   Raises:
-    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags, or
-      the file cannot be written.
+    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags, the
+      extension is not a format matplotlib writes, or the file cannot be written.
   """
-  png = render_curves(scalars, title)
+  data = render_curves(scalars, title, output_format(output_path))
   # Rendered in memory and written through gfile, so --output can be a gs:// path too.
   try:
     with tf.io.gfile.GFile(output_path, "wb") as f:
-      f.write(png)
+      f.write(data)
   except tf.errors.OpError as err:
     raise ValueError(f"{output_path}: cannot write ({err.message})") from None
 
@@ -212,7 +239,8 @@ def main(argv):
 def define_flags():
   """Defines the flags, only when run as a command, so that tests can import several commands."""
   flags.DEFINE_string("model_dir", None, "The trainer's model directory.")
-  flags.DEFINE_string("output", None, f"PNG to write; default model_dir/{DEFAULT_OUTPUT_NAME}.")
+  flags.DEFINE_string("output", None, "Image to write, in the format its extension names (.png, "
+                      f".pdf, .svg, ...); default model_dir/{DEFAULT_OUTPUT_NAME}.")
   flags.mark_flag_as_required("model_dir")
 
 

@@ -8,6 +8,8 @@ kernels) and Figure 4 (nearest training images in fc7 space). The scoring and fc
 in `model_dir/report_cache/`, so a second report only renders.
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
 import os
 import sys
 
@@ -17,7 +19,7 @@ from absl import logging
 
 from common import manifest as manifest_lib
 from train import report_page
-from train import restore
+from train import model_dir as model_dir_lib
 
 DEFAULT_OUTPUT_NAME = "report.html"
 
@@ -29,9 +31,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   output = FLAGS.output or os.path.join(FLAGS.model_dir, DEFAULT_OUTPUT_NAME)
   try:
-    shards = FLAGS.shards or restore.load_config(FLAGS.model_dir).get("flags", {}).get("shards")
+    shards = FLAGS.shards or model_dir_lib.read_config(FLAGS.model_dir).get("flags", {}).get("shards")
     if not shards:
-      raise ValueError(f"{FLAGS.model_dir}/{restore.CONFIG_NAME} names no dataset; pass --shards")
+      raise ValueError(f"{FLAGS.model_dir}/{model_dir_lib.CONFIG_NAME} names no dataset; pass --shards")
     manifest = manifest_lib.load(shards)
     context = report_page.build_context(
         manifest, FLAGS.model_dir, FLAGS.split, batch_size=FLAGS.batch_size,

@@ -1,10 +1,11 @@
 """The report's heavy passes: every image of a split scored one by one, and fc7 features.
 
-Built only from the blocks `train.evaluate` uses: `restore.restore_model`, `restore.load_mean`,
-`input_pipeline.make_dataset` (ten-crop evaluation mode), `input_pipeline.preparation_constants`
-and `input_pipeline.prepare_batch`, and `metrics.top_k_correct`. One ten-crop pass gives both
-results: the central crop is the fifth of the ten windows (`input_pipeline.ten_crop_windows`,
-unmirrored centre), the ten-crop score the mean of the ten softmax outputs, as in `train.eval_step`.
+Built only from the blocks `train.evaluate` uses: `restore.restore_model`, `model_dir.read_mean`,
+`input_pipeline.make_dataset` (ten-crop evaluation mode), `input_pipeline.Preparation` and
+`input_pipeline.prepare_batch`, `evaluation.per_crop` and `metrics.top_k_correct`. One ten-crop pass
+gives both results: the central crop is the fifth of the ten windows
+(`input_pipeline.ten_crop_windows`, unmirrored centre), the ten-crop score the mean of the ten softmax
+outputs, as in `evaluation.eval_step`.
 
 `make_dataset` yields no file names, and its evaluation interleave mixes shards. So each shard is
 streamed alone (a view of the manifest listing just that shard), which keeps the records in file
@@ -29,8 +30,10 @@ from absl import logging
 from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
+from train import evaluation
 from train import input_pipeline
 from train import metrics
+from train import model_dir as model_dir_lib
 from train import restore
 
 CACHE_DIR = "report_cache"
@@ -89,18 +92,16 @@ class Scorer:
       raise ValueError(f"{model_dir}: trained on a different label map than {manifest.directory}")
     self.conv1_kernel = model.get_layer("conv1").get_weights()[0]  # [11, 11, 3, filters]
     stats = self.config.get("stats", manifest.stats)
-    self.prep = input_pipeline.preparation_constants(
-        restore.load_mean(model_dir, manifest.image_size), stats)
+    self.prep = input_pipeline.Preparation.from_stats(
+        model_dir_lib.read_mean(model_dir, manifest.image_size), stats)
     self.network = keras.Model(model.input,
                                [model.output, model.get_layer(FEATURE_LAYER).output])
 
     @tf.function(reduce_retracing=True)
     def score(batch):
-      images = input_pipeline.prepare_batch(batch, *self.prep, training=False)
+      images = input_pipeline.prepare_batch(batch, self.prep, training=False)
       logits, features = self.network(images, training=False)
-      crops = tf.size(batch["flipped"]) // tf.size(batch["label"])
-      probabilities = tf.reshape(tf.nn.softmax(logits), [tf.size(batch["label"]), crops, -1])
-      return probabilities, tf.reshape(features, [tf.size(batch["label"]), crops, -1])
+      return evaluation.per_crop(tf.nn.softmax(logits), batch), evaluation.per_crop(features, batch)
 
     self.score = score
 

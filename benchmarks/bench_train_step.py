@@ -12,6 +12,8 @@ Run by hand: `python -m benchmarks.bench_train_step [--batch_size=32 --steps=5 -
 from a CPU shared with other processes are indicative only.
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
 import os
 import time
 
@@ -22,16 +24,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from train import input_pipeline
 from train import model as model_lib
 
 NUM_CLASSES = 1000  # ImageNet's; only the size of fc8 depends on it.
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per training step.", lower_bound=1)
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per variant.", lower_bound=1)
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps per variant before timing.",
-                               lower_bound=1)
+FLAGS = flags.FLAGS
 
 
 def keras_grouped_conv_twin(model):
@@ -152,7 +152,7 @@ def time_torch_training(images, labels, steps, warmup):
 def run_benchmark(batch_size, steps, warmup):
   """Times every variant and returns `(name, images per second or None, note)` rows."""
   rng = np.random.default_rng(0)
-  size = model_lib.INPUT_SIZE
+  size = input_pipeline.CROP_SIZE
   images = rng.normal(0.0, 60.0, [batch_size, size, size, 3]).astype(np.float32)
   labels = rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)
   ours = model_lib.alexnet(NUM_CLASSES)
@@ -196,12 +196,20 @@ def format_table(rows):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  rows = run_benchmark(_BATCH_SIZE.value, _STEPS.value, _WARMUP.value)
-  print(f"AlexNet training step, batch {_BATCH_SIZE.value}, {model_lib.INPUT_SIZE}x"
-        f"{model_lib.INPUT_SIZE}, {NUM_CLASSES} classes, {_STEPS.value} timed steps after "
-        f"{_WARMUP.value} warm-up steps, {os.cpu_count()} CPUs")
+  rows = run_benchmark(FLAGS.batch_size, FLAGS.steps, FLAGS.warmup)
+  print(f"AlexNet training step, batch {FLAGS.batch_size}, {input_pipeline.CROP_SIZE}x"
+        f"{input_pipeline.CROP_SIZE}, {NUM_CLASSES} classes, {FLAGS.steps} timed steps after "
+        f"{FLAGS.warmup} warm-up steps, {os.cpu_count()} CPUs")
   print(format_table(rows))
 
 
+def define_flags():
+  """Defines the flags, only when run as a command, like every entry module."""
+  flags.DEFINE_integer("batch_size", 32, "Images per training step.", lower_bound=1)
+  flags.DEFINE_integer("steps", 5, "Timed steps per variant.", lower_bound=1)
+  flags.DEFINE_integer("warmup", 2, "Untimed steps per variant before timing.", lower_bound=1)
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -9,8 +9,9 @@ import tensorflow as tf
 from common import schema
 
 # libjpeg's accurate integer IDCT, the one Pillow uses when the shard writer measures the dataset's
-# mean: TensorFlow's default ("" = INTEGER_FAST) gives pixels up to ~6 levels away from those.
-_DCT_METHOD = "INTEGER_ACCURATE"
+# mean: TensorFlow's default ("" = INTEGER_FAST) gives pixels up to ~6 levels away from those. Every
+# TensorFlow JPEG decode of ours (training, export, benchmarks) uses it.
+DCT_METHOD = "INTEGER_ACCURATE"
 
 
 def decode_image(features, image_format, crop_window=None, image_size=schema.IMAGE_SIZE):
@@ -33,10 +34,10 @@ def decode_image(features, image_format, crop_window=None, image_size=schema.IMA
   encoded = features[schema.ENCODED]
   if image_format == schema.FORMAT_JPEG:
     if crop_window is None:
-      image = tf.io.decode_jpeg(encoded, channels=schema.CHANNELS, dct_method=_DCT_METHOD)
+      image = tf.io.decode_jpeg(encoded, channels=schema.CHANNELS, dct_method=DCT_METHOD)
     else:
       image = tf.image.decode_and_crop_jpeg(encoded, crop_window, channels=schema.CHANNELS,
-                                            dct_method=_DCT_METHOD)
+                                            dct_method=DCT_METHOD)
   elif image_format == schema.FORMAT_RAW:
     image = tf.reshape(tf.io.decode_raw(encoded, tf.uint8),
                        [image_size, image_size, schema.CHANNELS])

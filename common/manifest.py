@@ -2,18 +2,30 @@
 
 The job writes the manifest last, so its presence means the dataset is complete. Everything a consumer
 sizes itself from (classes, example counts, shard files, mean image, colour PCA) comes from here, never
-from constants such as 1000 classes or 1,281,167 images.
+from constants such as 1000 classes or 1,281,167 images. This module is its only writer and reader:
+every producer builds it with `make_manifest`, `make_split` and `make_shard`, `dumps` refuses a dict
+whose keys differ from the key tuples below, and `load` checks the same when reading.
 
-Layout (all counts are integers, paths are relative to the dataset directory):
-  schema_version, image_size, encoding ("JPEG" or "RAW"), label_base (always 0),
-  classes: [{label, synset, name}] in label order (sorted WNIDs),
-  splits.<split>: {num_examples, class_counts {wnid: n}, shards [{file, num_examples, size_bytes,
-    sha256}], files_seen, skipped, repaired, ignored},
-  skipped: [{split, path, reason, detail}], repaired: [{split, path, fix}], ignored (count),
-  stats: {mean_file, num_images, channel_mean [3], rgb_covariance [3][3], rgb_eigval [3],
-    rgb_eigvec [3][3]} over the written training images, pixel values in 0..255; eigenvalues are in
-    descending order and `rgb_eigvec[i][j]` is component i (R, G, B) of eigenvector j,
-  args: the resolved options of the run that wrote it.
+Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
+
+  schema_version, image_size, encoding, label_base,
+  classes [{label, synset, name}],
+  splits {<split>: {num_examples, class_counts {<wnid>: <count>},
+                    shards [{file, num_examples, size_bytes, sha256}],
+                    layout, input, files_seen, skipped, repaired, ignored}},
+  skipped [{split, path, reason, detail}], repaired [{split, path, fix}], ignored, ignored_files,
+  stats {mean_file, num_images, channel_mean, rgb_covariance, rgb_eigval, rgb_eigvec},
+  args
+
+Counts are integers and paths relative to the dataset directory. `encoding` is "JPEG" or "RAW",
+`label_base` always 0, `classes` in label order (sorted WNIDs), `layout` "folders" or "flat", `input`
+the form the split was read from ("extracted", "kaggle", "tar ILSVRC2012_img_val.tar", ...). A split's
+`files_seen` is `num_examples + skipped + ignored`, and its `repaired` counts files with at least one
+fix, while the top-level `repaired` lists every fix. The top-level `ignored` counts `ignored_files`.
+`stats` describe the written training images in 0..255 pixel units; eigenvalues are in descending
+order and `rgb_eigvec[i][j]` is component i (R, G, B) of eigenvector j; they are empty in a failed
+build's report.json, where no training image was written. `args` holds the resolved options of the
+run that wrote the manifest.
 """
 
 import dataclasses
@@ -25,10 +37,24 @@ import posixpath
 import numpy as np
 import tensorflow as tf
 
+from common import schema
+
 MANIFEST_NAME = "manifest.json"
 MEAN_NAME = "mean.npy"
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")
+LAYOUTS = ("folders", "flat")
+
+# The layout, once: the builders below produce exactly these keys and `check_layout` accepts only them.
+TOP_KEYS = ("schema_version", "image_size", "encoding", "label_base", "classes", "splits", "skipped",
+            "repaired", "ignored", "ignored_files", "stats", "args")
+CLASS_KEYS = ("label", "synset", "name")
+SPLIT_KEYS = ("num_examples", "class_counts", "shards", "layout", "input", "files_seen", "skipped",
+              "repaired", "ignored")
+SHARD_KEYS = ("file", "num_examples", "size_bytes", "sha256")
+SKIPPED_KEYS = ("split", "path", "reason", "detail")
+REPAIRED_KEYS = ("split", "path", "fix")
+STATS_KEYS = ("mean_file", "num_images", "channel_mean", "rgb_covariance", "rgb_eigval", "rgb_eigvec")
 
 
 class ManifestError(ValueError):
@@ -40,9 +66,170 @@ def join(directory, name):
   return posixpath.join(directory, name) if "://" in directory else tf.io.gfile.join(directory, name)
 
 
+def make_shard(file, num_examples, size_bytes, sha256):
+  """One entry of `splits.<split>.shards`.
+
+  Args:
+    file: the shard's file name, relative to the dataset directory.
+    num_examples: records in the shard.
+    size_bytes: the file's size.
+    sha256: hex SHA-256 of the file.
+
+  Returns:
+    A dict with `SHARD_KEYS`.
+  """
+  return {"file": file, "num_examples": int(num_examples), "size_bytes": int(size_bytes),
+          "sha256": sha256}
+
+
+def make_split(shards, class_counts, layout="folders", input_form="extracted", skipped=0, repaired=0,
+               ignored=0):
+  """One entry of `splits`.
+
+  Args:
+    shards: `make_shard` dicts in shard order.
+    class_counts: {wnid: records written}.
+    layout: how the split was found on disk, one of `LAYOUTS`.
+    input_form: what the split was read from: "extracted", or an archive's kind and name.
+    skipped: files that could not become an image.
+    repaired: files written with at least one fix.
+    ignored: files that are clearly not images.
+
+  Returns:
+    A dict with `SPLIT_KEYS`.
+
+  Raises:
+    ValueError: if the shards and the class counts disagree, or the layout is unknown.
+  """
+  num_examples = sum(class_counts.values())
+  if sum(s["num_examples"] for s in shards) != num_examples:
+    raise ValueError(f"shards hold {sum(s['num_examples'] for s in shards)} records, class counts "
+                     f"add up to {num_examples}")
+  if layout not in LAYOUTS:
+    raise ValueError(f"unknown layout {layout!r}, expected one of {LAYOUTS}")
+  return {"num_examples": num_examples, "class_counts": dict(sorted(class_counts.items())),
+          "shards": list(shards), "layout": layout, "input": input_form,
+          "files_seen": num_examples + skipped + ignored, "skipped": skipped,
+          "repaired": repaired, "ignored": ignored}
+
+
+def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), repaired=(),
+                  ignored_files=(), stats=None, args=None):
+  """The whole manifest.
+
+  Args:
+    image_size: side of the stored square images.
+    encoding: `schema.FORMAT_JPEG` or `schema.FORMAT_RAW`.
+    synsets: the sorted WNIDs; a class's label is its position.
+    names: {wnid: human-readable name}.
+    splits: {split: `make_split` dict}.
+    skipped: dicts with `SKIPPED_KEYS`, one per skipped file.
+    repaired: dicts with `REPAIRED_KEYS`, one per fix.
+    ignored_files: paths of the ignored files.
+    stats: `STATS_KEYS` of the training images, or None when none was written.
+    args: the run's resolved options.
+
+  Returns:
+    A dict with `TOP_KEYS`, lists in a canonical order.
+
+  Raises:
+    ValueError: for an unknown encoding or split, or unsorted synsets.
+  """
+  if encoding not in schema.FORMATS:
+    raise ValueError(f"unknown encoding {encoding!r}, expected one of {schema.FORMATS}")
+  if set(splits) - set(SPLITS):
+    raise ValueError(f"unknown splits {sorted(set(splits) - set(SPLITS))}, expected {SPLITS}")
+  if list(synsets) != sorted(synsets):
+    raise ValueError("synsets must be sorted: a class's label is its position")
+  return {
+      "schema_version": SCHEMA_VERSION, "image_size": image_size, "encoding": encoding,
+      "label_base": 0,
+      "classes": [{"label": i, "synset": w, "name": names[w]} for i, w in enumerate(synsets)],
+      "splits": dict(splits),
+      "skipped": sorted(skipped, key=lambda s: (s["split"], s["path"])),
+      "repaired": sorted(repaired, key=lambda r: (r["split"], r["path"], r["fix"])),
+      "ignored": len(ignored_files), "ignored_files": sorted(ignored_files),
+      "stats": dict(stats or {}), "args": dict(args or {}),
+  }
+
+
+def check_layout(manifest, where=MANIFEST_NAME):
+  """Raises ManifestError naming the first key that is missing or unknown.
+
+  Args:
+    manifest: a manifest dict, as built or as read.
+    where: the file (or a name for it) to put in the message.
+  """
+  _check_keys(manifest, TOP_KEYS, where)
+  for entry in manifest["classes"]:
+    _check_keys(entry, CLASS_KEYS, f"{where}: classes")
+  for split, info in manifest["splits"].items():
+    _check_keys(info, SPLIT_KEYS, f"{where}: splits.{split}")
+    for shard in info["shards"]:
+      _check_keys(shard, SHARD_KEYS, f"{where}: splits.{split}.shards")
+  for entry in manifest["skipped"]:
+    _check_keys(entry, SKIPPED_KEYS, f"{where}: skipped")
+  for entry in manifest["repaired"]:
+    _check_keys(entry, REPAIRED_KEYS, f"{where}: repaired")
+  if manifest["stats"]:
+    _check_keys(manifest["stats"], STATS_KEYS, f"{where}: stats")
+
+
+def _check_keys(entry, keys, where):
+  if not isinstance(entry, dict):
+    raise ManifestError(f"{where}: expected an object, found {type(entry).__name__}")
+  missing, unknown = sorted(set(keys) - set(entry)), sorted(set(entry) - set(keys))
+  if missing or unknown:
+    raise ManifestError(f"{where}: " + "; ".join(
+        f"{label} keys {names}" for label, names in (("missing", missing), ("unknown", unknown))
+        if names))
+
+
 def dumps(manifest):
-  """The canonical text of a manifest dict: sorted keys, so equal content gives equal bytes."""
+  """The canonical text of a manifest: sorted keys, so equal content gives equal bytes.
+
+  Args:
+    manifest: a dict from `make_manifest` (possibly edited by a test).
+
+  Returns:
+    The JSON text, ending with a newline.
+
+  Raises:
+    ManifestError: if its keys are not the layout's.
+  """
+  check_layout(manifest, "manifest to write")
   return json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+
+
+def parse(text, path):
+  """Parses and checks the text of a manifest.
+
+  Args:
+    text: the file's contents (str or bytes).
+    path: the file, for messages.
+
+  Returns:
+    The manifest dict.
+
+  Raises:
+    ManifestError: not JSON, another schema version, or keys that differ from the layout.
+  """
+  try:
+    data = json.loads(text)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ManifestError(f"{path}: not valid JSON ({e})") from None
+  if not isinstance(data, dict):
+    raise ManifestError(f"{path}: not valid JSON for a manifest (a {type(data).__name__})")
+  if data.get("schema_version") != SCHEMA_VERSION:
+    raise ManifestError(f"{path}: schema_version {data.get('schema_version')!r}, this code reads "
+                        f"{SCHEMA_VERSION}")
+  splits = data.get("splits")
+  if isinstance(splits, dict):
+    for info in splits.values():
+      if isinstance(info, dict):  # Written before archives could be read: an extracted folder.
+        info.setdefault("input", "extracted")
+  check_layout(data, path)
+  return data
 
 
 def file_sha256(path, chunk_size=1 << 22):
@@ -147,14 +334,8 @@ def load(directory, verify="size"):
   if not tf.io.gfile.exists(path):
     raise ManifestError(f"{path}: not found; the dataset is incomplete or was never built "
                         "(run python -m preprocess.build_shards)")
-  try:
-    with tf.io.gfile.GFile(path, "r") as f:
-      data = json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise ManifestError(f"{path}: not valid JSON ({e})") from None
-  if data.get("schema_version") != SCHEMA_VERSION:
-    raise ManifestError(f"{path}: schema_version {data.get('schema_version')!r}, this code reads "
-                        f"{SCHEMA_VERSION}")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    data = parse(f.read(), path)
   if data.get("label_base") != 0:
     raise ManifestError(f"{path}: label_base {data.get('label_base')!r}, expected 0")
   labels = [c["label"] for c in data["classes"]]

@@ -11,6 +11,9 @@ CHANNELS = 3
 FORMAT_JPEG = "JPEG"
 FORMAT_RAW = "RAW"
 FORMATS = (FORMAT_JPEG, FORMAT_RAW)
+# The build's --encoding names ("jpeg", "raw", as `preprocess.convert` spells them) and the format
+# each stores in records and in the manifest's `encoding`: the only translation between the two.
+_FORMAT_OF_ENCODING = {"jpeg": FORMAT_JPEG, "raw": FORMAT_RAW}
 
 ENCODED = "image/encoded"
 FORMAT = "image/format"
@@ -35,6 +38,23 @@ FEATURE_SPEC = {
     ORIGINAL_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
     ORIGINAL_WIDTH: tf.io.FixedLenFeature([], tf.int64),
 }
+
+
+def format_of_encoding(encoding):
+  """The record format stored for a build's encoding.
+
+  Args:
+    encoding: "jpeg" or "raw" (the `--encoding` flag of `preprocess.build_shards`).
+
+  Returns:
+    `FORMAT_JPEG` or `FORMAT_RAW`, as written in `image/format` and the manifest's `encoding`.
+
+  Raises:
+    ValueError: for any other encoding.
+  """
+  if encoding not in _FORMAT_OF_ENCODING:
+    raise ValueError(f"unknown encoding {encoding!r}, expected one of {tuple(_FORMAT_OF_ENCODING)}")
+  return _FORMAT_OF_ENCODING[encoding]
 
 
 def _bytes(value):

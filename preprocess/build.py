@@ -155,8 +155,7 @@ def check_output_dir(output_dir, overwrite):
   if not FileSystems.exists(join(output_dir, manifest_lib.MANIFEST_NAME)):
     return False
   if not overwrite:
-    raise BuildError(f"--output_dir {output_dir}: already holds a complete dataset "
-                     f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
+    raise BuildError(report.refusal_message(output_dir))
   return True
 
 
@@ -230,6 +229,11 @@ def run_build(options, pipeline_options):
                      f"{join(output_dir, REPORT_NAME)} (is --input_dir the right folder?)")
   if mean_image is None:
     raise BuildError(f"--input_dir {options.input_dir}: no training image could be written")
+  empty_shard = report.empty_shard_error(manifest, plans, options.seed)
+  if empty_shard:  # Fail rather than re-plan: an explicit count is the user's, and rare otherwise.
+    report.write_json(join(output_dir, REPORT_NAME), manifest)
+    FileSystems.delete([join(output_dir, spec.file) for spec in specs] + [config.tmp_dir])
+    raise BuildError(f"{empty_shard}; no shard was kept, see {join(output_dir, REPORT_NAME)}")
   if fraction > WARN_SKIP_FRACTION:
     logging.warning("%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason",
                     skipped, total_images, 100 * fraction)

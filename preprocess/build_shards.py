@@ -7,17 +7,26 @@ a cluster, e.g. `--runner=DataflowRunner --project=P --region=R --temp_location=
 --setup_file=./setup.py`. Without `--runner` it uses Beam's local runner with one process per core.
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
+import contextlib
+import io
 import logging as std_logging
+import math
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-from apache_beam.options.pipeline_options import PipelineOptions
+from preprocess import beam_logs
 
-from preprocess import build
-from preprocess import runners
-from preprocess import sources
+beam_logs.silence_import_warnings()  # before Beam is imported (ALEXNET_FULL_LOGS=1: not)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
+from preprocess import build  # noqa: E402
+from preprocess import runners  # noqa: E402
+from preprocess import sources  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None,
@@ -28,7 +37,8 @@ flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "raw"],
                   "jpeg: ~4x smaller than the source, decoded at train time; raw: lossless uint8, "
                   "about 2x the source, no decode.")
 flags.DEFINE_integer("quality", 95, "JPEG quality of the stored crops.", lower_bound=1, upper_bound=100)
-flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders them.")
+flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders them.",
+                     lower_bound=0)
 flags.DEFINE_integer("num_shards_train", None, "Training shards (default: ~150 MB each).",
                      lower_bound=1)
 flags.DEFINE_integer("num_shards_validation", None, "Validation shards (default: ~150 MB each).",
@@ -60,16 +70,26 @@ flags.DEFINE_float("max_skip_fraction", 0.5,
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.")
 flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1)
+# Bounds alone let NaN through (every comparison with it is false).
+flags.register_validator("max_skip_fraction", math.isfinite, "must be a number in [0, 1]")
+flags.register_validator("progress_seconds", math.isfinite, "must be a finite number of seconds")
 flags.mark_flag_as_required("input_dir")
 flags.mark_flag_as_required("output_dir")
 
 def pipeline_options(beam_args):
   """Beam options from the flags we do not define; unknown ones are an error, not a silent no-op."""
-  beam_args = runners.with_default_runner(beam_args)
+  beam_args = beam_logs.harness_options() + runners.with_default_runner(beam_args)
   if any("DaskRunner" in arg for arg in beam_args):
     import apache_beam.runners.dask.dask_runner  # noqa: F401  (registers the --dask_* options)
   options = PipelineOptions(beam_args)
-  known = options.get_all_options(retain_unknown_options=False)
+  try:
+    with contextlib.redirect_stderr(io.StringIO()) as usage:  # argparse prints its whole usage
+      known = options.get_all_options(retain_unknown_options=False)
+  except SystemExit:
+    raise build.BuildError(usage.getvalue().strip().splitlines()[-1]) from None
+  if (known.get("direct_num_workers") or 0) < 0:
+    raise build.BuildError(f"--direct_num_workers={known['direct_num_workers']}: must be >= 0 "
+                           "(0: one worker per core)")
   everything = options.get_all_options(retain_unknown_options=True)
   unknown = sorted(set(everything) - set(known))
   if unknown:
@@ -115,7 +135,8 @@ def main(argv):
   try:
     beam_options = pipeline_options(argv[1:])
     check_workers(beam_options)
-    build.run_build(options, beam_options)
+    with beam_logs.filtered_stderr():
+      build.run_build(options, beam_options)
   except (build.BuildError, sources.InputError) as e:
     logging.error("%s", e)
     sys.exit(1)

@@ -23,24 +23,44 @@ import zlib
 import numpy as np
 from PIL import Image, ImageFile
 
-ENCODINGS = ("jpeg", "raw")
+ENCODINGS = ("jpeg", "raw")  # `common.schema.format_of_encoding` maps them to the record format
 
-# Skip reasons, in the order the checks run.
-REASONS = (
-    "empty",               # zero bytes (possibly after gunzip)
-    "bad_gzip",            # gzip magic, but the stream does not inflate to its end
-    "unidentified",        # not an image format we accept (HTML, random bytes, PDF, ...)
-    "decompression_bomb",  # header (or gzip stream) declares more than the pixel/byte limit
-    "truncated",           # the image data ends early
-    "corrupt",             # any other failure to open or decode
-    "unsupported_mode",    # decodes, but to a pixel type with no defined 8-bit RGB meaning
-)
+# Skip reasons, in the order the checks run. The sample-data generator, the tests and the manifest's
+# documentation use these names, never copies of the strings.
+EMPTY = "empty"                            # zero bytes (possibly after gunzip)
+BAD_GZIP = "bad_gzip"                      # gzip magic, but the stream does not inflate to its end
+UNIDENTIFIED = "unidentified"              # not an image format we accept (HTML, random bytes, PDF)
+DECOMPRESSION_BOMB = "decompression_bomb"  # header (or gzip stream) declares more than the limit
+TRUNCATED = "truncated"                    # the image data ends early
+CORRUPT = "corrupt"                        # any other failure to open or decode
+UNSUPPORTED_MODE = "unsupported_mode"      # decodes to a pixel type with no 8-bit RGB meaning
+UNREADABLE = "unreadable"                  # the shard writer could not read the file (OSError)
+REASONS = (EMPTY, BAD_GZIP, UNIDENTIFIED, DECOMPRESSION_BOMB, TRUNCATED, CORRUPT, UNSUPPORTED_MODE,
+           UNREADABLE)
 
 # Formats Pillow may parse, by its format names. A whitelist keeps exotic parsers (EPS runs
 # Ghostscript, fonts, icons) away from untrusted bytes. The JPEG parser also opens MPO, the
 # multi-picture JPEG some cameras write, whose first frame is a plain JPEG.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
 JPEG_FORMATS = ("JPEG", "MPO")
+
+# Repairs, named by what happened to the pixels or the bytes, never by the output encoding (a PNG
+# source stored with --encoding raw is not converted to JPEG). `ConvertedImage.fixes` lists them in
+# the order they are applied.
+GUNZIP = "gunzip"                      # the file was a gzip-wrapped image, unwrapped
+GRAYSCALE_TO_RGB = "grayscale_to_rgb"  # one channel copied to three
+SIXTEEN_BIT_TO_8BIT = "16bit_to_8bit"  # 16-bit samples reduced to their high byte
+BILEVEL_TO_RGB = "bilevel_to_rgb"      # 1-bit black and white
+CMYK_TO_RGB = "cmyk_to_rgb"
+PALETTE_TO_RGB = "palette_to_rgb"
+YCBCR_TO_RGB = "ycbcr_to_rgb"
+RGBX_TO_RGB = "rgbx_to_rgb"
+ALPHA_REMOVED = "alpha_removed"        # composited over white
+# A source in another format than JPEG was decoded: "png_source", "gif_source", ...
+SOURCE_FORMAT_FIXES = {f: f"{f.lower()}_source" for f in ACCEPTED_FORMATS if f not in JPEG_FORMATS}
+PNG_SOURCE = SOURCE_FORMAT_FIXES["PNG"]
+FIXES = (GUNZIP, *SOURCE_FORMAT_FIXES.values(), GRAYSCALE_TO_RGB, SIXTEEN_BIT_TO_8BIT,
+         BILEVEL_TO_RGB, CMYK_TO_RGB, PALETTE_TO_RGB, YCBCR_TO_RGB, RGBX_TO_RGB, ALPHA_REMOVED)
 
 # Refuse to inflate a gzip-wrapped file past this: no real photograph is larger, and the check stops
 # a small gzip bomb before it fills memory.
@@ -105,7 +125,8 @@ class ConvertedImage:
       back from `encoded`), for the dataset's mean and colour statistics.
     original_height: source height in pixels.
     original_width: source width in pixels.
-    fixes: the repairs applied, in order, e.g. ("gunzip", "png_to_jpeg"); empty for an RGB JPEG.
+    fixes: the repairs applied (names from `FIXES`), in order, e.g. ("png_source", "alpha_removed");
+      empty for an RGB JPEG.
   """
   encoded: bytes
   pixels: np.ndarray
@@ -120,7 +141,7 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixe
   Args:
     data: the file's bytes.
     image_size: side of the output square (pass `schema.IMAGE_SIZE`).
-    encoding: "jpeg" or "raw" (case-insensitive, so `schema.FORMAT_JPEG` works too).
+    encoding: "jpeg" or "raw", one of `ENCODINGS`.
     quality: JPEG quality, 1..100. Encoding is deterministic: equal input gives equal bytes.
     max_pixels: skip images whose header declares more than this many pixels, before decoding.
       Defaults to `PIL.Image.MAX_IMAGE_PIXELS` read at call time. Pillow's own hard limit of twice
@@ -135,20 +156,20 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixe
     SkipImage: the bytes cannot become a valid image; `.reason` says why.
     ValueError: an argument is out of range.
   """
-  encoding = _check_arguments(image_size, encoding, quality, max_pixels)
+  _check_arguments(image_size, encoding, quality, max_pixels)
   if max_pixels is None:
     max_pixels = Image.MAX_IMAGE_PIXELS or float("inf")
   fixes = []
   if data[:2] == _GZIP_MAGIC:
     data = _gunzip(data)
-    fixes.append("gunzip")
+    fixes.append(GUNZIP)
   if not data:
-    raise SkipImage("empty", "the file has no bytes")
+    raise SkipImage(EMPTY, "the file has no bytes")
 
   image = _open(data, max_pixels)
   width, height = image.size
   if image.format not in JPEG_FORMATS:
-    fixes.append(f"{image.format.lower()}_to_jpeg")
+    fixes.append(SOURCE_FORMAT_FIXES[image.format])
   draft_scale = 1
   if fast and image.format in JPEG_FORMATS:
     # Asking for a square of DRAFT_MARGIN * image_size keeps the *shorter* side at least that long:
@@ -177,16 +198,15 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixe
 
 
 def _check_arguments(image_size, encoding, quality, max_pixels):
-  """Validates the keyword arguments and returns the normalised encoding."""
+  """Raises ValueError for an out-of-range keyword argument."""
   if not isinstance(image_size, int) or image_size < 1:
     raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
-  if not isinstance(encoding, str) or encoding.lower() not in ENCODINGS:
+  if encoding not in ENCODINGS:
     raise ValueError(f"unknown encoding {encoding!r}, expected one of {ENCODINGS}")
   if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
     raise ValueError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
   if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
     raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
-  return encoding.lower()
 
 
 def _gunzip(data):
@@ -195,11 +215,11 @@ def _gunzip(data):
   try:
     inner = inflater.decompress(data, MAX_GUNZIP_BYTES + 1)
   except zlib.error as e:
-    raise SkipImage("bad_gzip", f"gzip stream does not inflate: {e}") from None
+    raise SkipImage(BAD_GZIP, f"gzip stream does not inflate: {e}") from None
   if len(inner) > MAX_GUNZIP_BYTES:
-    raise SkipImage("decompression_bomb", f"gzip stream inflates past {MAX_GUNZIP_BYTES} bytes")
+    raise SkipImage(DECOMPRESSION_BOMB, f"gzip stream inflates past {MAX_GUNZIP_BYTES} bytes")
   if not inflater.eof:
-    raise SkipImage("bad_gzip", "gzip stream ends before its end-of-stream marker")
+    raise SkipImage(BAD_GZIP, "gzip stream ends before its end-of-stream marker")
   return inner
 
 
@@ -212,18 +232,18 @@ def _open(data, max_pixels):
       warnings.simplefilter("ignore", Image.DecompressionBombWarning)
       image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
   except Image.UnidentifiedImageError:
-    raise SkipImage("unidentified", f"not a {'/'.join(ACCEPTED_FORMATS)} image "
+    raise SkipImage(UNIDENTIFIED, f"not a {'/'.join(ACCEPTED_FORMATS)} image "
                     f"(starts {data[:8]!r})") from None
   except Image.DecompressionBombError as e:
-    raise SkipImage("decompression_bomb", str(e)) from None
+    raise SkipImage(DECOMPRESSION_BOMB, str(e)) from None
   except _DECODE_ERRORS as e:
-    raise SkipImage("corrupt", f"header unreadable: {type(e).__name__}: {e}") from None
+    raise SkipImage(CORRUPT, f"header unreadable: {type(e).__name__}: {e}") from None
   width, height = image.size
   if width * height > max_pixels:
-    raise SkipImage("decompression_bomb",
+    raise SkipImage(DECOMPRESSION_BOMB,
                     f"{width}x{height} {image.format} exceeds {max_pixels} pixels")
   if width < 1 or height < 1:
-    raise SkipImage("corrupt", f"{image.format} header declares a {width}x{height} image")
+    raise SkipImage(CORRUPT, f"{image.format} header declares a {width}x{height} image")
   return image
 
 
@@ -235,7 +255,7 @@ def _decode(image):
     image.load()
   except _DECODE_ERRORS as e:
     # Pillow says "image file is truncated ..." or "Truncated File Read" for a short file.
-    reason = "truncated" if "truncated" in str(e).lower() else "corrupt"
+    reason = TRUNCATED if "truncated" in str(e).lower() else CORRUPT
     raise SkipImage(reason, f"{image.format} decode failed: {type(e).__name__}: {e}") from None
 
 
@@ -248,32 +268,32 @@ def _to_rgb_or_gray(image, fixes):
   mode = image.mode
   if mode in ("RGB", "L"):
     if mode == "L":
-      fixes.append("grayscale_to_rgb")
+      fixes.append(GRAYSCALE_TO_RGB)
     return image
   if mode in _16BIT_GRAY_MODES:
-    fixes.append("16bit_to_8bit")
-    fixes.append("grayscale_to_rgb")
+    fixes.append(SIXTEEN_BIT_TO_8BIT)
+    fixes.append(GRAYSCALE_TO_RGB)
     return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8), "L")
   if mode == "1":
-    fixes.append("bilevel_to_rgb")
+    fixes.append(BILEVEL_TO_RGB)
     return image.convert("L")
   if mode == "CMYK":  # Pillow's JPEG decoder already undoes Adobe's inverted CMYK
-    fixes.append("cmyk_to_rgb")
+    fixes.append(CMYK_TO_RGB)
     return image.convert("RGB")
   if mode in ("P", "PA"):
-    fixes.append("palette_to_rgb")
+    fixes.append(PALETTE_TO_RGB)
     if mode == "P" and "transparency" not in image.info:
       return image.convert("RGB")
     image = image.convert("RGBA")
   elif mode == "LA":
-    fixes.append("grayscale_to_rgb")
+    fixes.append(GRAYSCALE_TO_RGB)
     image = image.convert("RGBA")
   elif mode in ("YCbCr", "RGBX"):
-    fixes.append(f"{mode.lower()}_to_rgb")
+    fixes.append(YCBCR_TO_RGB if mode == "YCbCr" else RGBX_TO_RGB)
     return image.convert("RGB")
   elif mode not in ("RGBA", "RGBa"):
-    raise SkipImage("unsupported_mode", f"{image.format} decodes to Pillow mode {mode!r}")
-  fixes.append("alpha_removed")
+    raise SkipImage(UNSUPPORTED_MODE, f"{image.format} decodes to Pillow mode {mode!r}")
+  fixes.append(ALPHA_REMOVED)
   if image.mode != "RGBA":
     image = image.convert("RGBA")  # also un-premultiplies "RGBa"
   background = Image.new("RGB", image.size, _WHITE)

@@ -113,7 +113,7 @@ class MergeResultsFn(beam.DoFn):
     for result in results:
       if result["stats_file"]:
         part = stats_lib.ImageStats.from_bytes(shard_writer.read_file(result["stats_file"]))
-        total = part if total is None else (total.merge(part) or total)
+        total = part if total is None else total.merge(part)
     if total is not None:
       with FileSystems.create(join(self._config.tmp_dir, STATS_NAME)) as f:
         f.write(total.to_bytes())

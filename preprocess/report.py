@@ -82,41 +82,26 @@ def assemble_manifest(config, names, plans, specs, options):
       raise RuntimeError(f"{plan.name}: shards written {[r['file'] for r in shards]} differ from "
                          f"the plan {expected}")
     class_counts = collections.Counter()
+    split_repaired = []
     for shard in shards:
       class_counts.update(shard["class_counts"])
       skipped.extend(dict(split=plan.name, **{k: s[k] for k in ("path", "reason", "detail")})
                      for s in shard["skipped"])
-      repaired.extend(dict(split=plan.name, **r) for r in shard["repaired"])
-    written = sum(class_counts.values())
-    split_skipped = sum(len(s["skipped"]) for s in shards)
+      split_repaired.extend(dict(split=plan.name, **r) for r in shard["repaired"])
     _check_accounting(plan, config.synsets, shards)
-    splits[plan.name] = {
-        "num_examples": written,
-        "class_counts": dict(sorted(class_counts.items())),
-        "shards": [{k: r[k] for k in ("file", "num_examples", "size_bytes", "sha256")}
-                   for r in shards],
-        "layout": plan.layout,
-        "input": plan.source,
-        "files_seen": len(plan.candidates) + len(plan.ignored),
-        "skipped": split_skipped,
-        "repaired": len({r["path"] for r in repaired if r["split"] == plan.name}),
-        "ignored": len(plan.ignored),
-    }
+    repaired.extend(split_repaired)
+    splits[plan.name] = manifest_lib.make_split(
+        [manifest_lib.make_shard(r["file"], r["num_examples"], r["size_bytes"], r["sha256"])
+         for r in shards],
+        class_counts, layout=plan.layout, input_form=plan.source,
+        skipped=sum(len(s["skipped"]) for s in shards),
+        repaired=len({r["path"] for r in split_repaired}), ignored=len(plan.ignored))
   mean_image, stats = _training_stats(config.tmp_dir)
-  manifest = {
-      "schema_version": manifest_lib.SCHEMA_VERSION,
-      "image_size": schema.IMAGE_SIZE,
-      "encoding": schema.FORMAT_JPEG if config.encoding == "jpeg" else schema.FORMAT_RAW,
-      "label_base": 0,
-      "classes": [{"label": i, "synset": w, "name": names[w]} for i, w in enumerate(config.synsets)],
-      "splits": splits,
-      "skipped": sorted(skipped, key=lambda s: (s["split"], s["path"])),
-      "repaired": sorted(repaired, key=lambda r: (r["split"], r["path"], r["fix"])),
-      "ignored": sum(len(plan.ignored) for plan in plans),
-      "ignored_files": sorted(p for plan in plans for p in plan.ignored),
-      "stats": stats,
-      "args": options_as_args(options),
-  }
+  manifest = manifest_lib.make_manifest(
+      image_size=schema.IMAGE_SIZE, encoding=schema.format_of_encoding(config.encoding),
+      synsets=config.synsets, names=names, splits=splits, skipped=skipped, repaired=repaired,
+      ignored_files=[p for plan in plans for p in plan.ignored], stats=stats,
+      args=options_as_args(options))
   return manifest, mean_image
 
 
@@ -167,17 +152,55 @@ def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image):
   FileSystems.rename([temp_path], [join(output_dir, manifest_lib.MANIFEST_NAME)])
 
 
+def refusal_message(output_dir):
+  """Why a build into `output_dir`, which holds a manifest, needs --overwrite: one line."""
+  manifest_path = join(output_dir, manifest_lib.MANIFEST_NAME)
+  try:
+    with FileSystems.open(manifest_path) as f:
+      manifest_lib.parse(f.read(), manifest_path)
+  except (manifest_lib.ManifestError, OSError) as e:
+    return (f"--output_dir {output_dir}: its manifest is unreadable ({e}), so the dataset there is "
+            "incomplete or damaged; --overwrite deletes that manifest and the shards, mean.npy, "
+            "report.json and temporaries of earlier runs (never other files), then rebuilds")
+  return (f"--output_dir {output_dir}: already holds a complete dataset "
+          f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
+
+
+def empty_shard_error(manifest, plans, seed):
+  """A one-line error if a shard was written empty (every file hashed to it was skipped), else None.
+
+  The planning check counts listed files; only conversion knows which of them are unusable, so the
+  guarantee that no shard is empty is checked again on what was written.
+  """
+  for plan in plans:
+    info = manifest["splits"][plan.name]
+    empty = [shard["file"] for shard in info["shards"] if shard["num_examples"] == 0]
+    if not empty:
+      continue
+    skipped = {s["path"] for s in manifest["skipped"] if s["split"] == plan.name}
+    written = [p for p in plan.candidates if p not in skipped]
+    fits = next((n for n in range(len(info["shards"]) - 1, 0, -1)
+                 if len({pipeline_lib.shard_key(seed, p) % n for p in written}) == n), None)
+    advice = (f"rerun with --num_shards_{plan.name}={fits}" if fits else
+              f"no {plan.name} image could be written")
+    return (f"{plan.name}: {len(empty)} of {len(info['shards'])} shards ({', '.join(empty[:3])}) "
+            f"would be empty: {len(written)} images written, {len(skipped)} files skipped; {advice}")
+  return None
+
+
 def log_summary(manifest, elapsed):
-  """One log line per split: written, skipped by reason, repaired by fix, ignored; then the speed."""
+  """One log line per split: written, skipped by reason, repaired files and fixes, ignored; speed."""
   total = 0
   for split, info in manifest["splits"].items():
     reasons = collections.Counter(s["reason"] for s in manifest["skipped"] if s["split"] == split)
     fixes = collections.Counter(r["fix"] for r in manifest["repaired"] if r["split"] == split)
     total += info["num_examples"] + info["skipped"]
-    logging.info("%s: %d images written to %d shards, %d classes; skipped %d%s; repaired %d%s; "
-                 "ignored %d non-image files", split, info["num_examples"], len(info["shards"]),
-                 len(info["class_counts"]), info["skipped"], _breakdown(reasons),
-                 info["repaired"], _breakdown(fixes), info["ignored"])
+    # A file can need several fixes (a PNG with alpha), so files and fixes are counted apart.
+    logging.info("%s: %d images written to %d shards, %d classes; skipped %d%s; repaired %d files "
+                 "with %d fixes%s; ignored %d non-image files", split, info["num_examples"],
+                 len(info["shards"]), len(info["class_counts"]), info["skipped"],
+                 _breakdown(reasons), info["repaired"], sum(fixes.values()), _breakdown(fixes),
+                 info["ignored"])
   logging.info("done in %.1f s, %.1f images/s", elapsed, total / max(elapsed, 1e-9))
 
 

@@ -75,7 +75,7 @@ def write_shard(config, spec, entries):
     A JSON-serialisable dict: the shard's file, size, sha256, counts, skips and repairs, and, for the
     training split, the path of its statistics file.
   """
-  image_format = schema.FORMAT_JPEG if config.encoding == "jpeg" else schema.FORMAT_RAW
+  image_format = schema.format_of_encoding(config.encoding)
   final_path = join(config.output_dir, spec.file)
   temp_path = join(config.tmp_dir, f"{spec.file}.{uuid.uuid4().hex}")
   digest, size = hashlib.sha256(), 0
@@ -86,13 +86,13 @@ def write_shard(config, spec, entries):
     for _, relative, label, *location in sorted(entries):
       try:
         image = convert.convert_image(reader.read(relative, location),
-                                      encoding=config.encoding, quality=config.quality,
-                                      max_pixels=config.max_pixels)
+                                      image_size=schema.IMAGE_SIZE, encoding=config.encoding,
+                                      quality=config.quality, max_pixels=config.max_pixels)
       except convert.SkipImage as e:
         skipped.append({"path": relative, "label": label, "reason": e.reason, "detail": str(e)})
         continue
       except OSError as e:  # Unreadable file: permissions, vanished, I/O error.
-        skipped.append({"path": relative, "label": label, "reason": "unreadable",
+        skipped.append({"path": relative, "label": label, "reason": convert.UNREADABLE,
                         "detail": f"{e.__class__.__name__}: {e}"})
         continue
       synset = config.synsets[label]

@@ -66,11 +66,12 @@ class ImageStats:
     return self.pixel_sum.sum(axis=(0, 1))
 
   def merge(self, other):
-    """Adds another accumulator's sums into this one."""
+    """Adds another accumulator's sums into this one and returns this one (so merges chain)."""
     self.count += other.count
     self._flush()
     self._pixel_sum += other.pixel_sum
     self.rgb_outer += other.rgb_outer
+    return self
 
   def to_bytes(self):
     buffer = io.BytesIO()

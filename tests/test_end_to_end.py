@@ -12,10 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from common import manifest as manifest_lib
-from preprocess import make_sample_data
+from sample import make_sample_data
 from train import input_pipeline
 from train import model as model_lib
-from train import run_state
+from train import schedule
 from train import train
 from tests import helpers
 
@@ -64,9 +64,9 @@ def test_training_steps_on_sample_shards_lower_the_loss(tmp_path):
   config = train.Config(batch_size=8, dropout=0.0, learning_rate=0.0001, seed=0)
   tf.keras.utils.set_random_seed(0)
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
-  state = run_state.create_state(config)
+  state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  prep = input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
+  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   # The evaluation order is deterministic, so every run takes the same eight images.
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=8, training=False)))
   step = tf.function(lambda b: train.train_step(model, optimizer, b, prep, config, state["rng"]))

@@ -7,6 +7,8 @@ split exactly once (the count is checked against the manifest). Errors are pessi
 with other classes at the boundary counts as a miss (see `train/metrics.py`).
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
 import sys
 
 import tensorflow as tf
@@ -15,19 +17,12 @@ from absl import flags
 from absl import logging
 
 from common import manifest as manifest_lib
+from train import evaluation
 from train import input_pipeline
+from train import model_dir as model_dir_lib
 from train import restore
-from train import run_state
-from train import train
+from train.errors import TrainingError
 
-flags.DEFINE_string("shards", None, "Dataset directory holding manifest.json and the shards.")
-flags.DEFINE_string("model_dir", None, "The trainer's --model_dir.")
-flags.DEFINE_enum("split", "validation", ["validation", "test", "train"], "Split to score.")
-flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops.")
-flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
-flags.DEFINE_bool("skip_corrupt", False, "Skip unreadable records (the count check then warns).")
-flags.mark_flag_as_required("shards")
-flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
 
@@ -48,19 +43,19 @@ def evaluate_model(manifest, model_dir, split, *, ten_crop=False, batch_size=128
 
   Raises:
     ValueError: if the model was trained on another label map, or the model directory or the
-      checkpoint is unusable; `run_state.TrainingError` if the image count differs from the manifest.
+      checkpoint is unusable; `TrainingError` if the image count differs from the manifest.
   """
   model, config, prefix = restore.restore_model(model_dir)
   if config["classes"] != manifest.data["classes"]:
-    raise run_state.TrainingError(f"{model_dir}: trained on a different label map than "
-                                  f"{manifest.directory}")
+    raise TrainingError(f"{model_dir}: trained on a different label map than "
+                        f"{manifest.directory}")
   stats = config.get("stats", manifest.stats)
-  prep = input_pipeline.preparation_constants(
-      restore.load_mean(model_dir, manifest.image_size), stats)
+  prep = input_pipeline.Preparation.from_stats(
+      model_dir_lib.read_mean(model_dir, manifest.image_size), stats)
   strategy = tf.distribute.get_strategy()
-  eval_fn = train.make_eval_fn(strategy, model, prep)
-  eval_config = train.Config(batch_size=batch_size, skip_corrupt=skip_corrupt)
-  result = train.evaluate_split(strategy, eval_fn, manifest, split, eval_config, ten_crop)
+  eval_fn = evaluation.make_eval_fn(strategy, model, prep)
+  result = evaluation.evaluate_split(strategy, eval_fn, manifest, split, batch_size=batch_size,
+                                     ten_crop=ten_crop, skip_corrupt=skip_corrupt)
   return {**result, "checkpoint": prefix}
 
 
@@ -80,5 +75,18 @@ def main(argv):
         f"({'ten crops' if FLAGS.ten_crop else 'central crop'}, {result['checkpoint']})")
 
 
+def define_flags():
+  """Defines the flags, only when run as a command, so that entry modules import together."""
+  flags.DEFINE_string("shards", None, "Dataset directory holding manifest.json and the shards.")
+  flags.DEFINE_string("model_dir", None, "The trainer's --model_dir.")
+  flags.DEFINE_enum("split", "validation", ["validation", "test", "train"], "Split to score.")
+  flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops.")
+  flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
+  flags.DEFINE_bool("skip_corrupt", False, "Skip unreadable records (the count check then warns).")
+  flags.mark_flag_as_required("shards")
+  flags.mark_flag_as_required("model_dir")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

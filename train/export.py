@@ -3,13 +3,17 @@
     python -m train.export --model_dir DIR --output DIR [--checkpoint PATH] [--overwrite]
 
 The `serving_default` signature takes a batch of encoded images (`images`: tf.string [batch], JPEG,
-PNG, GIF or BMP) and repeats stage 1's preprocessing and the trainer's evaluation crop inside the
-graph: decode to RGB (alpha over white), resize so the shorter side is 256 (antialiased Lanczos,
-as stage 1 does with Pillow), centre 256x256 crop, centre 227x227 crop, mean subtraction, network,
-softmax. Its outputs are `probabilities` [batch, num_classes] and the `k = min(5, num_classes)` most
-probable classes as `top5_labels`, `top5_probabilities`, `top5_synsets` and `top5_names`. The class
-list is also written as `assets.extra/classes.json` in the SavedModel directory.
+PNG, GIF, BMP or WebP) and repeats stage 1's preprocessing and the trainer's evaluation crop inside
+the graph: decode to RGB (alpha over white), resize so the shorter side is 256 (antialiased
+bicubic, as stage 1 does with Pillow), centre 256x256 crop, centre 227x227 crop, mean subtraction,
+network, softmax. Its outputs are `probabilities` [batch, num_classes] and the
+`k = min(5, num_classes)` most probable classes as `top5_labels`, `top5_probabilities`,
+`top5_synsets` and `top5_names`. The class list is also written as `assets.extra/classes.json` in
+the SavedModel directory. An existing `--output` is replaced only with `--overwrite`, and only once
+the new SavedModel is complete.
 """
+
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import json
 import os
@@ -21,6 +25,7 @@ from absl import flags
 from absl import logging
 
 from common import image as image_lib
+from train import model_dir as model_dir_lib
 from train import restore
 
 CLASSES_NAME = "classes.json"
@@ -48,7 +53,7 @@ def decode_and_resize(encoded, image_size):
   """Decodes one encoded image and turns it into a stored-dataset image, as stage 1 does.
 
   Args:
-    encoded: scalar tf.string, a JPEG, PNG, GIF (first frame) or BMP file.
+    encoded: scalar tf.string, a JPEG, PNG, GIF (first frame), BMP or WebP file.
     image_size: side of the square images the model was trained on (256).
 
   Returns:
@@ -59,7 +64,7 @@ def decode_and_resize(encoded, image_size):
   # decode_image would decode JPEGs with libjpeg's fast integer IDCT, on average a grey level off
   # the accurate one that Pillow (stage 1) uses; the accurate one gives Pillow's pixels exactly.
   image = tf.cond(tf.io.is_jpeg(encoded),
-                  lambda: tf.io.decode_jpeg(encoded, dct_method="INTEGER_ACCURATE"),
+                  lambda: tf.io.decode_jpeg(encoded, dct_method=image_lib.DCT_METHOD),
                   lambda: tf.io.decode_image(encoded, expand_animations=False))
   image = _rgb_over_white(image)
   shape = tf.cast(tf.shape(image)[:2], tf.float64)
@@ -118,39 +123,70 @@ class Classifier(tf.Module):
     }
 
 
+def _check_output(output_dir, model_dir, overwrite):
+  """Refuses an existing `output_dir` (but an empty directory) unless `overwrite`; or model_dir."""
+  if not tf.io.gfile.exists(output_dir):
+    return
+  if tf.io.gfile.isdir(output_dir) and not tf.io.gfile.listdir(output_dir):
+    return
+  if not overwrite:
+    kind = "a non-empty directory" if tf.io.gfile.isdir(output_dir) else "a file"
+    raise ValueError(f"{output_dir}: already exists ({kind}); pass --overwrite to replace it")
+  if (os.path.abspath(model_dir) + os.sep).startswith(os.path.abspath(output_dir) + os.sep):
+    raise ValueError(f"{output_dir}: holds the model directory {model_dir}; --overwrite would "
+                     "delete it")
+
+
+def _remove(path):
+  if tf.io.gfile.isdir(path):
+    tf.io.gfile.rmtree(path)
+  elif tf.io.gfile.exists(path):
+    tf.io.gfile.remove(path)
+
+
+def _save(classifier, classes, directory):
+  """Writes the SavedModel and its class list to `directory`."""
+  tf.saved_model.save(classifier, directory, signatures={"serving_default": classifier.serve})
+  extra_dir = os.path.join(directory, "assets.extra")
+  tf.io.gfile.makedirs(extra_dir)
+  with tf.io.gfile.GFile(os.path.join(extra_dir, CLASSES_NAME), "w") as f:
+    json.dump(classes, f, indent=1)
+
+
 def export_model(model_dir, output_dir, checkpoint=None, overwrite=False):
   """Writes the SavedModel of a trained model directory.
+
+  The model is written beside `output_dir` under a temporary name and moved into place when
+  complete, so a failed export leaves whatever was at `output_dir` untouched.
 
   Args:
     model_dir: the trainer's `--model_dir`.
     output_dir: the SavedModel directory to write.
     checkpoint: optional checkpoint prefix or directory (see `restore.find_checkpoint`).
-    overwrite: whether to delete and replace a non-empty `output_dir`.
+    overwrite: whether to replace an existing `output_dir` (a non-empty directory or a file).
 
   Returns:
     The checkpoint prefix that was exported.
 
   Raises:
-    ValueError: if `output_dir` is not empty and `overwrite` is False, if replacing it would delete
-      `model_dir`, or if the model directory cannot be restored.
+    ValueError: if `output_dir` exists, is not an empty directory and `overwrite` is False, if
+      replacing it would delete `model_dir`, or if the model directory cannot be restored.
   """
-  if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir):
-    if not overwrite:
-      raise ValueError(f"{output_dir}: not empty; pass --overwrite to replace it")
-    output_parent = os.path.abspath(output_dir) + os.sep
-    if (os.path.abspath(model_dir) + os.sep).startswith(output_parent):
-      raise ValueError(f"{output_dir}: holds the model directory {model_dir}; --overwrite would "
-                       "delete it")
+  output_dir = output_dir.rstrip("/") or output_dir
+  _check_output(output_dir, model_dir, overwrite)
   model, config, prefix = restore.restore_model(model_dir, checkpoint)
-  mean_image = restore.load_mean(model_dir, config["image_size"])
+  mean_image = model_dir_lib.read_mean(model_dir, config["image_size"])
   classifier = Classifier(model, mean_image, config["classes"])
+  staging, replaced = f"{output_dir}.export-{os.getpid()}", f"{output_dir}.replaced-{os.getpid()}"
+  try:
+    _save(classifier, config["classes"], staging)
+  except BaseException:
+    _remove(staging)
+    raise
   if tf.io.gfile.exists(output_dir):
-    tf.io.gfile.rmtree(output_dir)
-  tf.saved_model.save(classifier, output_dir, signatures={"serving_default": classifier.serve})
-  extra_dir = os.path.join(output_dir, "assets.extra")
-  tf.io.gfile.makedirs(extra_dir)
-  with tf.io.gfile.GFile(os.path.join(extra_dir, CLASSES_NAME), "w") as f:
-    json.dump(config["classes"], f, indent=1)
+    tf.io.gfile.rename(output_dir, replaced)
+  tf.io.gfile.rename(staging, output_dir)
+  _remove(replaced)
   logging.info("Exported %s to %s", prefix, output_dir)
   return prefix
 
@@ -172,7 +208,8 @@ def define_flags():
   flags.DEFINE_string("output", None, "Directory to write the SavedModel to.")
   flags.DEFINE_string("checkpoint", None, "Checkpoint prefix or directory to export instead of the "
                       "newest in model_dir/best/, or model_dir/ckpt/ if there is no best.")
-  flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output directory.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --output (a non-empty directory or a "
+                    "file); the old one is removed only once the new one is complete.")
   flags.mark_flag_as_required("model_dir")
   flags.mark_flag_as_required("output")
 

@@ -13,14 +13,19 @@ ten crops, `image` is `[batch, 10, 227, 227, 3]`, `offset` `[batch, 10, 2]` and 
 `[batch, 10]`, the last five crops repeating the first five, to be mirrored.
 """
 
+import dataclasses
+
 import tensorflow as tf
 from absl import logging
 
 from common import image as image_lib
 from common import schema
-from train import model as model_lib
 
-CROP_SIZE = model_lib.INPUT_SIZE
+# The side of the crops the network sees, cut from the stored 256x256 images. The paper says 224,
+# but an 11x11 VALID convolution with stride 4 gives the stated 55x55 conv1 output only from 227
+# ((227 - 11) / 4 + 1 = 55); from 224 it gives 54 (and a fractional stride). `train.model` builds
+# its input layer from this constant.
+CROP_SIZE = 227
 # Section 4.1: alpha ~ N(0, 0.1) per eigenvector, drawn once per image per presentation.
 LIGHTING_STDDEV = 0.1
 PIXEL_MAX = 255.0
@@ -148,18 +153,27 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
   return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def preparation_constants(mean_image, stats):
-  """The arguments `prepare_batch` takes after the batch: (mean_image, eigval, eigvec) as tensors.
+@dataclasses.dataclass(frozen=True)
+class Preparation:
+  """The dataset's constants that `prepare_batch` needs, as float32 tensors.
 
-  Args:
-    mean_image: float32 `[size, size, 3]`, the dataset's mean image.
-    stats: the manifest's `stats` dict (or its copy in a model directory's config.json).
+  Attributes:
+    mean_image: `[size, size, 3]`, the training set's mean image in 0..255 units.
+    eigval: `[3]`, the eigenvalues of the training set's RGB covariance (`rgb_eigval`).
+    eigvec: `[3, 3]`, its eigenvectors, column j for eigenvalue j (`rgb_eigvec`).
   """
-  return (tf.constant(mean_image, tf.float32), tf.constant(stats["rgb_eigval"], tf.float32),
-          tf.constant(stats["rgb_eigvec"], tf.float32))
+  mean_image: tf.Tensor
+  eigval: tf.Tensor
+  eigvec: tf.Tensor
+
+  @classmethod
+  def from_stats(cls, mean_image, stats):
+    """From a mean image and a manifest's `stats` dict (or its copy in a model's config.json)."""
+    return cls(tf.constant(mean_image, tf.float32), tf.constant(stats["rgb_eigval"], tf.float32),
+               tf.constant(stats["rgb_eigvec"], tf.float32))
 
 
-def prepare_batch(batch, mean_image, eigval, eigvec, training, rng=None):
+def prepare_batch(batch, prep, training, rng=None):
   """The first operations of a step: uint8 crops to mirrored, mean-subtracted float32 pixels.
 
   In training, adds the paper's PCA lighting (section 4.1): for each image, `eigvec @ (alpha *
@@ -170,9 +184,7 @@ def prepare_batch(batch, mean_image, eigval, eigvec, training, rng=None):
 
   Args:
     batch: a batch dict from `make_dataset`; ten-crop batches are flattened to `[batch * 10, ...]`.
-    mean_image: float32 `[size, size, 3]`, the manifest's mean image.
-    eigval: float32 `[3]`, the manifest's `rgb_eigval`.
-    eigvec: float32 `[3, 3]`, the manifest's `rgb_eigvec` (column j is eigenvector j).
+    prep: the dataset's `Preparation` (mean image and colour eigen-decomposition).
     training: add the lighting noise.
     rng: a `tf.random.Generator` for the lighting noise (training only).
 
@@ -183,12 +195,35 @@ def prepare_batch(batch, mean_image, eigval, eigvec, training, rng=None):
   images = tf.reshape(images, [-1, CROP_SIZE, CROP_SIZE, schema.CHANNELS])
   offsets = tf.reshape(batch["offset"], [-1, 2])
   flipped = tf.reshape(batch["flipped"], [-1])
-  pixels = image_lib.subtract_mean(mirror(images, flipped), mean_image, offsets, flipped)
+  pixels = image_lib.subtract_mean(mirror(images, flipped), prep.mean_image, offsets, flipped)
   if training:
     alpha = rng.normal([tf.shape(pixels)[0], 3], stddev=LIGHTING_STDDEV)
-    shift = tf.linalg.matvec(tf.cast(eigvec, tf.float32), alpha * tf.cast(eigval, tf.float32))
+    shift = tf.linalg.matvec(prep.eigvec, alpha * prep.eigval)
     pixels += shift[:, tf.newaxis, tf.newaxis, :] / PIXEL_MAX
   return pixels
+
+
+def _decode_fn(manifest):
+  """Parses and fully decodes one record: what reading it in training or evaluation needs."""
+  return lambda record: image_lib.decode_image(
+      schema.parse_example(record), manifest.encoding, image_size=manifest.image_size)
+
+
+def count_readable(manifest, split):
+  """Counts the records of each shard that read and decode, as `--skip_corrupt` would keep them.
+
+  Costs a pass over the split's data; the trainer pays it only when asked to skip corrupt records,
+  so that an epoch is what can be read, not what the manifest lists.
+
+  Returns:
+    `{path: (readable, listed)}` for every shard of the split.
+  """
+  counts = {}
+  for path, shard in zip(manifest.shard_paths(split), manifest.data["splits"][split]["shards"]):
+    records = tf.data.TFRecordDataset(path).ignore_errors()
+    images = records.map(_decode_fn(manifest), num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    counts[path] = (int(images.reduce(0, lambda n, _: n + 1)), shard["num_examples"])
+  return counts
 
 
 def locate_corrupt_shard(manifest, split, error):
@@ -207,8 +242,7 @@ def locate_corrupt_shard(manifest, split, error):
   """
   logging.error("Input pipeline failed (%s); reading the %s shards to find the bad one",
                 error.message.splitlines()[0], split)
-  decode = lambda record: image_lib.decode_image(  # noqa: E731
-      schema.parse_example(record), manifest.encoding, image_size=manifest.image_size)
+  decode = _decode_fn(manifest)
   hint = "pass --skip_corrupt to skip unreadable records"
   for path, shard in zip(manifest.shard_paths(split), manifest.data["splits"][split]["shards"]):
     try:

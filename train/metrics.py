@@ -61,3 +61,17 @@ def top_k_accuracy(logits, labels, k):
     A float32 scalar (NaN for an empty batch).
   """
   return tf.reduce_mean(tf.cast(top_k_correct(logits, labels, k), tf.float32))
+
+
+def batch_sums(per_example_loss, scores, labels):
+  """What a train or eval step reports: sums of loss, top-1 hits, top-5 hits, and examples.
+
+  Sums rather than means, so that replicas and batches add up exactly; divide by the last.
+
+  Returns:
+    float32 `[4]`.
+  """
+  return tf.stack([tf.reduce_sum(per_example_loss),
+                   tf.reduce_sum(tf.cast(top_k_correct(scores, labels, 1), tf.float32)),
+                   tf.reduce_sum(tf.cast(top_k_correct(scores, labels, 5), tf.float32)),
+                   tf.cast(tf.size(labels), tf.float32)])

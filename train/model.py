@@ -12,9 +12,7 @@ and one `bias`, so weights can be matched by name with another implementation.
 import keras
 import tensorflow as tf
 
-# The paper says 224x224 inputs, but an 11x11 VALID convolution with stride 4 gives the stated 55x55
-# output only from 227 ((227 - 11) / 4 + 1 = 55); from 224 it gives 54 (and a fractional stride).
-INPUT_SIZE = 227
+from train.input_pipeline import CROP_SIZE  # The input side, 227 (why not 224: see there).
 
 # The paper's local response normalization (section 3.3): k=2, n=5, alpha=1e-4, beta=0.75, i.e.
 #   b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2) ** beta.
@@ -170,7 +168,7 @@ def alexnet(num_classes, groups=2, dropout=0.5, width=1.0):
     # Overlapping pooling (section 3.4): 3x3 windows every 2 pixels.
     return keras.layers.MaxPooling2D(pool_size=3, strides=2, padding="valid", name=name)(x)
 
-  images = keras.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), dtype="float32", name="image")
+  images = keras.Input(shape=(CROP_SIZE, CROP_SIZE, 3), dtype="float32", name="image")
   x = conv(images, "conv1", 96, 11, strides=4, padding="VALID")
   x = pool(LocalResponseNormalization(name="norm1")(x), "pool1")
   x = conv(x, "conv2", 256, 5, conv_groups=groups)

@@ -1,11 +1,13 @@
 """Draws the learning curves of a training run from its TensorBoard event files.
 
-    python -m train.plot --model_dir DIR [--output FILE.png]
+    python -m train.plot --model_dir DIR [--output FILE.png|.pdf|.svg]
 
 Four panels against the training step: loss, top-1 error and top-5 error (training and validation),
 and the learning rate on a log scale. Errors are `1 - accuracy` of the logged `train/top1`,
 `eval/top1` etc.
 """
+
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import collections
 import io
@@ -40,6 +42,24 @@ def _scalar_value(value):
   return value.simple_value if value.HasField("simple_value") else None
 
 
+def _scalar_records(log_dir):
+  """Every scalar of the event files in one directory, as `(wall_time, tag, step, value)`."""
+  paths = sorted(tf.io.gfile.glob(os.path.join(log_dir, EVENT_PATTERN)))
+  records = []
+  for path in paths:
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        event = event_pb2.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          number = _scalar_value(value)
+          if number is not None:
+            records.append((event.wall_time, value.tag, event.step, number))
+    except tf.errors.DataLossError:
+      # A run killed mid-write leaves a truncated last record; everything before it is valid.
+      logging.warning("%s: truncated event file, using the events before the damage", path)
+  return records
+
+
 def read_scalars(log_dir):
   """Reads every scalar summary from the event files in one directory.
 
@@ -53,25 +73,21 @@ def read_scalars(log_dir):
     `{tag: (steps, values)}` with int64 steps in increasing order and float64 values; empty if the
     directory holds no event files.
   """
-  paths = sorted(tf.io.gfile.glob(os.path.join(log_dir, EVENT_PATTERN)))
-  records = []  # (wall_time, tag, step, value)
-  for path in paths:
-    try:
-      for record in tf.data.TFRecordDataset(path):
-        event = event_pb2.Event.FromString(record.numpy())
-        for value in event.summary.value:
-          number = _scalar_value(value)
-          if number is not None:
-            records.append((event.wall_time, value.tag, event.step, number))
-    except tf.errors.DataLossError:
-      # A run killed mid-write leaves a truncated last record; everything before it is valid.
-      logging.warning("%s: truncated event file, using the events before the damage", path)
   by_tag = collections.defaultdict(dict)
-  for _, tag, step, number in sorted(records, key=lambda record: record[0]):
+  for _, tag, step, number in sorted(_scalar_records(log_dir), key=lambda record: record[0]):
     by_tag[tag][step] = number
   return {tag: (np.array(sorted(values), np.int64),
                 np.array([values[step] for step in sorted(values)], np.float64))
           for tag, values in by_tag.items()}
+
+
+def wall_time_span(log_dir):
+  """Seconds from the first to the last scalar in a directory's event files (None if none).
+
+  A resumed run's pause between its sessions is included.
+  """
+  times = [record[0] for record in _scalar_records(log_dir)]
+  return max(times) - min(times) if times else None
 
 
 def read_curves(model_dir):
@@ -124,17 +140,42 @@ def learning_curves(scalars):
   return curves
 
 
-def plot_curves(scalars, output_path, title=None):
-  """Writes a PNG of the learning curves: loss, top-1 and top-5 error, learning rate (log scale).
+def output_format(output_path):
+  """The image format an output file's extension names, if matplotlib can write it.
+
+  Args:
+    output_path: the file to write, e.g. `curves.pdf`.
+
+  Returns:
+    The format, e.g. "pdf".
+
+  Raises:
+    ValueError: naming the file and the formats there are, if the extension is not one of them.
+  """
+  extension = os.path.splitext(output_path)[1].lstrip(".").lower()
+  supported = plt.figure().canvas.get_supported_filetypes()
+  plt.close("all")
+  if extension not in supported:
+    named = f".{extension} files" if extension else "a file without an extension"
+    choices = ", ".join(f".{name}" for name in sorted(supported))
+    raise ValueError(f"{output_path}: matplotlib cannot write {named}; end the name with one of "
+                     f"{choices}")
+  return extension
+
+
+def render_curves(scalars, title=None, image_format="png"):
+  """Draws the learning curves (loss, top-1 and top-5 error, learning rate on a log scale).
 
   Args:
     scalars: `{tag: (steps, values)}` as from `read_curves`.
-    output_path: PNG file to write (local or any filesystem `tf.io.gfile` supports).
     title: optional figure title, e.g. the model directory.
+    image_format: any format matplotlib writes ("png", "pdf", "svg", ...).
+
+  Returns:
+    The figure as bytes in that format.
 
   Raises:
-    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags, or
-      the file cannot be written.
+    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags.
   """
   curves = learning_curves(scalars)
   if not any(curves.values()):
@@ -156,13 +197,30 @@ def plot_curves(scalars, output_path, title=None):
   if title:
     figure.suptitle(title)
   figure.tight_layout()
-  # Rendered in memory and written through gfile, so --output can be a gs:// path too.
   buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=100)
+  figure.savefig(buffer, format=image_format, dpi=100)
   plt.close(figure)
+  return buffer.getvalue()
+
+
+def plot_curves(scalars, output_path, title=None):
+  """Writes the learning curves: loss, top-1 and top-5 error, learning rate (log scale).
+
+  Args:
+    scalars: `{tag: (steps, values)}` as from `read_curves`.
+    output_path: file to write (local or any filesystem `tf.io.gfile` supports), in the format its
+      extension names (`.png`, `.pdf`, `.svg` and the others matplotlib writes).
+    title: optional figure title, e.g. the model directory.
+
+  Raises:
+    ValueError: if `scalars` holds none of the trainer's loss, accuracy or learning-rate tags, the
+      extension is not a format matplotlib writes, or the file cannot be written.
+  """
+  data = render_curves(scalars, title, output_format(output_path))
+  # Rendered in memory and written through gfile, so --output can be a gs:// path too.
   try:
     with tf.io.gfile.GFile(output_path, "wb") as f:
-      f.write(buffer.getvalue())
+      f.write(data)
   except tf.errors.OpError as err:
     raise ValueError(f"{output_path}: cannot write ({err.message})") from None
 
@@ -181,7 +239,8 @@ def main(argv):
 def define_flags():
   """Defines the flags, only when run as a command, so that tests can import several commands."""
   flags.DEFINE_string("model_dir", None, "The trainer's model directory.")
-  flags.DEFINE_string("output", None, f"PNG to write; default model_dir/{DEFAULT_OUTPUT_NAME}.")
+  flags.DEFINE_string("output", None, "Image to write, in the format its extension names (.png, "
+                      f".pdf, .svg, ...); default model_dir/{DEFAULT_OUTPUT_NAME}.")
   flags.mark_flag_as_required("model_dir")
 
 

@@ -12,6 +12,8 @@ An image that cannot be read or decoded gets one error line on stderr naming it;
 still classified, and the exit status is non-zero.
 """
 
+from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
+
 import sys
 
 import tensorflow as tf

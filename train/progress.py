@@ -1,18 +1,22 @@
-"""What the trainer reports: the log line of the original trainer and its TensorBoard scalars.
+"""What the trainer reports and how it stops: log lines, scalars, NaN checks, signals, last line.
 
 Statistics stay on the device between log lines (no synchronisation per step); every log line
 and every save first checks that no loss since the last check, and no weight, is NaN or infinite.
 """
 
+import contextlib
 import datetime
 import math
+import signal
+import threading
 import time
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from train import run_state
+from train import checkpoints as checkpoints_lib
+from train.errors import NonFiniteError
 
 
 class Progress:
@@ -37,12 +41,12 @@ class Progress:
     """Raises NonFiniteError if a loss since the last check or a weight is NaN or infinite."""
     steps = f"{self.last_check + 1}..{step}"
     if not np.all(np.isfinite(self.epoch.numpy())):
-      raise run_state.NonFiniteError(
+      raise NonFiniteError(
           f"non-finite loss at a step in {steps}; stopping without saving")
     # A NaN can reach the weights through the gradient while the loss stays finite (max pooling
     # drops NaNs in the forward pass), so the weights are checked too.
-    if not run_state.all_finite(self.model.weights):
-      raise run_state.NonFiniteError(
+    if not checkpoints_lib.all_finite(self.model.weights):
+      raise NonFiniteError(
           f"non-finite weights after a step in {steps}; stopping without saving")
     self.last_check = step
 
@@ -83,3 +87,56 @@ def check_first_loss(loss, num_classes):
                   "activation on the logits, and the input scaling (mean subtraction)",
                   loss, num_classes, expected)
   return False
+
+
+def log_closing(reason, step, steps_per_epoch, validation, checkpoints):
+  """Logs the run's last line: why it stopped, where, its last validation and where it saved.
+
+  Args:
+    reason: why the loop ended, e.g. "reached --epochs=90" or "SIGINT".
+    step: the last step trained.
+    steps_per_epoch: steps in one epoch.
+    validation: the last validation metrics of this run (with its `step`), or None.
+    checkpoints: the run's `checkpoints.Checkpoints`.
+  """
+  if validation is None:
+    figures = "no validation in this run"
+  else:
+    figures = (f"last validation at step {validation['step']}: top-1 error "
+               f"{1 - validation['top1']:.4f}, top-5 error {1 - validation['top5']:.4f}, loss "
+               f"{validation['loss']:.4f} on {validation['count']} images")
+  logging.info("Stopped (%s) at step %d (epoch %d, batch %d/%d); %s; checkpoint %s; best model %s",
+               reason, step, (step - 1) // steps_per_epoch + 1, (step - 1) % steps_per_epoch + 1,
+               steps_per_epoch, figures, checkpoints.latest.latest_checkpoint,
+               checkpoints.best.latest_checkpoint or "none (no validation yet)")
+
+
+class StopFlag:
+  """Set by SIGTERM or SIGINT (Ctrl-C); the loop checks it every step, saves and returns.
+
+  A second signal raises KeyboardInterrupt at once: the person pressing Ctrl-C again does not want
+  to wait for the save.
+  """
+
+  def __init__(self):
+    self.requested = None  # The name of the signal received, once one is.
+
+  def handle(self, signum, frame):
+    del frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = signal.Signals(signum).name
+    logging.warning("%s: saving at the end of this step, then stopping (again to stop at once)",
+                    self.requested)
+
+  @contextlib.contextmanager
+  def installed(self, signums=(signal.SIGTERM, signal.SIGINT)):
+    if threading.current_thread() is not threading.main_thread():
+      yield
+      return
+    previous = {signum: signal.signal(signum, self.handle) for signum in signums}
+    try:
+      yield
+    finally:
+      for signum, handler in previous.items():
+        signal.signal(signum, handler)

@@ -1,75 +1,20 @@
 """Rebuilding a trained network from its model directory, for everything that runs after training.
 
-The trainer writes `config.json` (the model's constructor arguments and the class list), `mean.npy`
-(the training set's mean image) and checkpoints under `best/` (best validation error) and `ckpt/`
+The model directory (`train/model_dir.py`) holds `config.json` (the model's constructor arguments
+and the class list), `mean.npy` and checkpoints under `best/` (best validation error) and `ckpt/`
 (latest). A checkpoint holds the optimizer and training state too; only the network is restored
 here.
 """
 
 import gc
-import json
 import logging as std_logging
 import os
 
 import tensorflow as tf
 from absl import logging
 
-from common import manifest as manifest_lib
 from train import model as model_lib
-
-# The model directory's files, written by `train.run_state.write_model_dir`.
-CONFIG_NAME = "config.json"
-MEAN_NAME = manifest_lib.MEAN_NAME  # A copy of the dataset's mean image.
-# Searched in this order: the best validation checkpoint is the one worth exporting or evaluating.
-CHECKPOINT_SUBDIRS = ("best", "ckpt")
-
-
-def load_config(model_dir):
-  """Reads `config.json` of a model directory.
-
-  Args:
-    model_dir: the trainer's `--model_dir`.
-
-  Returns:
-    The config dict, with at least `model` (alexnet's keyword arguments), `classes`
-    (`[{label, synset, name}]` in label order) and `image_size` (side of the stored images).
-
-  Raises:
-    ValueError: if the file is missing, not JSON, or lacks those keys.
-  """
-  path = os.path.join(model_dir, CONFIG_NAME)
-  if not tf.io.gfile.exists(path):
-    raise ValueError(f"{path}: not found; is {model_dir} a trained model directory?")
-  try:
-    with tf.io.gfile.GFile(path) as f:
-      config = json.load(f)
-  except json.JSONDecodeError as err:
-    raise ValueError(f"{path}: not valid JSON ({err})") from None
-  for key in ("model", "classes", "image_size"):
-    if key not in config:
-      raise ValueError(f"{path}: missing key {key!r}")
-  num_classes = config["model"].get("num_classes")
-  labels = [entry.get("label") for entry in config["classes"]]
-  if labels != list(range(len(labels))) or len(labels) != num_classes:
-    raise ValueError(f"{path}: classes must be labels 0..num_classes-1 in order (num_classes "
-                     f"{num_classes}, {len(labels)} classes listed)")
-  return config
-
-
-def load_mean(model_dir, image_size):
-  """Reads the training set's mean image, `mean.npy`, of a model directory.
-
-  Args:
-    model_dir: the trainer's `--model_dir`.
-    image_size: expected side of the (square) mean image.
-
-  Returns:
-    float32 `[image_size, image_size, 3]` in 0..255 units.
-
-  Raises:
-    ValueError: if the file is missing, unreadable, or has another shape.
-  """
-  return manifest_lib.read_mean_image(os.path.join(model_dir, MEAN_NAME), image_size)
+from train import model_dir as model_dir_lib
 
 
 def find_checkpoint(model_dir, checkpoint=None):
@@ -94,12 +39,12 @@ def find_checkpoint(model_dir, checkpoint=None):
     if not tf.io.gfile.exists(checkpoint + ".index"):
       raise ValueError(f"{checkpoint}: no such checkpoint ({checkpoint}.index not found)")
     return checkpoint
-  for subdir in CHECKPOINT_SUBDIRS:
+  for subdir in model_dir_lib.CHECKPOINT_SUBDIRS:
     prefix = tf.train.latest_checkpoint(os.path.join(model_dir, subdir))
     if prefix is not None:
       return prefix
   raise ValueError(f"{model_dir}: no checkpoint found in "
-                   f"{' or '.join(s + '/' for s in CHECKPOINT_SUBDIRS)}")
+                   f"{' or '.join(s + '/' for s in model_dir_lib.CHECKPOINT_SUBDIRS)}")
 
 
 def restore_model(model_dir, checkpoint=None):
@@ -118,12 +63,12 @@ def restore_model(model_dir, checkpoint=None):
     ValueError: if the config is bad, there is no checkpoint, or the checkpoint is corrupt or does
       not hold every weight of the network.
   """
-  config = load_config(model_dir)
+  config = model_dir_lib.read_config(model_dir)
   prefix = find_checkpoint(model_dir, checkpoint)
   try:
     model = model_lib.alexnet(**config["model"])
   except TypeError as err:  # an argument alexnet() does not take
-    config_path = os.path.join(model_dir, CONFIG_NAME)
+    config_path = os.path.join(model_dir, model_dir_lib.CONFIG_NAME)
     raise ValueError(f"{config_path}: bad model arguments ({err})") from None
   failure = _restore_weights(model, prefix)
   if failure:

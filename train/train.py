@@ -15,25 +15,32 @@ epoch may be seen twice and others not at all.
 
 import dataclasses
 import os
-import signal
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from train import checkpoints as checkpoints_lib
+from train import evaluation
 from train import input_pipeline
 from train import metrics
 from train import model as model_lib
+from train import model_dir as model_dir_lib
 from train import progress as progress_lib
-from train import run_state
+from train import schedule
+from train import summaries
+from train.errors import NonFiniteError
+from train.errors import TrainingError
 
 PRECISION_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """The trainer's settings; the defaults are the paper's (see `train/alexnet.flags`)."""
+  """The trainer's settings; the one home of their defaults, the paper's values.
+
+  `train/alexnet.flags` restates them with the paper's sections; a test keeps the two equal.
+  """
   epochs: int = 90
   max_steps: int = 0  # 0: no bound besides epochs.
   batch_size: int = 128  # Global, over all replicas.
@@ -71,6 +78,17 @@ def create_strategy():
   return tf.distribute.get_strategy()
 
 
+def is_chief(strategy):
+  """Whether this process writes the model directory (always, unless it is a non-chief worker)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == "chief":
+    return True
+  return (resolver.task_type == "worker" and resolver.task_id == 0
+          and "chief" not in resolver.cluster_spec().as_dict())
+
+
 def create_optimizer(config, learning_rate):
   """SGD with momentum reading its rate from the `learning_rate` variable (the schedule's state).
 
@@ -83,21 +101,8 @@ def create_optimizer(config, learning_rate):
   return optimizer
 
 
-def scheduled_learning_rate(config, epoch):
-  """The step schedule: the base rate divided by 10 at each of `lr_step_epochs` already reached."""
-  return config.learning_rate * 0.1 ** sum(epoch >= boundary for boundary in config.lr_step_epochs)
-
-
-def _batch_stats(per_example_loss, scores, labels):
-  """Sums a step reports: loss, top-1 hits, top-5 hits, examples (summed over replicas later)."""
-  return tf.stack([tf.reduce_sum(per_example_loss),
-                   tf.reduce_sum(tf.cast(metrics.top_k_correct(scores, labels, 1), tf.float32)),
-                   tf.reduce_sum(tf.cast(metrics.top_k_correct(scores, labels, 5), tf.float32)),
-                   tf.cast(tf.size(labels), tf.float32)])
-
-
 def train_step(model, optimizer, batch, prep, config, rng):
-  """One replica's step; returns `_batch_stats` of the cross-entropy.
+  """One replica's step; returns `metrics.batch_sums` of the cross-entropy.
 
   The loss is the mean over the global batch plus 0.5 * weight_decay * |w|^2 over the kernels, whose
   gradient adds weight_decay * w to the gradient before momentum: the paper's update rule, not the
@@ -107,7 +112,7 @@ def train_step(model, optimizer, batch, prep, config, rng):
   sum happens.
   """
   num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-  images = input_pipeline.prepare_batch(batch, *prep, training=True, rng=rng)
+  images = input_pipeline.prepare_batch(batch, prep, training=True, rng=rng)
   labels = batch["label"]
   variables = model.trainable_variables
 
@@ -120,85 +125,51 @@ def train_step(model, optimizer, batch, prep, config, rng):
       loss = (tf.reduce_sum(per_example) / config.batch_size
               + 0.5 * config.weight_decay * decay / num_replicas)
       scaled_loss = optimizer.scale_loss(loss)
-    return tape.gradient(scaled_loss, variables), _batch_stats(per_example, logits, labels)
+    return tape.gradient(scaled_loss, variables), metrics.batch_sums(per_example, logits, labels)
 
   grads, stats = tf.function(gradients, jit_compile=config.jit)(images, labels)
   optimizer.apply(grads, variables)
   return stats
 
 
-def eval_step(model, batch, prep):
-  """One replica's evaluation; ten-crop batches average the ten softmax outputs of each image."""
-  labels = batch["label"]
-
-  def score():
-    images = input_pipeline.prepare_batch(batch, *prep, training=False)
-    probabilities = tf.nn.softmax(model(images, training=False))
-    crops = tf.size(batch["flipped"]) // tf.size(labels)
-    probabilities = tf.reduce_mean(tf.reshape(probabilities, [tf.size(labels), crops, -1]), axis=1)
-    label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
-    per_example = -tf.math.log(tf.maximum(label_probability, np.finfo(np.float32).tiny))
-    return _batch_stats(per_example, probabilities, labels)
-
-  # The last batch of an evaluation can leave some replicas with no images, and a convolution of
-  # an empty batch fails on CPU.
-  return tf.cond(tf.size(labels) > 0, score, lambda: tf.zeros([4]))
-
-
-def next_batch(iterator, manifest, split):
-  """The iterator's next batch, or None at its end; a read error names the shard at fault."""
-  try:
-    return next(iterator)
-  except StopIteration:
-    return None
-  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-    raise input_pipeline.locate_corrupt_shard(manifest, split, e) from None
+def _steps_per_epoch(config, manifest):
+  """Full batches in one pass over what can be read of the training split (see --skip_corrupt)."""
+  images = manifest.num_examples("train")
+  if config.skip_corrupt:
+    images = 0
+    for path, (readable, listed) in input_pipeline.count_readable(manifest, "train").items():
+      images += readable
+      if readable < listed:
+        logging.warning("%s: %d of its %d records are readable; --skip_corrupt skips the other %d "
+                        "in every epoch", path, readable, listed, listed - readable)
+    if images < manifest.num_examples("train"):
+      logging.warning("An epoch is the %d readable training images of the %d the manifest lists",
+                      images, manifest.num_examples("train"))
+  if images < config.batch_size:
+    readable = " readable" if config.skip_corrupt else ""
+    raise TrainingError(f"--batch_size={config.batch_size} exceeds the {images}{readable} "
+                        "training images")
+  return images // config.batch_size
 
 
-def distribute_dataset(strategy, manifest, split, config, training, ten_crop=False):
-  """`make_dataset` per input pipeline, batched per replica."""
-  def dataset_fn(context):
-    return input_pipeline.make_dataset(
-        manifest, split, batch_size=context.get_per_replica_batch_size(config.batch_size),
-        training=training, ten_crop=ten_crop, skip_corrupt=config.skip_corrupt,
-        shuffle_buffer=config.shuffle_buffer, seed=config.seed, input_context=context)
-  return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def make_eval_fn(strategy, model, prep):
-  """The compiled distributed evaluation step (retraced once more for the partial last batch)."""
-  @tf.function(reduce_retracing=True)
-  def eval_fn(batch):
-    stats = strategy.run(lambda b: eval_step(model, b, prep), args=(batch,))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
-  return eval_fn
-
-
-def evaluate_split(strategy, eval_fn, manifest, split, config, ten_crop=False):
-  """Scores every image of a split once; returns {loss, top1, top5, count} (top-k are accuracies).
-
-  Raises:
-    run_state.TrainingError: when the number of images scored differs from the manifest's (and
-      corrupt records are not being skipped).
-    input_pipeline.CorruptDataError: naming the shard that failed to read.
-  """
-  totals = tf.zeros([4])
-  iterator = iter(distribute_dataset(strategy, manifest, split, config, False, ten_crop))
-  while (batch := next_batch(iterator, manifest, split)) is not None:
-    totals += eval_fn(batch)
-  loss, top1, top5, count = totals.numpy().tolist()
-  expected = manifest.num_examples(split)
-  if int(count) != expected:
-    message = f"{split}: scored {int(count)} images, the manifest lists {expected}"
-    if not config.skip_corrupt:
-      raise run_state.TrainingError(message)
-    logging.warning("%s (%d skipped as corrupt)", message, expected - int(count))
-  count = max(count, 1.0)
-  return {"loss": loss / count, "top1": top1 / count, "top5": top5 / count, "count": int(count)}
+def _build(config, manifest, strategy):
+  """The network, training state and optimizer, or a TrainingError naming the setting at fault."""
+  with strategy.scope():
+    try:
+      model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
+    except ValueError as e:
+      raise TrainingError(f"cannot build the network: {e}") from None
+    state = schedule.create_state(config)
+    optimizer = create_optimizer(config, state["learning_rate"])
+    optimizer.build(model.trainable_variables)
+  return model, state, optimizer
 
 
 def train_and_evaluate(config, manifest, model_dir):
   """Trains on the manifest's train split, evaluating on validation; resumes from `model_dir`.
+
+  Everything that can be checked (the settings, the network they describe, the batch size against
+  the data) is checked before anything is written to `model_dir`.
 
   Args:
     config: a `Config`.
@@ -209,42 +180,39 @@ def train_and_evaluate(config, manifest, model_dir):
     The last validation metrics dict, or None if there was no evaluation.
 
   Raises:
-    run_state.TrainingError (or a subclass) for user-fixable problems: a locked or mismatched model
+    TrainingError (or a subclass) for user-fixable problems: a locked or mismatched model
       directory, a corrupt checkpoint, a non-finite loss or weight, an eval count mismatch.
     input_pipeline.CorruptDataError: a shard failed to read.
   """
+  if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+    raise TrainingError(f"{model_dir}: --model_dir names a file, not a directory")
   keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.precision])
   strategy = create_strategy()
   if config.batch_size % strategy.num_replicas_in_sync:
-    raise run_state.TrainingError(f"--batch_size={config.batch_size} does not split over "
-                                  f"{strategy.num_replicas_in_sync} replicas")
-  steps_per_epoch = manifest.num_examples("train") // config.batch_size
-  if steps_per_epoch == 0:
-    raise run_state.TrainingError(f"--batch_size={config.batch_size} exceeds the "
-                                  f"{manifest.num_examples('train')} training images")
+    raise TrainingError(f"--batch_size={config.batch_size} does not split over "
+                        f"{strategy.num_replicas_in_sync} replicas")
+  steps_per_epoch = _steps_per_epoch(config, manifest)
   total_steps = config.epochs * steps_per_epoch
   total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
   has_validation = manifest.has_split("validation")
   if not has_validation:
     logging.warning("%s has no validation split: no evaluation, and no plateau schedule",
                     manifest.directory)
-  is_chief = run_state.is_chief(strategy)
-  with run_state.model_dir_lock(model_dir, is_chief):
-    if is_chief:
-      run_state.write_model_dir(config, manifest, model_dir)
-    with strategy.scope():
-      model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
-      state = run_state.create_state(config)
-      optimizer = create_optimizer(config, state["learning_rate"])
-      optimizer.build(model.trainable_variables)
-    checkpoints = run_state.Checkpoints(model_dir, is_chief, model=model, optimizer=optimizer,
-                                        **state)
+  model, state, optimizer = _build(config, manifest, strategy)
+  chief = is_chief(strategy)
+  with model_dir_lib.lock(model_dir, chief):
+    if chief:
+      model_dir_lib.check(config, manifest, model_dir)
+    checkpoints = checkpoints_lib.Checkpoints(model_dir, chief, model=model,
+                                              optimizer=optimizer, **state)
     step = int(state["step"].numpy())
     if step >= total_steps:
       logging.info("Step %d already reaches the %d steps asked for; nothing to train", step,
                    total_steps)
       return None
-    prep = input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
+    if chief:  # Only now: config.json records the settings of a run that trains.
+      model_dir_lib.write(config, manifest, model_dir)
+    prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
     @tf.function
     def train_fn(batch):
@@ -252,50 +220,61 @@ def train_and_evaluate(config, manifest, model_dir):
           lambda b: train_step(model, optimizer, b, prep, config, state["rng"]), args=(batch,))
       return strategy.reduce(tf.distribute.ReduceOp.SUM, replica_stats, axis=None)
 
-    eval_fn = make_eval_fn(strategy, model, prep)
-    writers = run_state.SummaryWriters(model_dir, is_chief)
-    stop = run_state.StopFlag()
-    iterator = iter(distribute_dataset(strategy, manifest, "train", config, training=True))
+    eval_fn = evaluation.make_eval_fn(strategy, model, prep)
+    writers = summaries.SummaryWriters(model_dir, chief)
+    stop = progress_lib.StopFlag()
+    iterator = iter(evaluation.distribute_dataset(
+        strategy, manifest, "train", batch_size=config.batch_size, training=True,
+        skip_corrupt=config.skip_corrupt, shuffle_buffer=config.shuffle_buffer, seed=config.seed))
     progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model)
     validation = None
-    with stop.installed(signal.SIGTERM):
-      while step < total_steps and not stop.requested:
-        batch = next_batch(iterator, manifest, "train")
-        if batch is None:  # Only when --skip_corrupt has dropped every record.
-          raise run_state.TrainingError(f"{manifest.directory}: no readable training records")
-        if progress.fresh_start and step == progress.start_step:
-          writers.images(batch, strategy, prep, step)
-        step_stats = train_fn(batch)
-        step += 1
-        state["step"].assign(step)
-        epoch, in_epoch = divmod(step, steps_per_epoch)
-        state["epoch"].assign(epoch)
-        progress.add(step, step_stats)
-        if step % config.log_every == 0 or step == progress.start_step + 1:
-          progress.log(step, float(state["learning_rate"].numpy()), manifest.num_classes)
-        end_of_epoch = in_epoch == 0
-        if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
-                               or step == total_steps):
-          progress.check_finite(step)
-          validation = evaluate_split(strategy, eval_fn, manifest, "validation", config,
-                                      config.ten_crop_eval)
-          logging.info("Validation - Loss: %.4f Accuracy: %.4f Top 5 Accuracy: %.4f (%d images)",
-                       validation["loss"], validation["top1"], validation["top5"],
-                       validation["count"])
-          writers.scalars("eval", step, {"eval/loss": validation["loss"],
-                                         "eval/top1": validation["top1"],
-                                         "eval/top5": validation["top5"]})
-          if run_state.update_schedule(config, state, 1.0 - validation["top1"]):
-            checkpoints.save_best(step, model)
-        if end_of_epoch and config.lr_schedule == "step":
-          state["learning_rate"].assign(scheduled_learning_rate(config, epoch))
-        if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
+    try:
+      with stop.installed():
+        while step < total_steps and not stop.requested:
+          batch = evaluation.next_batch(iterator, manifest, "train")
+          if batch is None:  # Only when --skip_corrupt has dropped every record.
+            raise TrainingError(f"{manifest.directory}: no readable training records")
+          if progress.fresh_start and step == progress.start_step:
+            writers.images(batch, strategy, prep, step)
+          step_stats = train_fn(batch)
+          step += 1
+          state["step"].assign(step)
+          epoch, in_epoch = divmod(step, steps_per_epoch)
+          state["epoch"].assign(epoch)
+          progress.add(step, step_stats)
+          if step % config.log_every == 0 or step == progress.start_step + 1:
+            progress.log(step, float(state["learning_rate"].numpy()), manifest.num_classes)
+          end_of_epoch = in_epoch == 0
+          if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
+                                 or step == total_steps):
+            progress.check_finite(step)
+            validation = evaluation.evaluate_split(
+                strategy, eval_fn, manifest, "validation", batch_size=config.batch_size,
+                ten_crop=config.ten_crop_eval, skip_corrupt=config.skip_corrupt)
+            validation["step"] = step
+            logging.info("Validation - Loss: %.4f Accuracy: %.4f Top 5 Accuracy: %.4f (%d images)",
+                         validation["loss"], validation["top1"], validation["top5"],
+                         validation["count"])
+            writers.scalars("eval", step, {"eval/loss": validation["loss"],
+                                           "eval/top1": validation["top1"],
+                                           "eval/top5": validation["top5"]})
+            if schedule.update_on_validation(config, state, 1.0 - validation["top1"]):
+              checkpoints.save_best(step, model)
+          if end_of_epoch and config.lr_schedule == "step":
+            state["learning_rate"].assign(schedule.step_schedule_rate(config, epoch))
+          if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
+            progress.check_finite(step)
+            checkpoints.save(step, model)
+        if stop.requested:
           progress.check_finite(step)
           checkpoints.save(step, model)
-      if stop.requested:
-        progress.check_finite(step)
-        checkpoints.save(step, model)
-        logging.info("SIGTERM: saved step %d to %s; rerun the same command to resume", step,
-                     checkpoints.directory)
+    except NonFiniteError:
+      progress_lib.log_closing("non-finite, this step not saved", step, steps_per_epoch,
+                               validation, checkpoints)
+      raise
     writers.close()
+  reason = (f"{stop.requested}; rerun the same command to resume" if stop.requested
+            else f"reached --max_steps={config.max_steps}" if total_steps == config.max_steps
+            else f"reached --epochs={config.epochs}")
+  progress_lib.log_closing(reason, step, steps_per_epoch, validation, checkpoints)
   return validation

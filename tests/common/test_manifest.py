@@ -1,11 +1,19 @@
 """Loading a manifest checks the files it lists and fails with one line naming the file."""
 
 import json
+import pathlib
+import re
 
 import numpy as np
 import pytest
 
 from common import manifest as manifest_lib
+from preprocess import convert
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+KEY_TUPLES = (manifest_lib.TOP_KEYS, manifest_lib.CLASS_KEYS, manifest_lib.SPLIT_KEYS,
+              manifest_lib.SHARD_KEYS, manifest_lib.SKIPPED_KEYS, manifest_lib.REPAIRED_KEYS,
+              manifest_lib.STATS_KEYS)
 
 
 @pytest.fixture
@@ -13,15 +21,13 @@ def dataset(tmp_path):
   shard = tmp_path / "train-00000-of-00001.tfrecord"
   shard.write_bytes(b"records" * 10)
   np.save(tmp_path / "mean.npy", np.full((4, 4, 3), 100, np.float32))
-  data = {
-      "schema_version": 1, "image_size": 4, "encoding": "JPEG", "label_base": 0,
-      "classes": [{"label": 0, "synset": "n1", "name": "one"},
-                  {"label": 1, "synset": "n2", "name": "two"}],
-      "splits": {"train": {"num_examples": 3, "class_counts": {"n1": 2, "n2": 1}, "shards": [
-          {"file": shard.name, "num_examples": 3, "size_bytes": 70,
-           "sha256": manifest_lib.file_sha256(str(shard))}]}},
-      "stats": {"mean_file": "mean.npy"},
-  }
+  shards = [manifest_lib.make_shard(shard.name, 3, 70, manifest_lib.file_sha256(str(shard)))]
+  data = manifest_lib.make_manifest(
+      image_size=4, encoding="JPEG", synsets=["n1", "n2"], names={"n1": "one", "n2": "two"},
+      splits={"train": manifest_lib.make_split(shards, {"n1": 2, "n2": 1})},
+      stats={"mean_file": "mean.npy", "num_images": 3, "channel_mean": [100.0] * 3,
+             "rgb_covariance": np.eye(3).tolist(), "rgb_eigval": [1.0] * 3,
+             "rgb_eigvec": np.eye(3).tolist()})
   (tmp_path / "manifest.json").write_text(manifest_lib.dumps(data))
   return tmp_path, data
 
@@ -97,3 +103,65 @@ def test_wrong_mean_shape_is_refused(dataset):
   np.save(directory / "mean.npy", np.zeros((3, 3, 3), np.float32))
   with pytest.raises(manifest_lib.ManifestError, match=r"mean.npy: shape \(3, 3, 3\)"):
     manifest_lib.load(str(directory)).mean_image()
+
+
+def _names(text):
+  """Key names in a layout fragment, with nested {...} and [...] groups and <placeholders> removed."""
+  text = re.sub(r"<[a-z]+>:?", "", text)
+  group = re.compile(r"[\[{][^\[\]{}]*[\]}]")
+  while group.search(text):
+    text = group.sub("", text)
+  return tuple(re.findall(r"[a-z][a-z0-9_]*", text))
+
+
+def test_docstring_layout_is_exactly_the_key_tuples():
+  doc = manifest_lib.__doc__
+  block = doc[doc.index("  schema_version"):doc.index("\n\n", doc.index("  schema_version"))]
+  groups = {name: re.search(rf"\b{name} \[?\{{([^{{}}]*)\}}", block).group(1)
+            for name in ("classes", "shards", "skipped", "repaired", "stats")}
+  assert _names(groups["classes"]) == manifest_lib.CLASS_KEYS
+  assert _names(groups["shards"]) == manifest_lib.SHARD_KEYS
+  assert _names(groups["skipped"]) == manifest_lib.SKIPPED_KEYS
+  assert _names(groups["repaired"]) == manifest_lib.REPAIRED_KEYS
+  assert _names(groups["stats"]) == manifest_lib.STATS_KEYS
+  split = re.search(r"\{<split>: \{(.*)\}\}", block, re.DOTALL).group(1)
+  assert _names(split) == manifest_lib.SPLIT_KEYS
+  assert _names(block) == manifest_lib.TOP_KEYS
+
+
+def test_workspace_names_exactly_the_keys_and_skip_reasons():
+  text = (REPO / "WORKSPACE.md").read_text()
+  section = text[text.index("### `manifest.json`"):text.index("\n### ", text.index("### `manifest"))]
+  named = set(re.findall(r"`([a-z][a-z0-9_]*)`", section))
+  builders = {"make_manifest", "make_split", "make_shard", "load"}
+  assert named == set().union(*KEY_TUPLES) | set(convert.REASONS) | builders
+
+
+def test_builders_write_and_load_reads_the_same_layout(dataset):
+  directory, data = dataset
+  assert set(data) == set(manifest_lib.TOP_KEYS)
+  assert set(data["splits"]["train"]) == set(manifest_lib.SPLIT_KEYS)
+  assert data["splits"]["train"]["files_seen"] == 3
+  assert manifest_lib.load(str(directory)).data == data
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("ignored_files"), r"manifest.json: missing keys \['ignored_files'\]"),
+    (lambda d: d["splits"]["train"].pop("layout"), r"splits.train: missing keys \['layout'\]"),
+    (lambda d: d["splits"]["train"]["shards"][0].update(extra=1),
+     r"splits.train.shards: unknown keys \['extra'\]"),
+])
+def test_a_manifest_off_the_layout_is_neither_written_nor_read(dataset, change, message):
+  directory, data = dataset
+  change(data)
+  with pytest.raises(manifest_lib.ManifestError, match=message.replace("manifest.json", "write")):
+    manifest_lib.dumps(data)
+  (directory / "manifest.json").write_text(json.dumps(data))
+  with pytest.raises(manifest_lib.ManifestError, match=message):
+    manifest_lib.load(str(directory))
+
+
+def test_split_builder_refuses_inconsistent_counts():
+  shards = [manifest_lib.make_shard("a.tfrecord", 2, 10, "")]
+  with pytest.raises(ValueError, match="shards hold 2 records, class counts add up to 3"):
+    manifest_lib.make_split(shards, {"n1": 3})

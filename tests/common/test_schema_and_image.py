@@ -9,6 +9,7 @@ from PIL import Image
 
 from common import image as image_lib
 from common import schema
+from preprocess import convert
 
 
 def _pixels(seed=0):
@@ -100,3 +101,9 @@ def test_subtract_mean_matches_numpy_per_example_windows_and_mirrors():
   np.testing.assert_allclose(single, got[1])
   np.testing.assert_allclose(image_lib.subtract_mean(images[0], mean).numpy(),
                              images[0] - mean[:5, :7], atol=1e-4)
+
+
+def test_each_build_encoding_maps_to_one_record_format():
+  assert [schema.format_of_encoding(e) for e in convert.ENCODINGS] == list(schema.FORMATS)
+  with pytest.raises(ValueError, match="unknown encoding 'JPEG'"):
+    schema.format_of_encoding(schema.FORMAT_JPEG)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from preprocess import make_sample_data
+from sample import make_sample_data
 from tests import helpers
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from preprocess import archives
 from preprocess import build
-from preprocess import make_sample_data
+from sample import make_sample_data
 from preprocess import sources
 from tests import helpers
 from tests.preprocess import archive_fixtures

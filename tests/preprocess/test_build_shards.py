@@ -2,7 +2,12 @@
 
 import collections
 import json
+import logging
 import os
+import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,12 +16,17 @@ from common import manifest as manifest_lib
 from preprocess import build
 from preprocess import convert
 from preprocess import pipeline
+from preprocess import report
+from sample import make_sample_data
 from tests import helpers
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_manifest_counts_match_a_reread_of_the_shards(sample, built):
   _, info = sample
   output_dir, manifest = built
+  manifest_lib.check_layout(manifest)  # what is written is the documented layout
   assert [c["synset"] for c in manifest["classes"]] == list(info.classes)
   assert [c["label"] for c in manifest["classes"]] == list(range(len(info.classes)))
   assert manifest["classes"][info.classes.index("n02123045")]["name"] == "tabby, tabby cat"
@@ -60,7 +70,7 @@ def test_every_file_is_written_skipped_or_ignored_with_its_reason(sample, built)
 def test_gzip_wrapped_jpeg_is_kept(sample, built):
   _, info = sample
   output_dir, _ = built
-  gzipped = [p for p, f in info.repaired.items() if "gunzip" in f]
+  gzipped = [p for p, f in info.repaired.items() if convert.GUNZIP in f]
   assert gzipped
   filenames = {r["image/filename"] for r in helpers.read_records(output_dir, "train")}
   assert set(gzipped) <= filenames
@@ -176,7 +186,7 @@ def test_mostly_bad_input_fails_after_writing_the_report(tmp_path):
     helpers.build_dataset(tmp_path / "in", tmp_path / "out")
   assert not (tmp_path / "out" / manifest_lib.MANIFEST_NAME).exists()
   report = json.loads((tmp_path / "out" / build.REPORT_NAME).read_text())
-  assert {s["reason"] for s in report["skipped"]} == {"unidentified"}
+  assert {s["reason"] for s in report["skipped"]} == {convert.UNIDENTIFIED}
   assert len(report["skipped"]) == 6
 
 
@@ -191,3 +201,91 @@ def test_default_shard_count_gives_no_empty_shard(sample, tmp_path):
   manifest = helpers.build_dataset(input_dir, tmp_path / "out")
   for split in manifest["splits"].values():
     assert all(s["num_examples"] > 0 for s in split["shards"])
+
+
+def test_a_shard_left_empty_by_skipped_files_fails_the_build_and_keeps_no_shard(tmp_path):
+  # 10 good and 4 broken training files: 5 shards are planned on 14 files, but one receives only
+  # broken ones.
+  make_sample_data.make_sample_tree(tmp_path / "in", images_per_class_train=1,
+                                    images_per_class_val=0)
+  output_dir = tmp_path / "out"
+  with pytest.raises(build.BuildError) as error:
+    helpers.build_dataset(tmp_path / "in", output_dir, num_shards={"train": 5})
+  message = str(error.value)
+  assert "\n" not in message
+  assert re.search(r"train: 1 of 5 shards \(train-\d{5}-of-00005.tfrecord\) would be empty: "
+                   r"10 images written, 4 files skipped; rerun with --num_shards_train=\d", message)
+  assert sorted(os.listdir(output_dir)) == [build.REPORT_NAME]
+  report = json.loads((output_dir / build.REPORT_NAME).read_text())
+  assert len(report["skipped"]) == 4
+  suggested = int(re.search(r"--num_shards_train=(\d+)", message).group(1))
+  manifest = helpers.build_dataset(tmp_path / "in", output_dir, num_shards={"train": suggested})
+  assert all(s["num_examples"] > 0 for s in manifest["splits"]["train"]["shards"])
+
+
+def test_an_unreadable_manifest_is_named_and_kept_without_overwrite(sample, built, tmp_path):
+  input_dir, _ = sample
+  output_dir = tmp_path / "out"
+  output_dir.mkdir()
+  truncated = (built[0] / manifest_lib.MANIFEST_NAME).read_bytes()[:100]
+  (output_dir / manifest_lib.MANIFEST_NAME).write_bytes(truncated)
+  with pytest.raises(build.BuildError) as error:
+    helpers.build_dataset(input_dir, output_dir)
+  message = str(error.value)
+  assert f"{output_dir / manifest_lib.MANIFEST_NAME}: not valid JSON" in message
+  assert "manifest is unreadable" in message and "--overwrite deletes" in message
+  assert "complete dataset" not in message
+  assert (output_dir / manifest_lib.MANIFEST_NAME).read_bytes() == truncated
+  helpers.build_dataset(input_dir, output_dir, num_shards={"train": 3}, overwrite=True)
+  assert helpers.output_files(output_dir) == helpers.output_files(built[0])
+
+
+def test_summary_counts_repaired_files_and_fixes_apart(built, caplog):
+  _, manifest = built
+  train = manifest["splits"]["train"]
+  fixes = [r for r in manifest["repaired"] if r["split"] == "train"]
+  assert len(fixes) > train["repaired"]  # one file had two fixes
+  with caplog.at_level(logging.INFO):
+    report.log_summary(manifest, elapsed=1.0)
+  assert f"repaired {train['repaired']} files with {len(fixes)} fixes (" in caplog.text
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--quality=0", "flag --quality=0: 0 is not an integer in the range [1, 100]"),
+    ("--max_skip_fraction=nan", "flag --max_skip_fraction=nan: must be a number in [0, 1]"),
+    ("--progress_seconds=nan", "flag --progress_seconds=nan: must be a finite number of seconds"),
+    ("--seed=-1", "flag --seed=-1: -1 is not a non-negative integer"),
+    ("--direct_num_workers=-2", "--direct_num_workers=-2: must be >= 0 (0: one worker per core)"),
+    ("--direct_num_workers=many", "argument --direct_num_workers: invalid int value: 'many'"),
+])
+def test_a_bad_numeric_flag_is_one_line_and_exit_1(sample, tmp_path, flag, message):
+  input_dir, _ = sample
+  result = subprocess.run(
+      [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+       f"--output_dir={tmp_path / 'out'}", flag], cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+  assert len([line for line in result.stderr.splitlines() if message in line]) == 1
+  assert not (tmp_path / "out").exists()
+
+
+def test_a_real_build_prints_no_beam_start_up_chatter_unless_asked(sample, tmp_path):
+  input_dir, _ = sample
+  chatter = ("apitools not found", "No semi_persistent_directory found",
+             "Discarding unparseable args", "Logging handler created")
+  outputs = {}
+  for full_logs in ("", "1"):
+    # Beam's local runner with two worker processes, as `make demo` runs it.
+    result = subprocess.run(
+        [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+         f"--output_dir={tmp_path / f'out{full_logs}'}", "--direct_num_workers=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, ALEXNET_FULL_LOGS=full_logs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs[full_logs] = result.stderr
+  assert not [line for line in outputs[""].splitlines() if any(c in line for c in chatter)]
+  # No E-level line either (TensorFlow's `E0000 ... cuInit` on a machine without a GPU).
+  assert not [line for line in outputs[""].splitlines() if line[:1] in "EF" and line[1:5].isdigit()]
+  assert "images written to" in outputs[""]
+  assert all(c in outputs["1"] for c in chatter)

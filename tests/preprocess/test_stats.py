@@ -40,7 +40,8 @@ def test_any_grouping_and_order_gives_identical_bytes():
   parts = [_accumulate(images[i::4]) for i in range(4)][::-1]
   merged = parts[0]
   for part in parts[1:]:
-    merged.merge(stats_lib.ImageStats.from_bytes(part.to_bytes()))
+    # merge() returns the accumulator it adds into, so `total = total.merge(part)` is safe.
+    assert merged.merge(stats_lib.ImageStats.from_bytes(part.to_bytes())) is merged
   assert merged.to_bytes() == whole.to_bytes()
 
 

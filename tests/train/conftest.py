@@ -55,8 +55,7 @@ def write_dataset(directory, train_per_class=6, validation_per_class=3, train_sh
   os.makedirs(directory, exist_ok=True)
   rng = np.random.default_rng(seed)
   size = schema.IMAGE_SIZE
-  classes = [{"label": i, "synset": f"n0000000{i}", "name": f"colour {i}"}
-             for i in range(len(CLASS_COLOURS))]
+  synsets = [f"n0000000{i}" for i in range(len(CLASS_COLOURS))]
   splits, train_pixels = {}, []
   for split, per_class, num_shards in (("train", train_per_class, train_shards),
                                        ("validation", validation_per_class, 1)):
@@ -69,17 +68,15 @@ def write_dataset(directory, train_per_class=6, validation_per_class=3, train_sh
           train_pixels.append(pixels.astype(np.float64))
         examples.append(schema.make_example(
             encoded=_jpeg(pixels), image_format=schema.FORMAT_JPEG, label=label,
-            synset=classes[label]["synset"], filename=f"{split}/{label}/{index}.JPEG",
+            synset=synsets[label], filename=f"{split}/{label}/{index}.JPEG",
             original_height=300, original_width=400))
     shards = []
     for shard in range(num_shards):
       name = f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
       data = _write_shard(os.path.join(directory, name), examples[shard::num_shards])
-      shards.append({"file": name, "num_examples": len(examples[shard::num_shards]),
-                     "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    splits[split] = {"num_examples": len(examples), "shards": shards,
-                     "class_counts": {c["synset"]: per_class for c in classes},
-                     "files_seen": len(examples), "skipped": 0, "repaired": 0, "ignored": 0}
+      shards.append(manifest_lib.make_shard(name, len(examples[shard::num_shards]), len(data),
+                                            hashlib.sha256(data).hexdigest()))
+    splits[split] = manifest_lib.make_split(shards, {w: per_class for w in synsets})
   stacked = np.stack(train_pixels)
   mean_image = stacked.mean(axis=0).astype(np.float32)
   np.save(os.path.join(directory, manifest_lib.MEAN_NAME), mean_image)
@@ -87,14 +84,12 @@ def write_dataset(directory, train_per_class=6, validation_per_class=3, train_sh
   covariance = np.cov(flat, rowvar=False)
   eigval, eigvec = np.linalg.eigh(covariance)
   order = np.argsort(eigval)[::-1]
-  manifest = {
-      "schema_version": manifest_lib.SCHEMA_VERSION, "image_size": size,
-      "encoding": schema.FORMAT_JPEG, "label_base": 0, "classes": classes, "splits": splits,
-      "skipped": [], "repaired": [], "ignored": 0, "args": {},
-      "stats": {"mean_file": manifest_lib.MEAN_NAME, "num_images": len(stacked),
-                "channel_mean": flat.mean(axis=0).tolist(), "rgb_covariance": covariance.tolist(),
-                "rgb_eigval": eigval[order].tolist(), "rgb_eigvec": eigvec[:, order].tolist()},
-  }
+  manifest = manifest_lib.make_manifest(
+      image_size=size, encoding=schema.FORMAT_JPEG, synsets=synsets,
+      names={w: f"colour {i}" for i, w in enumerate(synsets)}, splits=splits,
+      stats={"mean_file": manifest_lib.MEAN_NAME, "num_images": len(stacked),
+             "channel_mean": flat.mean(axis=0).tolist(), "rgb_covariance": covariance.tolist(),
+             "rgb_eigval": eigval[order].tolist(), "rgb_eigvec": eigvec[:, order].tolist()})
   with open(os.path.join(directory, manifest_lib.MANIFEST_NAME), "w") as f:
     f.write(manifest_lib.dumps(manifest))
   return directory

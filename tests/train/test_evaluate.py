@@ -14,7 +14,7 @@ from common import manifest as manifest_lib
 from common import schema
 from train import evaluate
 from train import restore
-from train import run_state
+from train.errors import TrainingError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,7 +56,7 @@ def test_a_count_different_from_the_manifest_fails(trained_dir, dataset_dir, tmp
   manifest["splits"]["validation"]["num_examples"] += 1
   with open(path, "w") as f:
     f.write(manifest_lib.dumps(manifest))
-  with pytest.raises(run_state.TrainingError, match="scored 9 images, the manifest lists 10"):
+  with pytest.raises(TrainingError, match="scored 9 images, the manifest lists 10"):
     evaluate.evaluate_model(manifest_lib.load(shards), trained_dir, "validation", batch_size=4)
 
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -16,13 +17,15 @@ from PIL import Image
 from preprocess import convert
 
 from train import export
+from train import input_pipeline
 from train import model as model_lib
+from train import model_dir as model_dir_lib
 from train import predict
 from train import restore
 
 NUM_CLASSES = 3
 IMAGE_SIZE = 256
-CROP_OFFSET = (IMAGE_SIZE - model_lib.INPUT_SIZE) // 2
+CROP_OFFSET = (IMAGE_SIZE - input_pipeline.CROP_SIZE) // 2
 CLASSES = [{"label": i, "synset": f"n0123456{i}", "name": f"class {i}, thing {i}"}
            for i in range(NUM_CLASSES)]
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,7 +54,7 @@ def _make_sensitive(model, rng):
       kernel = layer.kernel
       fan_in = np.prod(kernel.shape[:-1])
       kernel.assign(rng.normal(0, np.sqrt(2 / fan_in), kernel.shape).astype(np.float32))
-  inputs = rng.uniform(-128, 128, (4, model_lib.INPUT_SIZE, model_lib.INPUT_SIZE, 3))
+  inputs = rng.uniform(-128, 128, (4, input_pipeline.CROP_SIZE, input_pipeline.CROP_SIZE, 3))
   logits = model(inputs.astype(np.float32)).numpy()
   fc8 = model.get_layer("fc8")
   fc8.kernel.assign(fc8.kernel * (3.0 / (logits.std() + 1e-6)))
@@ -68,11 +71,11 @@ def write_model_dir(directory, rng, with_checkpoint=True):
                                      step=tf.Variable(5))
     tf.train.CheckpointManager(checkpoint, os.path.join(directory, "ckpt"), max_to_keep=2).save()
   config = {"model": model_config, "classes": CLASSES, "image_size": IMAGE_SIZE,
-            "input_size": model_lib.INPUT_SIZE, "stats": {}, "flags": {}}
-  with open(os.path.join(directory, restore.CONFIG_NAME), "w") as f:
+            "input_size": input_pipeline.CROP_SIZE, "stats": {}, "flags": {}}
+  with open(os.path.join(directory, model_dir_lib.CONFIG_NAME), "w") as f:
     json.dump(config, f)
   mean_image = rng.uniform(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
-  np.save(os.path.join(directory, restore.MEAN_NAME), mean_image)
+  np.save(os.path.join(directory, model_dir_lib.MEAN_NAME), mean_image)
   return model, mean_image
 
 
@@ -89,7 +92,7 @@ def trained(tmp_path_factory):
 
 def _keras_probabilities(model, mean_image, stored_images, offset=CROP_OFFSET):
   """What the trainer's evaluation computes: the central crop of a stored image minus the mean."""
-  end = offset + model_lib.INPUT_SIZE
+  end = offset + input_pipeline.CROP_SIZE
   crops = np.stack(stored_images)[:, offset:end, offset:end].astype(np.float32)
   inputs = crops - mean_image[offset:end, offset:end]
   return tf.nn.softmax(model(inputs, training=False)).numpy()
@@ -252,7 +255,50 @@ def test_export_refuses_non_empty_output(trained, tmp_path):
   shutil.copytree(trained["model_dir"], model_dir)
   with pytest.raises(ValueError, match="would delete"):
     export.export_model(str(model_dir), str(tmp_path), overwrite=True)
-  assert (model_dir / restore.CONFIG_NAME).exists()
+  assert (model_dir / model_dir_lib.CONFIG_NAME).exists()
+
+
+def test_export_cli_keeps_a_file_at_output(trained, tmp_path):
+  precious = tmp_path / "precious.txt"
+  precious.write_text("important")
+  result = _run("train.export", "--model_dir", trained["model_dir"], "--output", str(precious))
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert len([line for line in result.stderr.splitlines() if "precious.txt" in line]) == 1
+  assert precious.read_text() == "important"
+
+
+def test_export_overwrite_swaps_in_a_complete_model_and_a_failure_keeps_the_old(trained,
+                                                                               tmp_path):
+  output = tmp_path / "output"
+  output.write_text("old")
+  with pytest.raises(ValueError, match="no such checkpoint"):
+    export.export_model(trained["model_dir"], str(output), checkpoint=str(tmp_path / "none"),
+                        overwrite=True)
+  assert output.read_text() == "old" and os.listdir(tmp_path) == ["output"]
+  export.export_model(trained["model_dir"], str(output), overwrite=True)
+  assert tf.saved_model.contains_saved_model(str(output))
+  assert sorted(os.listdir(tmp_path)) == ["output"]  # No temporary left beside it.
+
+
+def test_export_help_describes_what_the_code_does():
+  assert "bicubic" in export.__doc__ and "Lanczos" not in export.__doc__
+  assert "WebP" in export.__doc__
+
+
+def test_serving_classifies_webp(trained):
+  pixels = _blocky_pixels(np.random.default_rng(7), IMAGE_SIZE, IMAGE_SIZE)
+  webp = _encode(pixels, "WEBP")
+  decoded = np.asarray(Image.open(io.BytesIO(webp)).convert("RGB"))
+  outputs = trained["classifier"](images=tf.constant([webp]))
+  expected = _keras_probabilities(trained["model"], trained["mean"], [decoded])
+  np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-3)
+
+
+def test_export_logs_no_library_chatter(trained, tmp_path, caplog):
+  from common import quiet  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  caplog.set_level(logging.INFO, logger="absl")
+  export.export_model(trained["model_dir"], str(tmp_path / "saved"))
+  assert "Restored alexnet" in caplog.text and "unsupported characters" not in caplog.text
 
 
 def test_restore_prefers_best_and_rejects_corrupt_checkpoints(trained, tmp_path):
@@ -288,7 +334,7 @@ def test_restore_rejects_checkpoint_without_the_network(trained, tmp_path):
 def test_restore_rejects_checkpoint_of_another_architecture(trained, tmp_path):
   model_dir = str(tmp_path / "model")
   shutil.copytree(trained["model_dir"], model_dir)
-  config_path = os.path.join(model_dir, restore.CONFIG_NAME)
+  config_path = os.path.join(model_dir, model_dir_lib.CONFIG_NAME)
   with open(config_path) as f:
     config = json.load(f)
   config["model"]["width"] = 0.125

@@ -1,6 +1,8 @@
 """Tests of train/input_pipeline.py on the tiny synthetic dataset of conftest.py."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,8 +10,8 @@ import tensorflow as tf
 
 from common import manifest as manifest_lib
 from common import schema
+from train import evaluation
 from train import input_pipeline
-from train import train
 
 CROP = input_pipeline.CROP_SIZE
 
@@ -32,7 +34,7 @@ def _difference(expected, actual):
 
 
 def _prep(manifest):
-  return input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
+  return input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
 
 def test_training_batches_have_crop_offsets_in_range_and_both_flips(dataset_dir):
@@ -109,7 +111,7 @@ def test_ten_crop_gives_corners_centre_and_mirrors(dataset_dir):
   np.testing.assert_array_equal(crops[:5], crops[5:])  # prepare_batch mirrors the second five.
   for crop, (row, col) in zip(crops, offsets):
     assert _difference(full[row:row + CROP, col:col + CROP], crop) < 2.0
-  pixels = input_pipeline.prepare_batch(batch, *_prep(manifest), training=False).numpy()
+  pixels = input_pipeline.prepare_batch(batch, _prep(manifest), training=False).numpy()
   np.testing.assert_allclose(pixels[5:10], pixels[0:5, :, ::-1], atol=1e-4)
 
 
@@ -127,8 +129,8 @@ def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=3,
                                                 training=False, ten_crop=True)))
-  stats = train.eval_step(_CornerPixelModel(), batch, prep).numpy()
-  pixels = input_pipeline.prepare_batch(batch, *prep, training=False).numpy()
+  stats = evaluation.eval_step(_CornerPixelModel(), batch, prep).numpy()
+  pixels = input_pipeline.prepare_batch(batch, prep, training=False).numpy()
   logits = pixels[:, 0, 0, :].reshape(3, 10, 3) / 20.0
   softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   averaged = softmax.mean(axis=1)
@@ -146,11 +148,11 @@ def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_di
   manifest = manifest_lib.load(dataset_dir)
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=True)))
-  eager = input_pipeline.prepare_batch(batch, *prep, training=False).numpy()
+  eager = input_pipeline.prepare_batch(batch, prep, training=False).numpy()
   in_graph = next(iter(tf.data.Dataset.from_tensors(batch).map(
-      lambda b: input_pipeline.prepare_batch(b, *prep, training=False)))).numpy()
+      lambda b: input_pipeline.prepare_batch(b, prep, training=False)))).numpy()
   np.testing.assert_allclose(eager, in_graph, atol=1e-4)
-  mean = prep[0]
+  mean = prep.mean_image
   for i, ((row, col), flipped) in enumerate(zip(batch["offset"].numpy(), batch["flipped"].numpy())):
     image, window = batch["image"][i].numpy(), mean[row:row + CROP, col:col + CROP]
     expected = image[:, ::-1] - window[:, ::-1] if flipped else image - window
@@ -161,16 +163,16 @@ def test_pca_lighting_shifts_each_image_by_one_colour_of_a_few_grey_levels(datas
   manifest = manifest_lib.load(dataset_dir)
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=6, training=True)))
-  plain = input_pipeline.prepare_batch(batch, *prep, training=False).numpy()
-  lit = input_pipeline.prepare_batch(batch, *prep, training=True,
+  plain = input_pipeline.prepare_batch(batch, prep, training=False).numpy()
+  lit = input_pipeline.prepare_batch(batch, prep, training=True,
                                      rng=tf.random.Generator.from_seed(1)).numpy()
-  again = input_pipeline.prepare_batch(batch, *prep, training=True,
+  again = input_pipeline.prepare_batch(batch, prep, training=True,
                                        rng=tf.random.Generator.from_seed(1)).numpy()
   np.testing.assert_array_equal(lit, again)
   shift = lit - plain
   per_image = shift[:, :1, :1, :]
   np.testing.assert_allclose(shift, np.broadcast_to(per_image, shift.shape), atol=1e-3)
-  eigval, eigvec = prep[1], prep[2]
+  eigval, eigvec = prep.eigval, prep.eigvec
   # Each shift is a combination of the eigenvectors with weights alpha * eigval / 255.
   alphas = np.linalg.solve(eigvec, per_image.reshape(6, 3).T).T * 255.0 / eigval
   assert 0.01 < np.abs(alphas).mean() < 0.5
@@ -215,3 +217,15 @@ def test_corrupt_record_in_training_is_named_or_skipped(writable_dataset_dir):
                                         skip_corrupt=True)
   count = sum(len(b["label"]) for b in skipped)
   assert 0 < count < manifest.num_examples("train")
+
+
+def test_the_crop_size_lives_on_the_data_side():
+  """The pipeline does not import the model for its input size; the model takes it from here."""
+  script = ("import sys; from train import input_pipeline; "
+            "assert 'train.model' not in sys.modules, 'input_pipeline imports the model'; "
+            "from train import model; "
+            "assert model.alexnet(3, width=0.0625).input_shape[1] == input_pipeline.CROP_SIZE")
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from train import input_pipeline
 from train import model
 
 TRAINABLE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
@@ -24,7 +25,8 @@ def tiny_model():
 
 def _images(batch, seed=0):
   # Mean-subtracted pixels have roughly this spread.
-  return tf.random.stateless_normal([batch, model.INPUT_SIZE, model.INPUT_SIZE, 3], [seed, 0],
+  size = input_pipeline.CROP_SIZE
+  return tf.random.stateless_normal([batch, size, size, 3], [seed, 0],
                                     stddev=60.0)
 
 
@@ -36,7 +38,7 @@ def test_layer_output_shapes(paper_model):
       "pool5": (6, 6, 256), "flatten": (9216,),
       "fc6": (4096,), "fc7": (4096,), "fc8": (1000,), "logits": (1000,),
   }
-  assert model.INPUT_SIZE == 227
+  assert input_pipeline.CROP_SIZE == 227
   for name, shape in expected.items():
     assert tuple(paper_model.get_layer(name).output.shape) == (None, *shape), name
 

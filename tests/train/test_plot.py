@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from train import plot
-from train import run_state
+from train import summaries
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_STEPS = np.arange(0, 100, 10)
@@ -23,7 +23,7 @@ VALIDATION_RGB = (0xff, 0x7f, 0x0e)
 
 def _write_scalars(model_dir, kind, steps, scalars):
   """Writes `{tag: values}` at `steps` into model_dir/kind through the trainer's own writer."""
-  writers = run_state.SummaryWriters(model_dir, enabled=True)
+  writers = summaries.SummaryWriters(model_dir, enabled=True)
   for index, step in enumerate(steps):
     writers.scalars(kind, int(step), {tag: float(values[index]) for tag, values in scalars.items()})
   writers.close()
@@ -137,3 +137,21 @@ def test_plot_cli_without_events_fails_with_one_line(tmp_path):
   assert "Traceback" not in result.stderr
   assert len([line for line in result.stderr.splitlines() if str(tmp_path) in line]) == 1
   assert not (tmp_path / plot.DEFAULT_OUTPUT_NAME).exists()
+
+
+def test_plot_curves_writes_the_format_the_extension_names(model_dir, tmp_path):
+  scalars = plot.read_curves(model_dir)
+  plot.plot_curves(scalars, str(tmp_path / "curves.pdf"))
+  assert (tmp_path / "curves.pdf").read_bytes()[:5] == b"%PDF-"
+  plot.plot_curves(scalars, str(tmp_path / "curves.svg"))
+  assert b"<svg" in (tmp_path / "curves.svg").read_bytes()[:1000]
+  with pytest.raises(ValueError, match=r"curves\.xyz: matplotlib cannot write \.xyz files"):
+    plot.plot_curves(scalars, str(tmp_path / "curves.xyz"))
+  assert not (tmp_path / "curves.xyz").exists()
+
+
+def test_plot_cli_refuses_an_unknown_format_in_one_line(model_dir, tmp_path):
+  result = _run_plot("--model_dir", model_dir, "--output", str(tmp_path / "curves.xyz"))
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert len([line for line in result.stderr.splitlines() if "curves.xyz" in line]) == 1
+  assert not (tmp_path / "curves.xyz").exists()

@@ -1,9 +1,10 @@
-"""Tests of train/train.py and train/run_state.py: a few steps of a narrow AlexNet on tiny data."""
+"""Tests of the trainer: train.py, model_dir, checkpoints, schedule, progress, on tiny data."""
 
 import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,11 +15,16 @@ import pytest
 import tensorflow as tf
 
 from common import manifest as manifest_lib
+from train import checkpoints as checkpoints_lib
 from train import input_pipeline
 from train import model as model_lib
+from train import model_dir as model_dir_lib
 from train import progress as progress_lib
-from train import run_state
+from train import schedule
+from train import summaries
 from train import train
+from train.errors import NonFiniteError
+from train.errors import TrainingError
 
 from tests.train.conftest import TINY_CONFIG
 
@@ -32,7 +38,7 @@ def _config(**overrides):
 
 
 def _prep(manifest):
-  return input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
+  return input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
 
 def _read_scalars(directory):
@@ -74,7 +80,7 @@ def test_training_writes_config_mean_checkpoints_and_summaries(trained_dir, data
   assert train_scalars["train/learning_rate"] == [pytest.approx(0.01)] * STEPS_PER_EPOCH
   assert set(_read_scalars(os.path.join(trained_dir, "eval"))) == {"eval/loss", "eval/top1",
                                                                    "eval/top5"}
-  assert not os.path.exists(os.path.join(trained_dir, run_state.LOCK_NAME))
+  assert not os.path.exists(os.path.join(trained_dir, model_dir_lib.LOCK_NAME))
 
 
 def test_train_steps_lower_the_loss(dataset_dir):
@@ -84,7 +90,7 @@ def test_train_steps_lower_the_loss(dataset_dir):
   config = _config(width=1.0, dropout=0.0, learning_rate=0.0001, batch_size=6)
   tf.keras.utils.set_random_seed(0)
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
-  state = run_state.create_state(config)
+  state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=6, training=False)))
   step = tf.function(lambda b: train.train_step(model, optimizer, b, _prep(manifest), config,
@@ -95,10 +101,10 @@ def test_train_steps_lower_the_loss(dataset_dir):
 
 def test_plateau_divides_the_rate_by_ten_after_patience_at_most_max_drops_times():
   config = _config(patience=2, max_lr_drops=2)
-  state = run_state.create_state(config)
+  state = schedule.create_state(config)
   rates, best = [], []
   for error in (0.9, 0.8, 0.8, 0.85, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7):
-    best.append(run_state.update_schedule(config, state, error))
+    best.append(schedule.update_on_validation(config, state, error))
     rates.append(round(float(state["learning_rate"].numpy()), 8))
   assert best == [True, True, False, False, True] + [False] * 5
   assert rates == [0.01] * 3 + [0.001] * 3 + [0.0001] * 4
@@ -107,7 +113,7 @@ def test_plateau_divides_the_rate_by_ten_after_patience_at_most_max_drops_times(
 
 def test_step_schedule_divides_the_rate_by_ten_at_each_boundary():
   config = _config(lr_schedule="step", lr_step_epochs=(2, 4))
-  rates = [train.scheduled_learning_rate(config, epoch) for epoch in range(6)]
+  rates = [schedule.step_schedule_rate(config, epoch) for epoch in range(6)]
   np.testing.assert_allclose(rates, [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
 
 
@@ -116,10 +122,10 @@ def test_weight_decay_follows_the_papers_update_rule(dataset_dir):
   manifest = manifest_lib.load(dataset_dir)
   config = _config(weight_decay=0.5, learning_rate=0.1)
   model = model_lib.alexnet(manifest.num_classes, config.groups, 0.0, config.width)
-  state = run_state.create_state(config)
+  state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
-  images = input_pipeline.prepare_batch(batch, *_prep(manifest), training=True,
+  images = input_pipeline.prepare_batch(batch, _prep(manifest), training=True,
                                         rng=tf.random.Generator.from_seed(7))
   with tf.GradientTape() as tape:
     logits = model(images, training=True)
@@ -139,16 +145,85 @@ def test_resume_continues_from_the_saved_step_and_learning_rate(trained_copy, da
                                                                 caplog):
   manifest = manifest_lib.load(dataset_dir)
   caplog.set_level(logging.INFO, logger="absl")
-  # A different --learning_rate on restart must not reset the schedule's saved state.
-  train.train_and_evaluate(_config(epochs=2, learning_rate=0.5), manifest, trained_copy)
+  train.train_and_evaluate(_config(epochs=2, log_every=2), manifest, trained_copy)
   assert _checkpoint_steps(os.path.join(trained_copy, "ckpt")) == [4, 8]
   text = caplog.text
   assert "Resumed from" in text and "at step 4" in text
   assert "Batch: 1/4" in text and "Epoch: 2" in text and "Epoch: 1 " not in text
-  assert "LR: 0.01 " in text and "LR: 0.5" not in text
+  assert "LR: 0.01 " in text
+  # Settings that may change are logged and recorded: config.json says what the run used.
+  assert "Resuming with --epochs=2 (was 1)" in text
+  assert "Resuming with --log_every=2 (was 1)" in text
+  with open(os.path.join(trained_copy, "config.json")) as f:
+    assert json.load(f)["flags"]["epochs"] == 2
   reader = tf.train.load_checkpoint(os.path.join(trained_copy, "ckpt"))
   assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 8
   assert reader.get_tensor("learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(0.01)
+  # The closing line: why it stopped, where, the last validation, and where the models are.
+  closing = [line for line in text.splitlines() if "Stopped (" in line]
+  assert len(closing) == 1 and "Stopped (reached --epochs=2) at step 8 (epoch 2, batch 4/4)" in (
+      closing[0])
+  assert "last validation at step 8: top-1 error" in closing[0] and "on 9 images" in closing[0]
+  assert os.path.join(trained_copy, "ckpt", "ckpt-8") in closing[0]
+  assert os.path.join(trained_copy, "best", "ckpt-") in closing[0]
+
+
+@pytest.mark.parametrize("overrides, flag, values", [
+    (dict(learning_rate=0.5), "learning_rate", ("0.5", "0.01")),
+    (dict(batch_size=2), "batch_size", ("2", "4")),
+    (dict(momentum=0.5), "momentum", ("0.5", "0.9"))], ids=["learning_rate", "batch_size",
+                                                              "momentum"])
+def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir, overrides,
+                                                       flag, values):
+  path = os.path.join(trained_copy, "config.json")
+  with open(path) as f:
+    before = f.read()
+  with pytest.raises(TrainingError) as raised:
+    train.train_and_evaluate(_config(epochs=2, **overrides), manifest_lib.load(dataset_dir),
+                             trained_copy)
+  message = str(raised.value)
+  assert f"--{flag}={values[0]} differs from the {values[1]}" in message and "\n" not in message
+  with open(path) as f:
+    assert f.read() == before
+  assert _checkpoint_steps(os.path.join(trained_copy, "ckpt")) == [STEPS_PER_EPOCH]
+
+
+def test_an_unwritable_model_dir_is_one_error_line(dataset_dir, tmp_path):
+  (tmp_path / "file").write_text("not a directory")
+  with pytest.raises(TrainingError, match=r"file/model: cannot write the model directory \("):
+    train.train_and_evaluate(_config(max_steps=1), manifest_lib.load(dataset_dir),
+                             str(tmp_path / "file" / "model"))
+  assert (tmp_path / "file").read_text() == "not a directory"
+
+
+def test_an_invalid_network_is_refused_before_the_model_dir_is_written(dataset_dir, tmp_path):
+  model_dir = tmp_path / "model"
+  with pytest.raises(TrainingError, match="groups must be at least 1"):
+    train.train_and_evaluate(_config(groups=0), manifest_lib.load(dataset_dir), str(model_dir))
+  assert not model_dir.exists()
+  # The corrected run is not refused for a network it never built.
+  train.train_and_evaluate(_config(max_steps=1), manifest_lib.load(dataset_dir), str(model_dir))
+
+
+def test_skip_corrupt_epochs_are_what_can_be_read(writable_dataset_dir, tmp_path, caplog):
+  path = os.path.join(writable_dataset_dir, "train-00001-of-00002.tfrecord")
+  with open(path, "r+b") as f:
+    f.seek(5000)
+    byte = f.read(1)
+    f.seek(5000)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  manifest = manifest_lib.load(writable_dataset_dir)
+  readable = sum(len(b["label"]) for b in input_pipeline.make_dataset(
+      manifest, "train", batch_size=4, training=False, skip_corrupt=True))
+  assert readable < 16  # Fewer full batches than the 4 the manifest's 18 images give.
+  caplog.set_level(logging.INFO, logger="absl")
+  model_dir = str(tmp_path / "model")
+  train.train_and_evaluate(_config(skip_corrupt=True), manifest, model_dir)
+  steps = readable // 4
+  assert _checkpoint_steps(os.path.join(model_dir, "ckpt")) == [steps]
+  assert f"Batch: {steps}/{steps} " in caplog.text
+  assert (f"{path}: {9 - (18 - readable)} of its 9 records are readable; --skip_corrupt skips the "
+          f"other {18 - readable} in every epoch") in caplog.text
 
 
 def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dataset_dir,
@@ -160,7 +235,7 @@ def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dat
   model_dir = str(tmp_path / "model")
   # Max pooling drops the NaN in the forward pass (the loss stays finite); the backward pass puts
   # it in the weights.
-  with pytest.raises(run_state.NonFiniteError, match=r"non-finite weights after a step in 1\.\.1;"):
+  with pytest.raises(NonFiniteError, match=r"non-finite weights after a step in 1\.\.1;"):
     train.train_and_evaluate(_config(checkpoint_every=1), manifest_lib.load(writable_dataset_dir),
                              model_dir)
   assert not os.path.exists(os.path.join(model_dir, "ckpt"))
@@ -168,7 +243,7 @@ def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dat
 
 def test_diverging_loss_stops_the_run_naming_the_steps(dataset_dir, tmp_path):
   model_dir = str(tmp_path / "model")
-  with pytest.raises(run_state.NonFiniteError, match=r"non-finite loss at a step in 2\.\.3;"):
+  with pytest.raises(NonFiniteError, match=r"non-finite loss at a step in 2\.\.3;"):
     train.train_and_evaluate(_config(learning_rate=1e30, log_every=3, checkpoint_every=3),
                              manifest_lib.load(dataset_dir), model_dir)
   assert not os.path.exists(os.path.join(model_dir, "ckpt"))
@@ -177,8 +252,8 @@ def test_diverging_loss_stops_the_run_naming_the_steps(dataset_dir, tmp_path):
 def test_non_finite_weights_are_never_saved(trained_dir):
   model = model_lib.alexnet(3, width=0.0625)
   model.get_layer("fc8").kernel.assign(tf.fill(model.get_layer("fc8").kernel.shape, np.inf))
-  checkpoints = run_state.Checkpoints(trained_dir + "_unused", True, model=model)
-  with pytest.raises(run_state.NonFiniteError, match="step 3"):
+  checkpoints = checkpoints_lib.Checkpoints(trained_dir + "_unused", True, model=model)
+  with pytest.raises(NonFiniteError, match="step 3"):
     checkpoints.save(3, model)
   assert not os.path.exists(trained_dir + "_unused")
 
@@ -191,7 +266,7 @@ def test_first_loss_far_from_log_classes_warns(caplog):
   assert "weight init" in caplog.text
   caplog.clear()
   # The trainer's first log line runs the check (and only the first: later losses may be anything).
-  progress = progress_lib.Progress(_config(), 4, 8, 0, run_state.SummaryWriters("", False),
+  progress = progress_lib.Progress(_config(), 4, 8, 0, summaries.SummaryWriters("", False),
                                 model_lib.alexnet(3, width=0.0625))
   for step in (1, 2):
     progress.add(step, tf.constant([4 * 50.0, 0.0, 4.0, 4.0]))
@@ -202,16 +277,16 @@ def test_first_loss_far_from_log_classes_warns(caplog):
 
 def test_second_trainer_is_refused_and_a_stale_lock_taken_over(tmp_path):
   model_dir = str(tmp_path / "model")
-  with run_state.model_dir_lock(model_dir, True):
-    with pytest.raises(run_state.TrainingError, match=f"in use by process {os.getpid()}"):
-      with run_state.model_dir_lock(model_dir, True):
+  with model_dir_lib.lock(model_dir, True):
+    with pytest.raises(TrainingError, match=f"in use by process {os.getpid()}"):
+      with model_dir_lib.lock(model_dir, True):
         pass
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  with open(os.path.join(model_dir, run_state.LOCK_NAME), "w") as f:
+  with open(os.path.join(model_dir, model_dir_lib.LOCK_NAME), "w") as f:
     json.dump({"pid": dead.pid, "hostname": socket.gethostname()}, f)
-  with run_state.model_dir_lock(model_dir, True):
-    with open(os.path.join(model_dir, run_state.LOCK_NAME)) as f:
+  with model_dir_lib.lock(model_dir, True):
+    with open(os.path.join(model_dir, model_dir_lib.LOCK_NAME)) as f:
       assert json.load(f)["pid"] == os.getpid()
 
 
@@ -219,11 +294,11 @@ def test_corrupt_checkpoint_is_an_error_not_a_fresh_start(trained_copy, dataset_
   data_file = os.path.join(trained_copy, "ckpt", "ckpt-4.data-00000-of-00001")
   with open(data_file, "r+b") as f:
     f.truncate(os.path.getsize(data_file) // 2)
-  with pytest.raises(run_state.TrainingError, match="ckpt-4: cannot restore"):
+  with pytest.raises(TrainingError, match="ckpt-4: cannot restore"):
     train.train_and_evaluate(_config(epochs=2), manifest_lib.load(dataset_dir), trained_copy)
   # Checkpoint files without the index that names the latest one: still not a fresh start.
   os.remove(os.path.join(trained_copy, "ckpt", "checkpoint"))
-  with pytest.raises(run_state.TrainingError, match="no complete checkpoint"):
+  with pytest.raises(TrainingError, match="no complete checkpoint"):
     train.train_and_evaluate(_config(epochs=2), manifest_lib.load(dataset_dir), trained_copy)
 
 
@@ -234,11 +309,12 @@ def test_other_label_map_is_refused(trained_copy, dataset_dir):
   config["classes"][0]["synset"] = "n99999999"
   with open(path, "w") as f:
     json.dump(config, f)
-  with pytest.raises(run_state.TrainingError, match="different label map"):
+  with pytest.raises(TrainingError, match="different label map"):
     train.train_and_evaluate(_config(epochs=2), manifest_lib.load(dataset_dir), trained_copy)
 
 
-def test_sigterm_saves_and_exits_cleanly(dataset_dir, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_saves_and_exits_cleanly(dataset_dir, tmp_path, signum):
   model_dir = str(tmp_path / "model")
   log_path = str(tmp_path / "log")
   command = [sys.executable, "-m", "train.main", f"--shards={dataset_dir}",
@@ -250,13 +326,36 @@ def test_sigterm_saves_and_exits_cleanly(dataset_dir, tmp_path):
     while "Batch: 3/" not in open(log_path).read() and time.monotonic() < deadline:
       assert process.poll() is None, open(log_path).read()
       time.sleep(0.5)
-    process.send_signal(15)
+    process.send_signal(signum)
     assert process.wait(timeout=120) == 0, open(log_path).read()
   text = open(log_path).read()
-  assert "SIGTERM: saved step" in text
+  name = signal.Signals(signum).name
+  assert "Traceback" not in text
+  assert len([line for line in text.splitlines() if f"{name}: saving" in line]) == 1
   saved = _checkpoint_steps(os.path.join(model_dir, "ckpt"))
   assert saved and saved[-1] >= 3
-  assert not os.path.exists(os.path.join(model_dir, run_state.LOCK_NAME))
+  assert f"Stopped ({name}; rerun the same command to resume) at step {saved[-1]} " in text
+  assert not os.path.exists(os.path.join(model_dir, model_dir_lib.LOCK_NAME))
+
+
+def test_a_second_signal_stops_at_once():
+  stop = progress_lib.StopFlag()
+  with stop.installed():
+    assert signal.getsignal(signal.SIGINT) == stop.handle
+    stop.handle(signal.SIGINT, None)
+    assert stop.requested == "SIGINT"
+    with pytest.raises(KeyboardInterrupt):
+      stop.handle(signal.SIGINT, None)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_checkpoint_saves_log_no_library_chatter(trained_dir, tmp_path, caplog):
+  from common import quiet  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  caplog.set_level(logging.INFO)
+  model = model_lib.alexnet(3, width=0.0625)
+  checkpoints_lib.Checkpoints(str(tmp_path / "model"), True, model=model).save(1, model)
+  assert os.path.exists(tmp_path / "model" / "ckpt" / "ckpt-1.index")
+  assert "Sharding callback" not in caplog.text
 
 
 def test_cli_user_error_is_one_line_and_exit_1(tmp_path):
@@ -274,14 +373,14 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from common import manifest as manifest_lib
-from train import input_pipeline, model as model_lib, run_state, train
+from train import input_pipeline, model as model_lib, schedule, train
 from tests.train.conftest import TINY_CONFIG
 
 input_pipeline.LIGHTING_STDDEV = 0.0  # The replicas draw other random numbers than one device.
 dataset_dir, model_dir = sys.argv[1:]
 manifest = manifest_lib.load(dataset_dir)
 config = train.Config(**{**TINY_CONFIG, "dropout": 0.0})
-prep = input_pipeline.preparation_constants(manifest.mean_image(), manifest.stats)
+prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
 initial = model_lib.alexnet(3, width=config.width).get_weights()
 results = {}
@@ -290,7 +389,7 @@ for name, strategy in (("single", tf.distribute.get_strategy()),
   with strategy.scope():
     model = model_lib.alexnet(3, width=config.width, dropout=0.0)
     model.set_weights(initial)
-    state = run_state.create_state(config)
+    state = schedule.create_state(config)
     optimizer = train.create_optimizer(config, state["learning_rate"])
     optimizer.build(model.trainable_variables)
 

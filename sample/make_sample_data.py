@@ -8,7 +8,10 @@ empty, truncated and non-image files named .JPEG (to be skipped) and stray non-i
 ignored).
 
 Usage:
-  python -m preprocess.make_sample_data --output_dir=/tmp/sample [--val_layout=flat]
+  python -m sample.make_sample_data --output_dir=/tmp/sample [--val_layout=flat]
+
+It lives outside the installed packages (pyproject.toml installs common, preprocess and train)
+because it needs scikit-image, a test dependency that cluster workers do not have.
 """
 
 import dataclasses
@@ -25,6 +28,8 @@ from PIL import Image
 from PIL import ImageChops
 import scipy.io
 from skimage import data as skimage_data
+
+from preprocess import convert
 
 # Devkit ID order: 1-based ILSVRC2012_IDs follow this table, which is deliberately not sorted by
 # WNID (nor is the real devkit's), so code that uses the devkit ID as the label gets wrong answers.
@@ -55,26 +60,22 @@ _CLASSES = (
 _PARENT = ("n02121808", "domestic cat, house cat, Felis domesticus, Felis catus",
            "any domesticated member of the genus Felis", ("n02123045",))
 
-# Fix names as preprocess/convert.py records them; they must match it exactly.
-GRAYSCALE_TO_RGB = "grayscale_to_rgb"
-CMYK_TO_RGB = "cmyk_to_rgb"
-PNG_TO_JPEG = "png_to_jpeg"
-GUNZIP = "gunzip"
-ALPHA_REMOVED = "alpha_removed"
 # How to encode an image so that a correct pipeline applies exactly these fixes, in this order.
 _ENCODERS = {
     (): lambda image: _encode(image, "JPEG"),
-    (GRAYSCALE_TO_RGB,): lambda image: _encode(image.convert("L"), "JPEG"),
-    (CMYK_TO_RGB,): lambda image: _encode(image.convert("CMYK"), "JPEG"),
-    (PNG_TO_JPEG,): lambda image: _encode(image, "PNG"),
+    (convert.GRAYSCALE_TO_RGB,): lambda image: _encode(image.convert("L"), "JPEG"),
+    (convert.CMYK_TO_RGB,): lambda image: _encode(image.convert("CMYK"), "JPEG"),
+    (convert.PNG_SOURCE,): lambda image: _encode(image, "PNG"),
     # mtime=0 keeps the gzip header, and so the file, independent of the clock.
-    (GUNZIP,): lambda image: gzip.compress(_encode(image, "JPEG"), mtime=0),
+    (convert.GUNZIP,): lambda image: gzip.compress(_encode(image, "JPEG"), mtime=0),
     # Four channels, which a decoder must not hand on as they are.
-    (PNG_TO_JPEG, ALPHA_REMOVED): lambda image: _encode(image.convert("RGBA"), "PNG"),
+    (convert.PNG_SOURCE, convert.ALPHA_REMOVED):
+        lambda image: _encode(image.convert("RGBA"), "PNG"),
 }
 # The first training image of class k is saved in the k-th of these repairable forms.
-_TRAIN_REPAIRS = ((GRAYSCALE_TO_RGB,), (CMYK_TO_RGB,), (PNG_TO_JPEG,), (GUNZIP,),
-                  (GRAYSCALE_TO_RGB,), (PNG_TO_JPEG, ALPHA_REMOVED))
+_TRAIN_REPAIRS = ((convert.GRAYSCALE_TO_RGB,), (convert.CMYK_TO_RGB,), (convert.PNG_SOURCE,),
+                  (convert.GUNZIP,), (convert.GRAYSCALE_TO_RGB,),
+                  (convert.PNG_SOURCE, convert.ALPHA_REMOVED))
 # The second training image of class k gets the k-th of these unusual sizes (width, height).
 _SPECIAL_SIZES = ((1600, 1200), (80, 60), (1600, 120), (60, 80), (1200, 1600))
 _TYPICAL_SIZES = ((500, 375), (500, 375), (500, 375), (500, 333), (375, 500), (333, 500),
@@ -100,8 +101,8 @@ class SampleInfo:
     devkit_ids: WNID -> 1-based ILSVRC2012_ID in meta.mat (not sorted-WNID order).
     images: split ("train", "validation", "test") -> ((path, wnid), ...) of every file a correct
       pipeline keeps, repaired ones included; a split without images is absent.
-    repaired: path -> the fixes preprocess/convert.py applies to it, in order, e.g. ("gunzip",).
-    broken: path -> the reason a correct pipeline skips it ("empty", "unidentified", "truncated").
+    repaired: path -> the fixes `convert.convert_image` applies to it, in order (`convert.FIXES`).
+    broken: path -> the reason (a `convert.REASONS` name) a correct pipeline skips it.
     ignored: non-image files a correct pipeline counts and passes over.
   """
   classes: tuple
@@ -219,9 +220,10 @@ def _write_broken_files(writer, photo, images_per_class_train):
   """
   name = [f"train/{wnid}/{wnid}_{images_per_class_train + 1}.JPEG" for wnid, *_ in _CLASSES]
   jpeg = _encode(writer.render(photo), "JPEG")
-  for path, content, reason in ((name[0], b"", "empty"), (name[1], _HTML_PAGE, "unidentified"),
-                                (name[2], writer.rng.bytes(4096), "unidentified"),
-                                (name[3], jpeg[:len(jpeg) // 2], "truncated")):
+  for path, content, reason in ((name[0], b"", convert.EMPTY),
+                                (name[1], _HTML_PAGE, convert.UNIDENTIFIED),
+                                (name[2], writer.rng.bytes(4096), convert.UNIDENTIFIED),
+                                (name[3], jpeg[:len(jpeg) // 2], convert.TRUNCATED)):
     writer.broken[writer.write_bytes(path, content)] = reason
   return (writer.write_bytes(f"train/{_CLASSES[4][0]}/README.txt", _README),
           writer.write_bytes(f"train/{_CLASSES[5][0]}/.DS_Store", _DS_STORE))
@@ -240,7 +242,7 @@ def _write_eval_split(writer, photos, split, folder, per_class, layout):
     name = f"ILSVRC2012_{folder}_{number:08d}.JPEG"
     path = f"{folder}/{name}" if layout == "flat" else f"{folder}/{wnid}/{name}"
     # The real validation set has grayscale photographs too.
-    fixes = (GRAYSCALE_TO_RGB,) if split == "validation" and number == 1 else ()
+    fixes = (convert.GRAYSCALE_TO_RGB,) if split == "validation" and number == 1 else ()
     files.append((writer.write_image(path, photos[k], fixes=fixes), wnid))
     ground_truth.append(f"{k + 1}\n")  # The class's devkit ID: its row in _CLASSES, from 1.
   if layout == "flat":
@@ -311,7 +313,7 @@ def _meta_mat(images_per_class_train):
   buffer = io.BytesIO()
   scipy.io.savemat(buffer, {"synsets": synsets})
   # scipy stamps the creation time into the header text; a fixed text keeps the bytes reproducible.
-  header = b"MATLAB 5.0 MAT-file, written by preprocess.make_sample_data"
+  header = b"MATLAB 5.0 MAT-file, written by sample.make_sample_data"
   return header.ljust(_MAT_HEADER_TEXT) + buffer.getvalue()[_MAT_HEADER_TEXT:]
 
 
@@ -322,7 +324,7 @@ def _define_flags():
   flags.DEFINE_integer("images_per_class_test", 0, "Test images per class.", lower_bound=0)
   flags.DEFINE_enum("val_layout", "folders", ["folders", "flat"],
                     "val/<wnid>/ folders, or the official flat val/ folder plus devkit files.")
-  flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.")
+  flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.", lower_bound=0)
   flags.DEFINE_boolean("broken_files", True, "Also write unreadable and stray non-image files.")
   flags.mark_flag_as_required("output_dir")
 

@@ -1,4 +1,4 @@
-"""Tests for preprocess/make_sample_data.py: the tree it writes is what SampleInfo says it is."""
+"""Tests for sample/make_sample_data.py: the tree it writes is what SampleInfo says it is."""
 
 import gzip
 import io
@@ -13,7 +13,7 @@ import pytest
 import scipy.io
 
 from preprocess import convert
-from preprocess import make_sample_data
+from sample import make_sample_data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -72,7 +72,8 @@ def test_folders_layout_matches_sample_info(folders_tree):
 
 def test_broken_and_ignored_files_only_in_train_class_folders(folders_tree):
   _, info = folders_tree
-  assert sorted(info.broken.values()) == ["empty", "truncated", "unidentified", "unidentified"]
+  assert sorted(info.broken.values()) == sorted([convert.EMPTY, convert.TRUNCATED,
+                                                 convert.UNIDENTIFIED, convert.UNIDENTIFIED])
   for path in list(info.broken) + list(info.ignored):
     folder, wnid, _ = path.split("/")
     assert folder == "train" and wnid in info.classes
@@ -85,32 +86,34 @@ def test_broken_and_ignored_files_only_in_train_class_folders(folders_tree):
 def test_dirty_files_are_what_they_claim(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
-  assert set(info.repaired.values()) == {("grayscale_to_rgb",), ("cmyk_to_rgb",), ("png_to_jpeg",),
-                                         ("gunzip",), ("png_to_jpeg", "alpha_removed")}
+  assert set(info.repaired.values()) == {
+      (convert.GRAYSCALE_TO_RGB,), (convert.CMYK_TO_RGB,), (convert.PNG_SOURCE,), (convert.GUNZIP,),
+      (convert.PNG_SOURCE, convert.ALPHA_REMOVED)}
   assert any(path.startswith("val/") for path in info.repaired)
   for path, fixes in info.repaired.items():
     content = tree[path]
-    if fixes == ("gunzip",):
+    if fixes == (convert.GUNZIP,):
       assert content[:2] == b"\x1f\x8b"
       content = gzip.decompress(content)
       assert content.startswith(JPEG_MAGIC)
       assert Image.open(io.BytesIO(content)).mode == "RGB"
-    elif fixes[0] == "png_to_jpeg":
+    elif fixes[0] == convert.PNG_SOURCE:
       assert content.startswith(PNG_MAGIC)
-      assert Image.open(io.BytesIO(content)).mode == ("RGBA" if "alpha_removed" in fixes else "RGB")
+      assert Image.open(io.BytesIO(content)).mode == (
+          "RGBA" if convert.ALPHA_REMOVED in fixes else "RGB")
     else:
       assert content.startswith(JPEG_MAGIC)
-      assert Image.open(io.BytesIO(content)).mode == {("grayscale_to_rgb",): "L",
-                                                      ("cmyk_to_rgb",): "CMYK"}[fixes]
+      assert Image.open(io.BytesIO(content)).mode == {(convert.GRAYSCALE_TO_RGB,): "L",
+                                                      (convert.CMYK_TO_RGB,): "CMYK"}[fixes]
   for path, reason in info.broken.items():
     content = tree[path]
-    if reason == "empty":
+    if reason == convert.EMPTY:
       assert content == b""
-    elif reason == "unidentified":
+    elif reason == convert.UNIDENTIFIED:
       with pytest.raises(Image.UnidentifiedImageError):
         Image.open(io.BytesIO(content))
     else:
-      assert reason == "truncated" and content.startswith(JPEG_MAGIC)
+      assert reason == convert.TRUNCATED and content.startswith(JPEG_MAGIC)
       with pytest.raises(OSError, match="truncated"):
         Image.open(io.BytesIO(content)).load()
   for files in info.images.values():
@@ -139,7 +142,7 @@ def test_sizes_vary_like_imagenet(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
   sizes = [Image.open(io.BytesIO(tree[path])).size for path, _ in info.images["train"]
-           if info.repaired.get(path) != ("gunzip",)]
+           if info.repaired.get(path) != (convert.GUNZIP,)]
   assert any(width < height for width, height in sizes)  # Portrait.
   assert any(width > height for width, height in sizes)
   assert any(max(size) <= 100 for size in sizes)  # Thumbnail-small.
@@ -226,7 +229,7 @@ def test_rejects_non_empty_output_dir_and_bad_counts(tmp_path):
 
 
 def run_cli(*args):
-  return subprocess.run([sys.executable, "-m", "preprocess.make_sample_data", *args], cwd=REPO_ROOT,
+  return subprocess.run([sys.executable, "-m", "sample.make_sample_data", *args], cwd=REPO_ROOT,
                         capture_output=True, text=True, timeout=120)
 
 
@@ -246,6 +249,8 @@ def test_cli_writes_tree(tmp_path):
     (("--output_dir={tmp}", "--broken_files", "true"), "--broken_files=false"),
     (("--output_dir={tmp}",), "not an empty directory"),
     (("--output_dir={tmp}/old.txt",), "not an empty directory"),
+    (("--output_dir={tmp}/new", "--seed=-1"), "flag --seed=-1: -1 is not a non-negative integer"),
+    (("--output_dir={tmp}/new", "--images_per_class_val=-1"), "flag --images_per_class_val=-1"),
 ])
 def test_cli_rejects_bad_input_with_one_clear_line(tmp_path, args, message):
   (tmp_path / "old.txt").write_text("x")

@@ -1,0 +1,1 @@
+"""Sample-data generation for the demo and the tests; not part of the installed package."""

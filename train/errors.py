@@ -1,0 +1,9 @@
+"""The trainer's error types: problems a user can fix, each reported as one line."""
+
+
+class TrainingError(ValueError):
+  """A problem the user can fix: the message is one line naming the file or flag at fault."""
+
+
+class NonFiniteError(TrainingError):
+  """The loss or the weights became NaN or infinite."""

@@ -1,0 +1,224 @@
+"""The report's heavy passes: every image of a split scored one by one, and fc7 features.
+
+Built only from the blocks `train.evaluate` uses: `restore.restore_model`, `model_dir.read_mean`,
+`input_pipeline.make_dataset` (ten-crop evaluation mode), `input_pipeline.Preparation` and
+`input_pipeline.prepare_batch`, `evaluation.per_crop` and `metrics.top_k_correct`. One ten-crop pass
+gives both results: the central crop is the fifth of the ten windows
+(`input_pipeline.ten_crop_windows`, unmirrored centre), the ten-crop score the mean of the ten softmax
+outputs, as in `evaluation.eval_step`.
+
+`make_dataset` yields no file names, and its evaluation interleave mixes shards. So each shard is
+streamed alone (a view of the manifest listing just that shard), which keeps the records in file
+order, and the file names come from the same records through `common.schema.parse_example`.
+
+Results are cached in `model_dir/report_cache/`, keyed by the checkpoint, the dataset and the
+settings, so a second report only renders.
+"""
+
+import collections
+import copy
+import hashlib
+import io
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from common import image as image_lib
+from common import manifest as manifest_lib
+from common import schema
+from train import evaluation
+from train import input_pipeline
+from train import metrics
+from train import model_dir as model_dir_lib
+from train import restore
+
+CACHE_DIR = "report_cache"
+TOP_K = 5
+CENTRE_CROP = 4  # index of the unmirrored centre window in `ten_crop_windows`
+PROGRESS_BATCHES = 50  # a log line every this many batches, for splits of few large shards
+FEATURE_LAYER = "relu7"  # fc7's output after its ReLU (dropout is off at inference)
+
+
+def shard_view(manifest, split, index):
+  """A `Manifest` whose `split` lists only its shard `index` (so make_dataset keeps file order)."""
+  data = copy.copy(manifest.data)
+  data["splits"] = dict(data["splits"])
+  split_data = dict(data["splits"][split])
+  split_data["shards"] = [split_data["shards"][index]]
+  split_data["num_examples"] = split_data["shards"][0]["num_examples"]
+  data["splits"][split] = split_data
+  return manifest_lib.Manifest(manifest.directory, data)
+
+
+def shard_filenames(path, limit=None):
+  """The `image/filename` of the records of one shard, in file order (at most `limit`)."""
+  records = tf.data.TFRecordDataset(path)
+  records = records.take(limit) if limit else records
+  parse = lambda record: schema.parse_example(record)[schema.FILENAME]  # noqa: E731
+  return [name.decode() for name in records.map(parse).as_numpy_iterator()]
+
+
+def read_thumbnails(manifest, split, positions, size):
+  """Decodes the stored images at `positions` (`[(shard, record)]`) as uint8 `size`x`size` RGB.
+
+  Returns:
+    `{(shard, record): uint8 [size, size, 3]}`.
+  """
+  wanted = {}
+  for shard, record in positions:
+    wanted.setdefault(shard, set()).add(record)
+  thumbnails = {}
+  for shard, records in wanted.items():
+    path = manifest.shard_paths(split)[shard]
+    for record, serialized in enumerate(tf.data.TFRecordDataset(path).take(max(records) + 1)):
+      if record in records:
+        pixels = image_lib.decode_image(schema.parse_example(serialized), manifest.encoding,
+                                        image_size=manifest.image_size)
+        thumbnails[(shard, record)] = tf.cast(
+            tf.image.resize(pixels, [size, size], antialias=True) + 0.5, tf.uint8).numpy()
+  return thumbnails
+
+
+class Scorer:
+  """A restored model with its preparation constants, scoring ten-crop batches from make_dataset."""
+
+  def __init__(self, model_dir, manifest):
+    model, self.config, self.checkpoint = restore.restore_model(model_dir)
+    if self.config["classes"] != manifest.data["classes"]:
+      raise ValueError(f"{model_dir}: trained on a different label map than {manifest.directory}")
+    self.conv1_kernel = model.get_layer("conv1").get_weights()[0]  # [11, 11, 3, filters]
+    stats = self.config.get("stats", manifest.stats)
+    self.prep = input_pipeline.Preparation.from_stats(
+        model_dir_lib.read_mean(model_dir, manifest.image_size), stats)
+    self.network = keras.Model(model.input,
+                               [model.output, model.get_layer(FEATURE_LAYER).output])
+
+    @tf.function(reduce_retracing=True)
+    def score(batch):
+      images = input_pipeline.prepare_batch(batch, self.prep, training=False)
+      logits, features = self.network(images, training=False)
+      return evaluation.per_crop(tf.nn.softmax(logits), batch), evaluation.per_crop(features, batch)
+
+    self.score = score
+
+
+def _summarise(probabilities, labels):
+  """Per image: cross-entropy loss, top-5 classes and probabilities, pessimistic top-1/5 hits."""
+  # A dataset of fewer than five classes lists them all.
+  top = tf.math.top_k(probabilities, min(TOP_K, probabilities.shape[-1]))
+  label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
+  return {"loss": -np.log(np.maximum(label_probability.numpy(), np.finfo(np.float32).tiny)),
+          "top5_labels": top.indices.numpy().astype(np.int32),
+          "top5_probs": top.values.numpy().astype(np.float32),
+          "top1": metrics.top_k_correct(probabilities, labels, 1).numpy().astype(bool),
+          "top5": metrics.top_k_correct(probabilities, labels, TOP_K).numpy().astype(bool)}
+
+
+def _batches(dataset, manifest, split):
+  """The dataset's batches; a read or decode error names the shard at fault (as evaluation does)."""
+  iterator = iter(dataset)
+  while True:
+    try:
+      yield next(iterator)
+    except StopIteration:
+      return
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+      raise input_pipeline.locate_corrupt_shard(manifest, split, err) from None
+
+
+def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_rows=None,
+                limit_per_shard=None):
+  """Scores every image (or the first `limit_per_shard` of each shard) of a split, one by one.
+
+  Args:
+    scorer: a `Scorer`.
+    manifest: the dataset's `Manifest`.
+    split: the split to score.
+    batch_size: images per batch.
+    ten_crop: score the ten crops too (else only the central crop, e.g. for features alone).
+    feature_rows: flat indices (in the returned order) of the images whose fc7 features to keep;
+      None keeps every image's.
+    limit_per_shard: score only this many records of each shard.
+
+  Returns:
+    A dict of per-image arrays: `label`, `shard`, `record` (position in its shard), `filename`,
+    the `_summarise` fields prefixed `central_` (and `ten_crop_`), `features` (float16 fc7 of the
+    central crop) and `feature_rows` (which images those rows are).
+  """
+  centre = CENTRE_CROP if ten_crop else 0
+  columns = collections.defaultdict(list)
+  total = 0
+  paths = manifest.shard_paths(split)
+  for shard, path in enumerate(paths):
+    view = shard_view(manifest, split, shard)
+    dataset = input_pipeline.make_dataset(view, split, batch_size=batch_size, training=False,
+                                          ten_crop=ten_crop)
+    if limit_per_shard is not None:
+      dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)
+    record = 0
+    for batch in _batches(dataset, view, split):
+      probabilities, features = scorer.score(batch)
+      labels = batch["label"]
+      n = int(tf.size(labels))
+      modes = [("central", probabilities[:, centre])]
+      if ten_crop:
+        modes.append(("ten_crop", tf.reduce_mean(probabilities, axis=1)))
+      for mode, scores in modes:
+        for field, values in _summarise(scores, labels).items():
+          columns[f"{mode}_{field}"].append(values)
+      rows = np.arange(total, total + n)
+      if feature_rows is not None:
+        rows = rows[np.isin(rows, feature_rows)]
+      columns["features"].append(features[:, centre].numpy()[rows - total].astype(np.float16))
+      columns["feature_rows"].append(rows)
+      columns["label"].append(labels.numpy().astype(np.int32))
+      columns["shard"].append(np.full(n, shard, np.int32))
+      columns["record"].append(np.arange(record, record + n, dtype=np.int32))
+      record, total = record + n, total + n
+      if record % (PROGRESS_BATCHES * batch_size) < n:
+        logging.info("Report: %s shard %d/%d, %d images scored", split, shard + 1, len(paths),
+                     total)
+    names = shard_filenames(path, limit_per_shard)
+    if len(names) != record:
+      raise ValueError(f"{path}: {len(names)} file names for {record} scored records")
+    columns["filename"].append(np.array(names, dtype=str))
+    logging.info("Report: %s shard %d/%d scored (%d images so far)", split, shard + 1,
+                 len(paths), total)
+  return {key: np.concatenate(parts) for key, parts in columns.items()}
+
+
+def cache_key(scorer, manifest, split, settings):
+  """Identifies a pass: the checkpoint's files (name, size, mtime), the split's shards, settings."""
+  files = sorted(tf.io.gfile.glob(scorer.checkpoint + ".*"))
+  stamps = [(os.path.basename(f), tf.io.gfile.stat(f).length, tf.io.gfile.stat(f).mtime_nsec)
+            for f in files]
+  shards = manifest.data["splits"][split]["shards"]
+  text = json.dumps([scorer.checkpoint, stamps, manifest.directory, shards, settings],
+                    sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached(model_dir, name, key, compute):
+  """`compute()`'s dict of arrays, stored as `model_dir/report_cache/<name>-<key>.npz`."""
+  directory = os.path.join(model_dir, CACHE_DIR)
+  path = os.path.join(directory, f"{name}-{key}.npz")
+  if tf.io.gfile.exists(path):
+    logging.info("Report: reusing %s", path)
+    with tf.io.gfile.GFile(path, "rb") as f:
+      with np.load(io.BytesIO(f.read()), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+  result = compute()
+  tf.io.gfile.makedirs(directory)
+  for stale in tf.io.gfile.glob(os.path.join(directory, f"{name}-*.npz")):
+    tf.io.gfile.remove(stale)  # an older checkpoint's or setting's pass: never read again
+  # Written under a temporary name and renamed, so an interrupted report leaves no bad cache.
+  buffer = io.BytesIO()  # np.savez seeks, which a gfile opened for writing cannot
+  np.savez(buffer, **result)
+  with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
+    f.write(buffer.getvalue())
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+  return result

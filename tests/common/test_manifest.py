@@ -165,3 +165,10 @@ def test_split_builder_refuses_inconsistent_counts():
   shards = [manifest_lib.make_shard("a.tfrecord", 2, 10, "")]
   with pytest.raises(ValueError, match="shards hold 2 records, class counts add up to 3"):
     manifest_lib.make_split(shards, {"n1": 3})
+
+
+def test_a_manifest_from_before_archive_input_reads_as_extracted(dataset):
+  directory, data = dataset
+  del data["splits"]["train"]["input"]
+  (directory / "manifest.json").write_text(json.dumps(data))
+  assert manifest_lib.load(str(directory)).data["splits"]["train"]["input"] == "extracted"

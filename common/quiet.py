@@ -25,6 +25,10 @@ import logging
 import os
 import sys
 
+# Imported before the "absl" logger is looked up below: absl makes that logger of its own class, which
+# names the calling module in each line; asked for first, a plain logger would name absl's __init__.py.
+from absl import logging as absl_logging
+
 FULL_LOGS_ENV = "ALEXNET_FULL_LOGS"
 LIBRARY_DIRS = tuple(f"{os.sep}{name}{os.sep}" for name in ("tensorflow", "keras", "tf_keras"))
 
@@ -78,7 +82,7 @@ def setup():
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   # TensorFlow logs through absl and through its own "tensorflow" logger (`Assets written to`).
-  for logger in (logging.getLogger("absl"), logging.getLogger("tensorflow")):
+  for logger in (absl_logging.get_absl_logger(), logging.getLogger("tensorflow")):
     if not any(isinstance(f, LibraryInfoFilter) for f in logger.filters):
       logger.addFilter(LibraryInfoFilter())
   if "tensorflow" not in sys.modules:

@@ -7,9 +7,13 @@ args ...`, several lines per worker, between our progress lines. They come from 
 mechanisms quiet them:
   - lines a worker logs after reading its pipeline options: Beam's own
     `--sdk_harness_log_level_overrides`, a pipeline option honoured by every runner;
-  - lines printed before any option applies (the import-time warning, the first harness line) by
-    local worker processes, which inherit our stderr: a filter on that file descriptor, which drops
-    exactly those lines and passes everything else (tracebacks, real warnings) through.
+  - lines printed before any option applies (the import-time warning, the first harness line, and
+    what TensorFlow's C++ code prints while each worker imports it, before its log is initialised
+    and so whatever TF_CPP_MIN_LOG_LEVEL says: `WARNING: All log messages before
+    absl::InitializeLog() ...`, `I0000 00:00:... oneDNN custom operations are on`, `... Could not
+    find cuda drivers`) by local worker processes, which inherit our stderr: a filter on that file
+    descriptor, which drops exactly those lines and passes everything else (tracebacks, real
+    warnings) through.
 Set ALEXNET_FULL_LOGS=1 to get every line back (`common.quiet`, which also quiets TensorFlow's C++
 start-up lines through TF_CPP_MIN_LOG_LEVEL, inherited by the worker processes).
 """
@@ -17,6 +21,7 @@ start-up lines through TF_CPP_MIN_LOG_LEVEL, inherited by the worker processes).
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 
@@ -25,7 +30,10 @@ from common.quiet import full_logs
 # The worker's entry module runs as __main__; pipeline_options warns about the runner's own flags.
 HARNESS_OPTIONS = ['--sdk_harness_log_level_overrides={"__main__": "ERROR", '
                    '"apache_beam.options.pipeline_options": "ERROR"}']
-_PRE_OPTIONS_LINES = (b"apitools not found", b"Logging handler created.")
+_PRE_OPTIONS_LINES = (b"apitools not found", b"Logging handler created.",
+                      b"All log messages before absl::InitializeLog() is called")
+# TensorFlow's C++ lines from before its log is initialised carry a zero date: "I0000 00:00:17...".
+_PRE_INIT_NATIVE_LINE = re.compile(rb"^[IWE]0000 00:00:")
 
 
 def silence_import_warnings():
@@ -57,7 +65,8 @@ def filtered_stderr():
     # A buffered writer, because os.write may write only part of a long line.
     with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(original), "wb") as out:
       for line in pipe:
-        if not any(text in line for text in _PRE_OPTIONS_LINES):
+        if not (any(text in line for text in _PRE_OPTIONS_LINES)
+                or _PRE_INIT_NATIVE_LINE.match(line)):
           out.write(line)
           out.flush()
 

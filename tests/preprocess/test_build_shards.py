@@ -285,7 +285,12 @@ def test_a_real_build_prints_no_beam_start_up_chatter_unless_asked(sample, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     outputs[full_logs] = result.stderr
   assert not [line for line in outputs[""].splitlines() if any(c in line for c in chatter)]
-  # No E-level line either (TensorFlow's `E0000 ... cuInit` on a machine without a GPU).
-  assert not [line for line in outputs[""].splitlines() if line[:1] in "EF" and line[1:5].isdigit()]
+  # Only our own absl lines: no E-level line (TensorFlow's `E0000 ... cuInit` without a GPU), none
+  # of the workers' TensorFlow start-up lines, each naming the module that logged it.
+  quiet_lines = outputs[""].splitlines()
+  assert not [line for line in quiet_lines if line[:1] in "EF" and line[1:5].isdigit()]
+  assert not [line for line in quiet_lines
+              if "0000 00:00:" in line or "InitializeLog" in line or " __init__.py:" in line]
+  assert all(line[:1] in "IW" and line[1:5].isdigit() for line in quiet_lines), quiet_lines
   assert "images written to" in outputs[""]
   assert all(c in outputs["1"] for c in chatter)

@@ -1,6 +1,7 @@
 """Tests of train/main.py's flags: every numeric flag has a range, a bad value costs nothing."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -100,6 +101,9 @@ def test_a_short_run_prints_only_our_lines(dataset_dir, tmp_path):
   assert not [line for line in lines if "0000 00:00:" in line or "Sharding callback" in line]
   assert all(line[:1] in "IW" and line[1:5].isdigit() for line in lines), lines
   assert "Stopped (reached --max_steps=1) at step 1" in result.stderr
+  # Each line names the module that logged it, not absl's own file.
+  assert re.search(r" progress\.py:\d+\] Stopped", result.stderr), lines
+  assert not [line for line in lines if " __init__.py:" in line]
 
 
 def test_full_logs_are_one_variable_away():

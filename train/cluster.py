@@ -1,4 +1,4 @@
-"""Multi-worker training's cluster: `TF_CONFIG` checked, the dataset compared, preemption, lost peers.
+"""Multi-worker training: `TF_CONFIG` checked, datasets compared, preemption, lost peers named.
 
 Every check ends in one `TrainingError` line naming `TF_CONFIG`, the flag or the peer at fault,
 never a hang: a port already taken means a second process with the same task index; workers
@@ -170,8 +170,11 @@ def check_same_dataset(task, manifest):
   store.set_config_key_value(f"alexnet/dataset/{task.type}/{task.index}",
                              f"{fingerprint} {manifest.directory}")
   for job, index in task.peers():
-    theirs, directory = store.get_config_key_value(
-        f"alexnet/dataset/{job}/{index}", _DATASET_TIMEOUT_MS).split(" ", 1)
+    try:
+      theirs, directory = store.get_config_key_value(
+          f"alexnet/dataset/{job}/{index}", _DATASET_TIMEOUT_MS).split(" ", 1)
+    except _PEER_ERRORS as e:
+      raise lost_peer_error(task, e, None) from None
     if theirs != fingerprint:
       raise TrainingError(
           f"--shards={manifest.directory}: its manifest differs from that of {directory}, which "
@@ -184,7 +187,7 @@ def reporting_lost_peers(task, step_fn):
 
   Args:
     task: this process's `Task`, or None (single process: errors pass unchanged).
-    step_fn: returns the last step trained, for the message.
+    step_fn: returns the last step trained, for the message (None: before training).
   """
   try:
     yield
@@ -200,8 +203,9 @@ def lost_peer_error(task, error, step):
   lost = [peer for peer in task.peers() if peer in named] or task.peers()
   names = ", ".join(task.name(*peer) for peer in lost)
   logging.debug("Collective error: %s", error.message)
+  when = "before training" if step is None else f"after step {step}"
   return TrainingError(
-      f"lost {names}: it stopped answering (killed, frozen or unreachable) after step {step}; "
+      f"lost {names}: it stopped answering (killed, frozen or unreachable) {when}; "
       "restart every worker with the same command to resume from the last checkpoint")
 
 
@@ -227,13 +231,18 @@ class Preemption:
   """
 
   def __init__(self, strategy, checkpoint_manager, save_fn):
-    """Args: the strategy, the `tf.train.CheckpointManager` every worker restores from, and
-    `save_fn(step)`, which saves (collectively) the checkpoint of `step`."""
+    """Starts watching for SIGTERM on this worker and on its peers.
+
+    Args:
+      strategy: the `MultiWorkerMirroredStrategy`.
+      checkpoint_manager: the `tf.train.CheckpointManager` of the chief's `ckpt/`, which every
+        worker restores from.
+      save_fn: `save_fn(step)` saves (collectively) the checkpoint of `step`.
+    """
     self.requested = None
     config = tf.distribute.experimental.TerminationConfig(exit_fn=self._stop, save_fn=save_fn)
     self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
         strategy.cluster_resolver, checkpoint_manager, termination_config=config)
-
     threading.excepthook = _quiet_watcher_errors
 
   def _stop(self):

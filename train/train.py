@@ -4,8 +4,9 @@ Distribution: one process per machine. With several visible GPUs (or logical CPU
 configure) the trainer uses `MirroredStrategy`; with `TF_CONFIG` set it uses
 `MultiWorkerMirroredStrategy`: every machine runs the same command with the same `--model_dir` on
 storage all can reach, `TF_CONFIG` naming the cluster and the machine's index; worker 0 (the chief)
-writes config, summaries and the real checkpoints, the others write throwaway checkpoints under
-`model_dir/workers/` because saving is a collective operation every worker must join.
+writes config, summaries and the real checkpoints, the others save into a temporary directory of
+their own (saving is a collective operation every worker must join) and restore from the chief's.
+`train/cluster.py` checks the cluster, handles SIGTERM on any worker and names a lost peer.
 
 Restarting the same command resumes from `model_dir/ckpt` at the saved step, learning rate,
 plateau state and random generator. The position within the epoch is restored as a step count: the

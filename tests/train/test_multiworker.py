@@ -164,7 +164,7 @@ def test_sigterm_to_either_worker_saves_one_step_and_both_exit_0(shards, workers
                                                                preempted):
   model_dir = str(tmp_path / "model")
   workers.start_cluster(shards, model_dir, "--epochs=1000")
-  workers.wait_for_line(preempted, "Epoch: 2 Batch: 2/")
+  workers.wait_for_line(preempted, "Batch: 2/")
   workers.processes[preempted].send_signal(signal.SIGTERM)
   assert [workers.wait(0, 60), workers.wait(1, 60)] == [0, 0]
   texts = [workers.text(0), workers.text(1)]
@@ -237,3 +237,16 @@ def test_no_tf_config_is_a_single_process():
   assert cluster_lib.read_tf_config({}) is None
   task = cluster_lib.read_tf_config({"TF_CONFIG": _tf_config([1, 2], 1)})
   assert task.address == "127.0.0.1:2" and task.peers() == [("worker", 0)]
+
+
+def test_the_lost_peer_is_read_from_the_collective_error():
+  task = cluster_lib.read_tf_config({"TF_CONFIG": json.dumps(
+      {"cluster": {"worker": ["a:1", "b:2", "c:3"]}, "task": {"type": "worker", "index": 0}})})
+  error = cluster_lib.tf.errors.UnavailableError(
+      None, None, "{{function_node /job:worker/replica:0/task:0/device:CPU:0}} The following "
+      "tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:2")
+  assert str(cluster_lib.lost_peer_error(task, error, 7)).startswith(
+      "lost worker 2 (c:3): it stopped answering (killed, frozen or unreachable) after step 7;")
+  unnamed = cluster_lib.tf.errors.UnavailableError(None, None, "Connection reset by peer")
+  assert "lost worker 1 (b:2), worker 2 (c:3)" in str(
+      cluster_lib.lost_peer_error(task, unnamed, None))

@@ -205,8 +205,9 @@ def lost_peer_error(task, error, step):
   logging.debug("Collective error: %s", error.message)
   when = "before training" if step is None else f"after step {step}"
   return TrainingError(
-      f"lost {names}: it stopped answering (killed, frozen or unreachable) {when}; "
-      "restart every worker with the same command to resume from the last checkpoint")
+      f"lost {names}: it stopped answering (killed, frozen, unreachable, or stopped by an error in "
+      f"its own log) {when}; restart every worker with the same command to resume from the last "
+      "checkpoint")
 
 
 def _quiet_watcher_errors(args, default=threading.excepthook):

@@ -246,7 +246,8 @@ def test_the_lost_peer_is_read_from_the_collective_error():
       None, None, "{{function_node /job:worker/replica:0/task:0/device:CPU:0}} The following "
       "tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:2")
   assert str(cluster_lib.lost_peer_error(task, error, 7)).startswith(
-      "lost worker 2 (c:3): it stopped answering (killed, frozen or unreachable) after step 7;")
+      "lost worker 2 (c:3): it stopped answering (killed, frozen, unreachable, or stopped by an "
+      "error in its own log) after step 7;")
   unnamed = cluster_lib.tf.errors.UnavailableError(None, None, "Connection reset by peer")
   assert "lost worker 1 (b:2), worker 2 (c:3)" in str(
       cluster_lib.lost_peer_error(task, unnamed, None))

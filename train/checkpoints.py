@@ -1,6 +1,7 @@
 """The trainer's checkpoints: the latest few under `ckpt/`, the best under `best/`, all finite."""
 
 import os
+import tempfile
 
 import tensorflow as tf
 from absl import logging
@@ -27,18 +28,25 @@ class Checkpoints:
 
   def __init__(self, model_dir, is_chief_process, **objects):
     self.checkpoint = tf.train.Checkpoint(**objects)
-    if not is_chief_process:
-      # Saving is collective: other workers must save too, somewhere that is then ignored.
-      model_dir = os.path.join(model_dir, "workers", str(os.getpid()))
+    self.chief, self.saved_step = is_chief_process, None
     self.directory = os.path.join(model_dir, model_dir_lib.LATEST_SUBDIR)
+    save_dir = model_dir
+    if not is_chief_process:
+      # Saving is collective: other workers must save too, somewhere of their own that is then
+      # deleted (at exit), outside the model directory where only the chief writes.
+      self._scratch = tempfile.TemporaryDirectory(prefix="alexnet-worker-")
+      save_dir = self._scratch.name
     try:
-      self.latest = tf.train.CheckpointManager(self.checkpoint, self.directory, MAX_TO_KEEP)
+      # Every worker restores from the chief's checkpoints, so all resume at the same step.
+      self.reader = tf.train.CheckpointManager(self.checkpoint, self.directory, MAX_TO_KEEP)
+      self.latest = (self.reader if is_chief_process else tf.train.CheckpointManager(
+          self.checkpoint, os.path.join(save_dir, model_dir_lib.LATEST_SUBDIR), MAX_TO_KEEP))
       self.best = tf.train.CheckpointManager(
-          self.checkpoint, os.path.join(model_dir, model_dir_lib.BEST_SUBDIR), 1)
+          self.checkpoint, os.path.join(save_dir, model_dir_lib.BEST_SUBDIR), 1)
     except (text_format.ParseError, tf.errors.OpError) as e:
       raise TrainingError(
           f"{self.directory}: unreadable checkpoint index ({_first_line(e)})") from None
-    prefix = self.latest.latest_checkpoint
+    prefix = self.reader.latest_checkpoint
     if prefix is None:
       if tf.io.gfile.exists(self.directory) and tf.io.gfile.listdir(self.directory):
         raise TrainingError(f"{self.directory}: holds files but no complete checkpoint; move it "
@@ -51,14 +59,24 @@ class Checkpoints:
     logging.info("Resumed from %s at step %d", prefix, int(objects["step"].numpy()))
 
   def save(self, step, model):
-    """Saves the latest checkpoint, refusing a model with a non-finite weight."""
+    """Saves the latest checkpoint (once per step), refusing a model with a non-finite weight."""
+    if step == self.saved_step:  # e.g. a SIGTERM in a step that ended an epoch.
+      return
     self._check(step, model)
     self.latest.save(checkpoint_number=step)
+    self.saved_step = step
 
   def save_best(self, step, model):
     """Saves the checkpoint with the lowest validation error so far."""
     self._check(step, model)
     self.best.save(checkpoint_number=step)
+
+  def paths(self):
+    """Where the latest and best checkpoints are, for the last log line (the chief's files)."""
+    if not self.chief:
+      return f"written by the chief under {self.directory}", "written by the chief"
+    return (self.latest.latest_checkpoint,
+            self.best.latest_checkpoint or "none (no validation yet)")
 
   @staticmethod
   def _check(step, model):

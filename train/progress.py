@@ -107,8 +107,7 @@ def log_closing(reason, step, steps_per_epoch, validation, checkpoints):
                f"{validation['loss']:.4f} on {validation['count']} images")
   logging.info("Stopped (%s) at step %d (epoch %d, batch %d/%d); %s; checkpoint %s; best model %s",
                reason, step, (step - 1) // steps_per_epoch + 1, (step - 1) % steps_per_epoch + 1,
-               steps_per_epoch, figures, checkpoints.latest.latest_checkpoint,
-               checkpoints.best.latest_checkpoint or "none (no validation yet)")
+               steps_per_epoch, figures, *checkpoints.paths())
 
 
 class StopFlag:

@@ -4,8 +4,9 @@ Distribution: one process per machine. With several visible GPUs (or logical CPU
 configure) the trainer uses `MirroredStrategy`; with `TF_CONFIG` set it uses
 `MultiWorkerMirroredStrategy`: every machine runs the same command with the same `--model_dir` on
 storage all can reach, `TF_CONFIG` naming the cluster and the machine's index; worker 0 (the chief)
-writes config, summaries and the real checkpoints, the others write throwaway checkpoints under
-`model_dir/workers/` because saving is a collective operation every worker must join.
+writes config, summaries and the real checkpoints, the others save into a temporary directory of
+their own (saving is a collective operation every worker must join) and restore from the chief's.
+`train/cluster.py` checks the cluster, handles SIGTERM on any worker and names a lost peer.
 
 Restarting the same command resumes from `model_dir/ckpt` at the saved step, learning rate,
 plateau state and random generator. The position within the epoch is restored as a step count: the
@@ -14,13 +15,14 @@ epoch may be seen twice and others not at all.
 """
 
 import dataclasses
-import os
+import signal
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from train import checkpoints as checkpoints_lib
+from train import cluster
 from train import evaluation
 from train import input_pipeline
 from train import metrics
@@ -65,10 +67,10 @@ class Config:
   shuffle_buffer: int = 10_000
 
 
-def create_strategy():
-  """MultiWorkerMirrored with TF_CONFIG, Mirrored over several GPUs (or logical CPUs), or default."""
-  if os.environ.get("TF_CONFIG"):
-    return tf.distribute.MultiWorkerMirroredStrategy()
+def create_strategy(task=None):
+  """MultiWorkerMirrored for a `cluster.Task`, else Mirrored over several GPUs (or logical CPUs)."""
+  if task is not None:
+    return cluster.create_strategy(task)
   gpus = tf.config.list_logical_devices("GPU")
   cpus = tf.config.list_logical_devices("CPU")
   if len(gpus) > 1:
@@ -187,7 +189,11 @@ def train_and_evaluate(config, manifest, model_dir):
   if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
     raise TrainingError(f"{model_dir}: --model_dir names a file, not a directory")
   keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.precision])
-  strategy = create_strategy()
+  task = cluster.read_tf_config()
+  strategy = create_strategy(task)
+  if task is not None:
+    cluster.check_same_dataset(task, manifest)
+    cluster.log_share(task, strategy, manifest, config.batch_size)
   if config.batch_size % strategy.num_replicas_in_sync:
     raise TrainingError(f"--batch_size={config.batch_size} does not split over "
                         f"{strategy.num_replicas_in_sync} replicas")
@@ -223,13 +229,20 @@ def train_and_evaluate(config, manifest, model_dir):
     eval_fn = evaluation.make_eval_fn(strategy, model, prep)
     writers = summaries.SummaryWriters(model_dir, chief)
     stop = progress_lib.StopFlag()
+
+    def save_at(at):
+      progress.check_finite(at)
+      checkpoints.save(at, model)
+    # In a cluster SIGTERM goes to the handler, which makes every worker save the same step.
+    preemption = task and cluster.Preemption(strategy, checkpoints.reader, save_at)
+    signums = (signal.SIGTERM, signal.SIGINT) if task is None else (signal.SIGINT,)
     iterator = iter(evaluation.distribute_dataset(
         strategy, manifest, "train", batch_size=config.batch_size, training=True,
         skip_corrupt=config.skip_corrupt, shuffle_buffer=config.shuffle_buffer, seed=config.seed))
     progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model)
     validation = None
     try:
-      with stop.installed():
+      with stop.installed(signums), cluster.reporting_lost_peers(task, lambda: step):
         while step < total_steps and not stop.requested:
           batch = evaluation.next_batch(iterator, manifest, "train")
           if batch is None:  # Only when --skip_corrupt has dropped every record.
@@ -263,16 +276,20 @@ def train_and_evaluate(config, manifest, model_dir):
           if end_of_epoch and config.lr_schedule == "step":
             state["learning_rate"].assign(schedule.step_schedule_rate(config, epoch))
           if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
-            progress.check_finite(step)
-            checkpoints.save(step, model)
+            save_at(step)
+          if preemption is not None:
+            preemption.after_step(step)
+            stop.requested = stop.requested or preemption.requested
         if stop.requested:
-          progress.check_finite(step)
-          checkpoints.save(step, model)
+          save_at(step)
     except NonFiniteError:
       progress_lib.log_closing("non-finite, this step not saved", step, steps_per_epoch,
                                validation, checkpoints)
       raise
     writers.close()
+  if task is not None:
+    logging.info("Weights fingerprint %s: every worker must log the same",
+                 cluster.weights_fingerprint(model))
   reason = (f"{stop.requested}; rerun the same command to resume" if stop.requested
             else f"reached --max_steps={config.max_steps}" if total_steps == config.max_steps
             else f"reached --epochs={config.epochs}")

@@ -39,15 +39,17 @@ def _write_shard(path, examples):
     return f.read()
 
 
-def write_dataset(directory, train_per_class=6, validation_per_class=3, train_shards=2, seed=0):
+def write_dataset(directory, train_per_class=6, validation_per_class=3, train_shards=2, seed=0,
+                  validation_shards=1):
   """Writes shards, `mean.npy` and `manifest.json` for `len(CLASS_COLOURS)` classes.
 
   Args:
     directory: output directory (created).
     train_per_class: training images per class.
     validation_per_class: validation images per class.
-    train_shards: number of training shards (validation has one).
+    train_shards: number of training shards.
     seed: NumPy seed of the pixel noise.
+    validation_shards: number of validation shards.
 
   Returns:
     The directory.
@@ -58,7 +60,7 @@ def write_dataset(directory, train_per_class=6, validation_per_class=3, train_sh
   synsets = [f"n0000000{i}" for i in range(len(CLASS_COLOURS))]
   splits, train_pixels = {}, []
   for split, per_class, num_shards in (("train", train_per_class, train_shards),
-                                       ("validation", validation_per_class, 1)):
+                                       ("validation", validation_per_class, validation_shards)):
     examples = []
     for index in range(per_class):
       for label, colour in enumerate(CLASS_COLOURS):

@@ -12,12 +12,14 @@ at the same time. That sharding is at-most-once: a worker that dies loses the re
 and not yet sent, which training tolerates and evaluation does not, so evaluation stays local.
 
 Every `--log_seconds` each process logs what it is doing: the dispatcher its workers, a worker its
-tasks and the bytes it has sent (from /proc/self/io, which counts socket writes: TensorFlow gives
-Python no count of the elements a worker served). SIGTERM or Ctrl-C stops the server and exits 0.
+tasks (a trainer's job on it) and the CPU cores it kept busy since the last line. TensorFlow counts
+the elements a worker serves only in C++ metrics that Python cannot read, so the trainer's
+Images/s is the element rate. SIGTERM or Ctrl-C stops the server and exits 0.
 """
 
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
+import resource
 import signal
 import socket
 import sys
@@ -60,13 +62,9 @@ def distribute(dataset, address):
       compression=COMPRESSION))
 
 
-def _bytes_sent():
-  """Bytes this process has written, sockets included (Linux); None elsewhere."""
-  try:
-    with open("/proc/self/io") as f:
-      return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
-  except OSError:
-    return None
+def _cpu_seconds():
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
 
 
 def _serve(server, describe, log_seconds):
@@ -91,17 +89,16 @@ def run_dispatcher(port, log_seconds):
 def run_worker(dispatcher, host, port, log_seconds):
   server = tf.data.experimental.service.WorkerServer(tf.data.experimental.service.WorkerConfig(
       dispatcher_address=dispatcher, worker_address=f"{host}:%port%", port=port))
-  logging.info("Worker of %s started as %s", dispatcher, server._address)  # pylint: disable=protected-access
-  start, last = time.monotonic(), [time.monotonic(), _bytes_sent()]
+  port = server._address.rpartition(":")[2]  # pylint: disable=protected-access  (the bound port)
+  logging.info("Worker %s:%s serving the dispatcher %s", host, port, dispatcher)
+  last = [time.monotonic(), _cpu_seconds()]
 
   def describe():
-    now, sent = time.monotonic(), _bytes_sent()
-    text = f"worker {host}: {server._num_tasks()} tasks"  # pylint: disable=protected-access
-    if sent is not None:
-      rate = (sent - last[1]) / max(now - last[0], 1e-9)
-      text += f", {sent / 1e6:.1f} MB sent in {now - start:.0f} s ({rate / 1e6:.1f} MB/s)"
-    last[:] = [now, sent]
-    return text
+    now, cpu = time.monotonic(), _cpu_seconds()
+    cores = (cpu - last[1]) / max(now - last[0], 1e-9)
+    last[:] = [now, cpu]
+    return (f"worker {host}:{port}: {server._num_tasks()} tasks, "  # pylint: disable=protected-access
+            f"{cores:.2f} cores busy")
 
   _serve(server, describe, log_seconds)
 

@@ -19,6 +19,7 @@ Images/s is the element rate. SIGTERM or Ctrl-C stops the server and exits 0.
 
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
+import os
 import resource
 import signal
 import socket
@@ -67,22 +68,27 @@ def _cpu_seconds():
   return usage.ru_utime + usage.ru_stime
 
 
-def _serve(server, describe, log_seconds):
-  """Logs `describe()` every `log_seconds` until SIGTERM or SIGINT, then stops the server."""
+def _serve(describe, log_seconds):
+  """Logs `describe()` every `log_seconds` until SIGTERM or SIGINT, then exits 0."""
   stop = threading.Event()
   for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, lambda signum, frame: stop.set())
   while not stop.wait(log_seconds):
     logging.info("%s", describe())
   logging.info("Stopping: %s", describe())
-  server._stop()  # pylint: disable=protected-access  (stop() is only for tests, per its docs)
+  # Exit without the servers' stop: a worker's stop can block forever, holding the GIL, while a
+  # trainer still waits on it for a dispatcher that is gone. Neither server keeps state worth a
+  # stop: the dispatcher forgets a vanished worker, and a trainer reads from the others.
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(0)
 
 
 def run_dispatcher(port, log_seconds):
   server = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig(
       port=port, worker_timeout_ms=WORKER_TIMEOUT_MS))
   logging.info("Dispatcher listening on port %d", port)
-  _serve(server, lambda: f"dispatcher :{port}: {server._num_workers()} workers",  # pylint: disable=protected-access
+  _serve(lambda: f"dispatcher :{port}: {server._num_workers()} workers",  # pylint: disable=protected-access
          log_seconds)
 
 
@@ -100,7 +106,7 @@ def run_worker(dispatcher, host, port, log_seconds):
     return (f"worker {host}:{port}: {server._num_tasks()} tasks, "  # pylint: disable=protected-access
             f"{cores:.2f} cores busy")
 
-  _serve(server, describe, log_seconds)
+  _serve(describe, log_seconds)
 
 
 def define_flags(flag_values=FLAGS):

@@ -108,8 +108,21 @@ def test_training_reads_through_two_workers_and_survives_losing_one(service, pro
     assert busy and max(float(cores) for cores in busy) > 0.05, name
 
 
-def test_sigterm_stops_dispatcher_and_worker_cleanly(service, processes):
-  for name in ("worker0", "dispatcher"):
+_READ_FOREVER = """
+import sys
+import tensorflow as tf
+dataset = tf.data.Dataset.range(10**9).map(lambda x: tf.fill([1000], x))
+for _ in dataset.apply(tf.data.experimental.service.distribute("distributed_epoch", sys.argv[1])):
+  pass
+"""
+
+
+def test_sigterm_stops_dispatcher_and_workers_cleanly_while_a_client_reads(service, processes):
+  processes.start("client", "-c", _READ_FOREVER, service)
+  for name in ("worker0", "worker1"):
+    _wait_for(processes.started[name][1], r": 1 tasks", processes.started[name][0])
+  # The dispatcher first: a worker whose client still waits on a lost dispatcher must still stop.
+  for name in ("dispatcher", "worker0", "worker1"):
     process, log = processes.started[name]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0, open(log).read()

@@ -84,6 +84,17 @@ def _serve(describe, log_seconds):
   os._exit(0)
 
 
+def _port_in_use(port):
+  """Whether `port` is taken. gRPC binds with SO_REUSEPORT, so a second dispatcher on the same
+  port would start and silently share the clients; a plain bind still fails."""
+  with socket.socket() as probe:
+    try:
+      probe.bind(("", port))
+    except OSError:
+      return True
+  return False
+
+
 def run_dispatcher(port, log_seconds):
   server = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig(
       port=port, worker_timeout_ms=WORKER_TIMEOUT_MS))
@@ -128,13 +139,17 @@ def define_flags(flag_values=FLAGS):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.port and _port_in_use(FLAGS.port):
+    logging.error("--port=%d is in use (another dispatcher or worker?)", FLAGS.port)
+    sys.exit(1)
   try:
     if FLAGS.dispatcher:
       run_worker(FLAGS.dispatcher, FLAGS.host, FLAGS.port, FLAGS.log_seconds)
     elif FLAGS.port:
       run_dispatcher(FLAGS.port, FLAGS.log_seconds)
     else:
-      raise app.UsageError("pass --port=P to run a dispatcher or --dispatcher=HOST:P for a worker")
+      logging.error("Pass --port=P to run a dispatcher or --dispatcher=HOST:P for a worker")
+      sys.exit(1)
   except tf.errors.OpError as e:  # A port in use, an unresolvable dispatcher address.
     logging.error("%s", e.message.splitlines()[0])
     sys.exit(1)

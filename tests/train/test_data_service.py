@@ -118,6 +118,10 @@ for _ in dataset.apply(tf.data.experimental.service.distribute("distributed_epoc
 
 
 def test_sigterm_stops_dispatcher_and_workers_cleanly_while_a_client_reads(service, processes):
+  port = service.rpartition(":")[2]
+  second, log = processes.start("second", "-m", "train.data_service", f"--port={port}")
+  assert second.wait(timeout=START_SECONDS) == 1
+  assert f"--port={port} is in use" in open(log).read()
   processes.start("client", "-c", _READ_FOREVER, service)
   for name in ("worker0", "worker1"):
     _wait_for(processes.started[name][1], r": 1 tasks", processes.started[name][0])

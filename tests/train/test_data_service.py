@@ -144,6 +144,15 @@ def test_a_wrong_service_address_is_one_error_before_anything_is_written(dataset
   assert not os.path.exists(model_dir)
 
 
+def test_the_service_with_several_trainers_is_refused(dataset_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+                     '"task": {"type": "worker", "index": 0}}')
+  config = train.Config(**{**TINY_CONFIG, "data_service": "127.0.0.1:1"})
+  with pytest.raises(TrainingError, match="--data_service with TF_CONFIG"):
+    train.train_and_evaluate(config, manifest_lib.load(dataset_dir), str(tmp_path / "model"))
+  assert not (tmp_path / "model").exists()
+
+
 def test_a_service_command_without_a_role_is_one_line(processes):
   process, log = processes.start("bad", "-m", "train.data_service")
   assert process.wait(timeout=START_SECONDS) != 0

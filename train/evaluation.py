@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from train import data_service as data_service_lib
 from train import input_pipeline
 from train import metrics
 from train.errors import TrainingError
@@ -24,13 +25,18 @@ def next_batch(iterator, manifest, split):
 
 
 def distribute_dataset(strategy, manifest, split, *, batch_size, training, ten_crop=False,
-                       skip_corrupt=False, shuffle_buffer=10_000, seed=None):
-  """`input_pipeline.make_dataset` per input pipeline, `batch_size` (global) split over replicas."""
+                       skip_corrupt=False, shuffle_buffer=10_000, seed=None, data_service=None):
+  """`input_pipeline.make_dataset` per input pipeline, `batch_size` (global) split over replicas.
+
+  With `data_service` (a dispatcher's HOST:PORT) the pipeline runs on that tf.data service's
+  workers: for training only, since the service's sharding may lose records (train.data_service).
+  """
   def dataset_fn(context):
-    return input_pipeline.make_dataset(
+    dataset = input_pipeline.make_dataset(
         manifest, split, batch_size=context.get_per_replica_batch_size(batch_size),
         training=training, ten_crop=ten_crop, skip_corrupt=skip_corrupt,
         shuffle_buffer=shuffle_buffer, seed=seed, input_context=context)
+    return data_service_lib.distribute(dataset, data_service) if data_service else dataset
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 

@@ -34,7 +34,8 @@ RANGES = (("epochs", 1, None, False, False), ("max_steps", 0, None, False, False
           ("dropout", 0, 1, False, True), ("groups", 1, None, False, False),
           ("width", 0, None, True, False), ("log_every", 1, None, False, False),
           ("checkpoint_every", 1, None, False, False), ("eval_every_epochs", 1, None, False, False),
-          ("seed", 0, None, False, False), ("shuffle_buffer", 1, None, False, False))
+          ("seed", 0, None, False, False), ("shuffle_buffer", 1, None, False, False),
+          ("steps_per_loop", 1, None, False, False))
 
 
 def _range_text(low, high, low_open, high_open):
@@ -120,6 +121,13 @@ def define_flags(flag_values=FLAGS):
                        "Seed of initialisation, shuffling and augmentation.", **into)
   flags.DEFINE_integer("shuffle_buffer", defaults.shuffle_buffer,
                        "Records in the shuffle buffer.", **into)
+  flags.DEFINE_integer("steps_per_loop", defaults.steps_per_loop,
+                       "Training steps per compiled call; loops end at every log line, checkpoint "
+                       "and epoch end, so these stay as frequent as asked.", **into)
+  flags.DEFINE_string("data_service", defaults.data_service,
+                      "HOST:PORT of a tf.data service dispatcher (python -m train.data_service) "
+                      "whose workers run the training input pipeline; evaluation stays local.",
+                      **into)
   for name, *bounds in RANGES:
     flags.register_validator(name, lambda value, bounds=bounds: _in_range(value, *bounds),
                              f"--{name} must be {_range_text(*bounds)}", **into)

@@ -30,9 +30,12 @@ class Progress:
     self.window = self.epoch = tf.zeros([4])
     self.last_log_time = time.monotonic()
 
-  def add(self, step, stats):
-    """Adds one step's summed statistics (kept on device: no synchronisation per step)."""
-    if (step - 1) % self.steps_per_epoch == 0:
+  def add(self, first_step, stats):
+    """Adds the summed statistics of a loop from `first_step` (on device: no synchronisation).
+
+    A loop never crosses an epoch's end (`train.loop.loop_length`), so it belongs to one epoch.
+    """
+    if (first_step - 1) % self.steps_per_epoch == 0:
       self.epoch = tf.zeros([4])
     self.window += stats
     self.epoch += stats

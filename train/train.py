@@ -23,8 +23,10 @@ from absl import logging
 
 from train import checkpoints as checkpoints_lib
 from train import cluster
+from train import data_service as data_service_lib
 from train import evaluation
 from train import input_pipeline
+from train import loop as loop_lib
 from train import metrics
 from train import model as model_lib
 from train import model_dir as model_dir_lib
@@ -65,6 +67,10 @@ class Config:
   skip_corrupt: bool = False
   seed: int | None = None
   shuffle_buffer: int = 10_000
+  # Steps per compiled call; a loop always ends at a log line, checkpoint, evaluation or epoch end,
+  # so this never makes them coarser. 10 removes most of the per-call dispatch (see train/loop.py).
+  steps_per_loop: int = 10
+  data_service: str | None = None  # HOST:PORT of a tf.data service dispatcher (train.data_service).
 
 
 def create_strategy(task=None):
@@ -188,6 +194,11 @@ def train_and_evaluate(config, manifest, model_dir):
   """
   if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
     raise TrainingError(f"{model_dir}: --model_dir names a file, not a directory")
+  if config.data_service and os.environ.get("TF_CONFIG"):
+    # Each trainer would keep its share of the files the service hands out dynamically, a share of
+    # a share: most files would never be read. Not supported rather than silently wrong.
+    raise TrainingError("--data_service with TF_CONFIG (several trainers) is not supported; "
+                        "use one trainer per --data_service")
   keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.precision])
   task = cluster.read_tf_config()
   strategy = create_strategy(task)
@@ -197,6 +208,8 @@ def train_and_evaluate(config, manifest, model_dir):
   if config.batch_size % strategy.num_replicas_in_sync:
     raise TrainingError(f"--batch_size={config.batch_size} does not split over "
                         f"{strategy.num_replicas_in_sync} replicas")
+  if config.data_service and (error := data_service_lib.check_address(config.data_service)):
+    raise TrainingError(error)
   steps_per_epoch = _steps_per_epoch(config, manifest)
   total_steps = config.epochs * steps_per_epoch
   total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
@@ -220,12 +233,8 @@ def train_and_evaluate(config, manifest, model_dir):
       model_dir_lib.write(config, manifest, model_dir)
     prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
-    @tf.function
-    def train_fn(batch):
-      replica_stats = strategy.run(
-          lambda b: train_step(model, optimizer, b, prep, config, state["rng"]), args=(batch,))
-      return strategy.reduce(tf.distribute.ReduceOp.SUM, replica_stats, axis=None)
-
+    train_loop = loop_lib.make_train_loop(
+        strategy, lambda batch: train_step(model, optimizer, batch, prep, config, state["rng"]))
     eval_fn = evaluation.make_eval_fn(strategy, model, prep)
     writers = summaries.SummaryWriters(model_dir, chief)
     stop = progress_lib.StopFlag()
@@ -238,23 +247,28 @@ def train_and_evaluate(config, manifest, model_dir):
     signums = (signal.SIGTERM, signal.SIGINT) if task is None else (signal.SIGINT,)
     iterator = iter(evaluation.distribute_dataset(
         strategy, manifest, "train", batch_size=config.batch_size, training=True,
-        skip_corrupt=config.skip_corrupt, shuffle_buffer=config.shuffle_buffer, seed=config.seed))
+        skip_corrupt=config.skip_corrupt, shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+        data_service=config.data_service))
     progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model)
     validation = None
     try:
       with stop.installed(signums), cluster.reporting_lost_peers(task, lambda: step):
         while step < total_steps and not stop.requested:
-          batch = evaluation.next_batch(iterator, manifest, "train")
-          if batch is None:  # Only when --skip_corrupt has dropped every record.
-            raise TrainingError(f"{manifest.directory}: no readable training records")
           if progress.fresh_start and step == progress.start_step:
+            # The batch shown is drawn from the stream just before the first step's: one batch of
+            # a run's first epoch is shown and not trained on.
+            batch = evaluation.next_batch(iterator, manifest, "train")
+            if batch is None:  # Only when --skip_corrupt has dropped every record.
+              raise TrainingError(f"{manifest.directory}: no readable training records")
             writers.images(batch, strategy, prep, step)
-          step_stats = train_fn(batch)
-          step += 1
+          steps = loop_lib.loop_length(step, config, steps_per_epoch, total_steps,
+                                       progress.start_step)
+          loop_stats = loop_lib.run_loop(train_loop, iterator, steps, manifest)
+          progress.add(step + 1, loop_stats)
+          step += steps
           state["step"].assign(step)
           epoch, in_epoch = divmod(step, steps_per_epoch)
           state["epoch"].assign(epoch)
-          progress.add(step, step_stats)
           if step % config.log_every == 0 or step == progress.start_step + 1:
             progress.log(step, float(state["learning_rate"].numpy()), manifest.num_classes)
           end_of_epoch = in_epoch == 0

@@ -34,7 +34,8 @@ def run_main(*args):
     ("max_lr_drops", "-1", "0"), ("dropout", "1.5", "0"), ("dropout", "-0.2", "0.9"),
     ("groups", "0", "1"), ("groups", "-2", "4"), ("width", "0", "0.01"), ("log_every", "0", "1"),
     ("checkpoint_every", "0", "1"), ("eval_every_epochs", "0", "1"), ("seed", "-1", "0"),
-    ("shuffle_buffer", "0", "1"), ("lr_step_epochs", "30,20", "20,30"),
+    ("shuffle_buffer", "0", "1"), ("steps_per_loop", "0", "1"),
+    ("lr_step_epochs", "30,20", "20,30"),
     ("lr_step_epochs", "0,5", "5"), ("lr_step_epochs", "x", "1,2,3")])
 def test_every_numeric_flag_has_a_range(flag, bad, good):
   with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag} must be"):

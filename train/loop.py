@@ -1,0 +1,59 @@
+"""Several training steps per compiled call, and where each such loop must end.
+
+Every call of a `tf.function` from Python costs a dispatch (argument flattening, the executor's
+start, the return): on a CPU at a tiny width about a millisecond per step, which a fast accelerator
+at 150 steps a second would feel (benchmarks/bench_steps_per_loop.py). `make_train_loop` runs
+`steps` steps inside one call, reading the distributed iterator inside it, as Keras'
+`steps_per_execution` and the TF model garden do. Python sees the model only between loops, so a
+loop ends wherever Python must act: a log line, a checkpoint, an epoch's end (evaluation, the step
+schedule) and the last step.
+"""
+
+import tensorflow as tf
+
+from train import input_pipeline
+from train.errors import TrainingError
+
+
+def make_train_loop(strategy, step_fn):
+  """The compiled loop: `steps` calls of `step_fn` on the iterator's next batches.
+
+  Args:
+    strategy: the `tf.distribute.Strategy` the iterator belongs to.
+    step_fn: one replica's step, batch in, `metrics.batch_sums` out.
+
+  Returns:
+    `train_loop(iterator, steps)`, returning the steps' statistics summed over replicas and steps.
+  """
+  @tf.function
+  def train_loop(iterator, steps):
+    stats = tf.zeros([4])
+    for _ in tf.range(steps):
+      replica_stats = strategy.run(step_fn, args=(next(iterator),))
+      stats += strategy.reduce(tf.distribute.ReduceOp.SUM, replica_stats, axis=None)
+    return stats
+
+  return train_loop
+
+
+def loop_length(step, config, steps_per_epoch, total_steps, start_step):
+  """Steps of the loop starting after `step`: at most `config.steps_per_loop`, never crossing a
+  multiple of `log_every` or `checkpoint_every`, an epoch's end or `total_steps`. A run's first
+  step is a loop of its own: its loss is logged and checked against ln(num_classes)."""
+  if step == start_step:
+    return 1
+  end = min(step + config.steps_per_loop, total_steps)
+  for every in (config.log_every, config.checkpoint_every, steps_per_epoch):
+    end = min(end, (step // every + 1) * every)
+  return end - step
+
+
+def run_loop(train_loop, iterator, steps, manifest):
+  """Runs one loop; returns its summed statistics. A read error names the shard at fault."""
+  try:
+    # A tensor, not a Python int: one trace serves every loop length.
+    return train_loop(iterator, tf.constant(steps))
+  except tf.errors.OutOfRangeError:  # Only when --skip_corrupt has dropped every record.
+    raise TrainingError(f"{manifest.directory}: no readable training records") from None
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    raise input_pipeline.locate_corrupt_shard(manifest, "train", e) from None

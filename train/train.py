@@ -194,13 +194,13 @@ def train_and_evaluate(config, manifest, model_dir):
   """
   if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
     raise TrainingError(f"{model_dir}: --model_dir names a file, not a directory")
-  if config.data_service and os.environ.get("TF_CONFIG"):
+  task = cluster.read_tf_config()
+  if config.data_service and task is not None:
     # Each trainer would keep its share of the files the service hands out dynamically, a share of
     # a share: most files would never be read. Not supported rather than silently wrong.
     raise TrainingError("--data_service with TF_CONFIG (several trainers) is not supported; "
                         "use one trainer per --data_service")
   keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.precision])
-  task = cluster.read_tf_config()
   strategy = create_strategy(task)
   if task is not None:
     cluster.check_same_dataset(task, manifest)

@@ -36,9 +36,6 @@ from skimage import data as skimage_data
 from preprocess import convert
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("num_images", 3000, "Images in the base input.")
-flags.DEFINE_integer("scale", 4, "The memory check's larger input is this many times the base.")
-flags.DEFINE_string("work_dir", "bench_out", "Scratch folder for inputs and outputs.")
 
 _CLASSES = 10
 _PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "horse", "moon", "page",
@@ -154,5 +151,13 @@ def main(argv):
         f"peak RSS {peak_archive / 2**20:.0f} MiB")
 
 
+def define_flags():
+  """Defines the flags, only when run as a command, like every entry module."""
+  flags.DEFINE_integer("num_images", 3000, "Images in the base input.")
+  flags.DEFINE_integer("scale", 4, "The memory check's larger input is this many times the base.")
+  flags.DEFINE_string("work_dir", "bench_out", "Scratch folder for inputs and outputs.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

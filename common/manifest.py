@@ -3,8 +3,9 @@
 The job writes the manifest last, so its presence means the dataset is complete. Everything a consumer
 sizes itself from (classes, example counts, shard files, mean image, colour PCA) comes from here, never
 from constants such as 1000 classes or 1,281,167 images. This module is its only writer and reader:
-every producer builds it with `make_manifest`, `make_split` and `make_shard`, `dumps` refuses a dict
-whose keys differ from the key tuples below, and `load` checks the same when reading.
+every producer builds it with `make_manifest`, `make_split` and `make_shard`, `dumps` (and `write`,
+which streams a long skip list in) refuses a dict whose keys differ from the key tuples below, and
+`load` checks the same when reading.
 
 Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
 

@@ -24,10 +24,6 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("per_class", ["20", "40"], "Training images per class, one tree per value.")
-flags.DEFINE_integer("val_per_class", 10, "Validation images per class (flat, with ground truth).")
-flags.DEFINE_string("work_dir", "bench_out/planning", "Scratch folder.")
-flags.DEFINE_string("child", None, "Internal: plan this input in this process and print JSON.")
 
 _CLASSES = 1000
 _IMAGENET_TRAIN = 1_281_167
@@ -126,5 +122,15 @@ def main(argv):
           f"path list {extrapolate('path_bytes') / 2**30:.2f} GiB")
 
 
+def define_flags():
+  """Defines the flags, only when run as a command, like every entry module."""
+  flags.DEFINE_list("per_class", ["20", "40"], "Training images per class, one tree per value.")
+  flags.DEFINE_integer("val_per_class", 10,
+                       "Validation images per class (flat, with ground truth).")
+  flags.DEFINE_string("work_dir", "bench_out/planning", "Scratch folder.")
+  flags.DEFINE_string("child", None, "Internal: plan this input in this process and print JSON.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -3,8 +3,9 @@
 The job writes the manifest last, so its presence means the dataset is complete. Everything a consumer
 sizes itself from (classes, example counts, shard files, mean image, colour PCA) comes from here, never
 from constants such as 1000 classes or 1,281,167 images. This module is its only writer and reader:
-every producer builds it with `make_manifest`, `make_split` and `make_shard`, `dumps` refuses a dict
-whose keys differ from the key tuples below, and `load` checks the same when reading.
+every producer builds it with `make_manifest`, `make_split` and `make_shard`, `dumps` (and `write`,
+which streams a long skip list in) refuses a dict whose keys differ from the key tuples below, and
+`load` checks the same when reading.
 
 Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
 
@@ -199,6 +200,42 @@ def dumps(manifest):
   """
   check_layout(manifest, "manifest to write")
   return json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+
+
+def write(manifest, out, skipped):
+  """Writes `dumps(manifest)` with a skip list streamed in, never holding the whole list or text.
+
+  A build that skips most of ImageNet's 1.28M files has a skip list of hundreds of MB as dicts; this
+  writes the same bytes as `dumps` of the manifest holding that list, one entry at a time.
+
+  Args:
+    manifest: a dict from `make_manifest` whose `skipped` is empty.
+    out: a binary file object.
+    skipped: iterable of dicts with `SKIPPED_KEYS` in (split, path) order, as `make_manifest` sorts.
+
+  Returns:
+    The number of skipped entries written.
+
+  Raises:
+    ManifestError: keys that are not the layout's.
+    ValueError: a manifest that already holds skipped entries, or entries out of order.
+  """
+  if manifest["skipped"]:
+    raise ValueError("the manifest already holds a skip list; pass it as `skipped` only")
+  # Newlines inside strings are escaped, so this line can only be the top-level key.
+  head, tail = dumps(manifest).split('\n "skipped": [],\n')
+  out.write(f'{head}\n "skipped": ['.encode())
+  count, last = 0, None
+  for entry in skipped:
+    _check_keys(entry, SKIPPED_KEYS, "manifest to write: skipped")
+    order = (entry["split"], entry["path"])
+    if last is not None and order <= last:
+      raise ValueError(f"skipped entries out of order: {order} after {last}")
+    text = json.dumps(entry, indent=1, sort_keys=True).replace("\n", "\n  ")
+    out.write(f'{"," if count else ""}\n  {text}'.encode())
+    count, last = count + 1, order
+  out.write(f'{chr(10) + " " if count else ""}],\n{tail}'.encode())
+  return count
 
 
 def parse(text, path):

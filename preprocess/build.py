@@ -181,7 +181,8 @@ def run_build(options, pipeline_options):
     pipeline_options: `beam.options.pipeline_options.PipelineOptions` for the runner.
 
   Returns:
-    The manifest dict that was written.
+    The manifest dict that was written, without its skip list (`skipped` is empty: the list is
+    streamed from the shards' lists into the file, since it can hold most of ImageNet).
 
   Raises:
     BuildError, sources.InputError: one-line user-facing failures.
@@ -219,28 +220,28 @@ def run_build(options, pipeline_options):
       pipeline_lib.build(root, config, plans, specs)
   finally:
     progress.stop()
-  manifest, mean_image = report.assemble_manifest(config, names, plans, specs, options)
-  skipped = len(manifest["skipped"])
+  manifest, mean_image, skips = report.assemble_manifest(config, names, plans, specs, options)
+  skipped = skips.count
   fraction = skipped / max(1, total_images)
   if fraction > options.max_skip_fraction:
-    report.write_json(join(output_dir, REPORT_NAME), manifest)
+    report.write_json(join(output_dir, REPORT_NAME), manifest, skips)
     raise BuildError(f"{skipped} of {total_images} images ({fraction:.1%}) could not be used, more "
                      f"than --max_skip_fraction={options.max_skip_fraction}; see "
                      f"{join(output_dir, REPORT_NAME)} (is --input_dir the right folder?)")
   if mean_image is None:
     raise BuildError(f"--input_dir {options.input_dir}: no training image could be written")
-  empty_shard = report.empty_shard_error(manifest, plans, options.seed)
+  empty_shard = report.empty_shard_error(manifest, plans, options.seed, skips)
   if empty_shard:  # Fail rather than re-plan: an explicit count is the user's, and rare otherwise.
-    report.write_json(join(output_dir, REPORT_NAME), manifest)
+    report.write_json(join(output_dir, REPORT_NAME), manifest, skips)
     FileSystems.delete([join(output_dir, spec.file) for spec in specs] + [config.tmp_dir])
     raise BuildError(f"{empty_shard}; no shard was kept, see {join(output_dir, REPORT_NAME)}")
   if fraction > WARN_SKIP_FRACTION:
     logging.warning("%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason",
                     skipped, total_images, 100 * fraction)
-  report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image)
+  report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image, skips)
   FileSystems.delete([config.tmp_dir])
   indexer.remove()
-  report.log_summary(manifest, time.time() - start)
+  report.log_summary(manifest, skips.reasons, time.time() - start)
   for note in notes:
     logging.info("%s", note)
   return manifest

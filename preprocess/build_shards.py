@@ -29,52 +29,67 @@ from preprocess import runners  # noqa: E402
 from preprocess import sources  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_dir", None,
-                    "ImageNet as downloaded: the ILSVRC tars, Kaggle's layout or its zip, or an "
-                    "extracted train/ (and val/ or validation/, test/); forms may be mixed.")
-flags.DEFINE_string("output_dir", None, "Where shards, mean.npy and manifest.json are written.")
-flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "raw"],
-                  "jpeg: ~4x smaller than the source, decoded at train time; raw: lossless uint8, "
-                  "about 2x the source, no decode.")
-flags.DEFINE_integer("quality", 95, "JPEG quality of the stored crops.", lower_bound=1, upper_bound=100)
-flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders them.",
-                     lower_bound=0)
-flags.DEFINE_integer("num_shards_train", None, "Training shards (default: ~150 MB each).",
-                     lower_bound=1)
-flags.DEFINE_integer("num_shards_validation", None, "Validation shards (default: ~150 MB each).",
-                     lower_bound=1)
-flags.DEFINE_integer("num_shards_test", None, "Test shards (default: ~150 MB each).", lower_bound=1)
-flags.DEFINE_string("validation_ground_truth", None,
-                    "Labels of a flat val/ folder, one ILSVRC ID or WNID per line in sorted filename "
-                    "order (default: the devkit's ILSVRC20xx_validation_ground_truth.txt if found).")
-flags.DEFINE_string("test_ground_truth", None, "Labels of a flat test/ folder, likewise.")
-flags.DEFINE_string("devkit_meta", None,
-                    "The devkit's meta.mat, mapping ILSVRC IDs to WNIDs and names (default: found "
-                    "under --input_dir if present).")
-flags.DEFINE_string("class_names", None,
-                    "A synset_words.txt or LOC_synset_mapping.txt for class names (default: found "
-                    "under --input_dir if present).")
-for _split in ("train", "validation", "test"):
-  flags.DEFINE_string(f"{_split}_archive", None,
-                      f"The {_split} images as an uncompressed tar (default: found at the root of "
-                      "--input_dir by content, e.g. ILSVRC2012_img_train.tar); read in place.")
-flags.DEFINE_string("devkit_archive", None,
-                    "The devkit's .tar.gz (meta.mat, validation ground truth; default: found at the "
-                    "root of --input_dir by content).")
-flags.DEFINE_integer("max_pixels", 89_478_485,
-                     "Images with more pixels are skipped as decompression bombs, before decoding.",
-                     lower_bound=1)
-flags.DEFINE_float("max_skip_fraction", 0.5,
-                   "Fail (after writing report.json) if more than this fraction of images is skipped: "
-                   "the input is mostly not images, a wrong folder, say.",
-                   lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.")
-flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1)
-# Bounds alone let NaN through (every comparison with it is false).
-flags.register_validator("max_skip_fraction", math.isfinite, "must be a number in [0, 1]")
-flags.register_validator("progress_seconds", math.isfinite, "must be a finite number of seconds")
-flags.mark_flag_as_required("input_dir")
-flags.mark_flag_as_required("output_dir")
+
+
+def define_flags(flag_values=FLAGS):
+  """Defines stage 1's flags and their validators (called only when run as a command).
+
+  Args:
+    flag_values: the `FlagValues` to define them in (a fresh one in tests).
+  """
+  into = {"flag_values": flag_values}
+  flags.DEFINE_string("input_dir", None,
+                      "ImageNet as downloaded: the ILSVRC tars, Kaggle's layout or its zip, or an "
+                      "extracted train/ (and val/ or validation/, test/); forms may be mixed.", **into)
+  flags.DEFINE_string("output_dir", None, "Where shards, mean.npy and manifest.json are written.",
+                      **into)
+  flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "raw"],
+                    "jpeg: ~4x smaller than the source, decoded at train time; raw: lossless uint8, "
+                    "about 2x the source, no decode.", **into)
+  flags.DEFINE_integer("quality", 95, "JPEG quality of the stored crops.", lower_bound=1,
+                       upper_bound=100, **into)
+  flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders "
+                       "them.", lower_bound=0, **into)
+  for split, name in (("train", "Training"), ("validation", "Validation"), ("test", "Test")):
+    flags.DEFINE_integer(f"num_shards_{split}", None, f"{name} shards (default: ~150 MB each).",
+                         lower_bound=1, **into)
+  flags.DEFINE_string("validation_ground_truth", None,
+                      "Labels of a flat val/ folder, one ILSVRC ID or WNID per line in sorted "
+                      "filename order (default: the devkit's ILSVRC20xx_validation_ground_truth.txt "
+                      "if found).", **into)
+  flags.DEFINE_string("test_ground_truth", None, "Labels of a flat test/ folder, likewise.", **into)
+  flags.DEFINE_string("devkit_meta", None,
+                      "The devkit's meta.mat, mapping ILSVRC IDs to WNIDs and names (default: found "
+                      "under --input_dir if present).", **into)
+  flags.DEFINE_string("class_names", None,
+                      "A synset_words.txt or LOC_synset_mapping.txt for class names (default: found "
+                      "under --input_dir if present).", **into)
+  for split in ("train", "validation", "test"):
+    flags.DEFINE_string(f"{split}_archive", None,
+                        f"The {split} images as an uncompressed tar (default: found at the root of "
+                        "--input_dir by content, e.g. ILSVRC2012_img_train.tar); read in place.",
+                        **into)
+  flags.DEFINE_string("devkit_archive", None,
+                      "The devkit's .tar.gz (meta.mat, validation ground truth; default: found at the "
+                      "root of --input_dir by content).", **into)
+  flags.DEFINE_integer("max_pixels", 89_478_485,
+                       "Images with more pixels are skipped as decompression bombs, before decoding.",
+                       lower_bound=1, **into)
+  flags.DEFINE_float("max_skip_fraction", 0.5,
+                     "Fail (after writing report.json) if more than this fraction of images is "
+                     "skipped: the input is mostly not images, a wrong folder, say.",
+                     lower_bound=0.0, upper_bound=1.0, **into)
+  flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.", **into)
+  flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1,
+                     **into)
+  # Bounds alone let NaN through (every comparison with it is false).
+  flags.register_validator("max_skip_fraction", math.isfinite, "must be a number in [0, 1]",
+                           **into)
+  flags.register_validator("progress_seconds", math.isfinite, "must be a finite number of seconds",
+                           **into)
+  flags.mark_flag_as_required("input_dir", **into)
+  flags.mark_flag_as_required("output_dir", **into)
+
 
 def pipeline_options(beam_args):
   """Beam options from the flags we do not define; unknown ones are an error, not a silent no-op."""
@@ -152,6 +167,7 @@ def parse_flags(argv):
 
 
 def run():
+  define_flags()
   app.run(main, flags_parser=parse_flags)
 
 

@@ -95,7 +95,7 @@ class WriteShardFn(beam.DoFn):
     shard, entries = keyed_entries
     result = shard_writer.write_shard(self._config, self._specs[shard], entries)
     self._written.inc(result["num_examples"])
-    self._skipped.inc(len(result["skipped"]))
+    self._skipped.inc(result["num_skipped"])
     self._repaired.inc(len({r["path"] for r in result["repaired"]}))
     yield result
 

@@ -1,6 +1,7 @@
 """What the launching process reports: progress while the pipeline runs, then the manifest and summary."""
 
 import collections
+import heapq
 import io
 import json
 import threading
@@ -13,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from common import manifest as manifest_lib
 from common import schema
 from preprocess import pipeline as pipeline_lib
+from preprocess import shard_writer
 from preprocess import stats as stats_lib
 from preprocess.sources import join
 
@@ -54,16 +56,38 @@ def _duration(seconds):
   return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
-def write_json(path, data):
+class SkipList:
+  """Every shard's skipped files, counted from the shard results and read back from the shards' lists.
+
+  Streamed, since the whole list of a mostly skipped ImageNet would be the job's largest object.
+  """
+
+  def __init__(self, results):
+    self._files = collections.defaultdict(list)
+    self.reasons = collections.defaultdict(collections.Counter)  # split -> reason -> count
+    for result in results:
+      self._files[result["split"]].append(result["skipped_file"])
+      self.reasons[result["split"]].update(result["skipped_reasons"])
+    self.count = sum(sum(reasons.values()) for reasons in self.reasons.values())
+
+  def entries(self, split=None):
+    """The manifest's skipped entries, in its (split, path) order; those of `split` if given."""
+    for name in sorted(self._files):
+      if split in (None, name):
+        yield from heapq.merge(*map(shard_writer.read_skip_list, self._files[name]),
+                               key=lambda entry: entry["path"])
+
+
+def write_json(path, manifest, skips):
   with FileSystems.create(path) as f:
-    f.write(manifest_lib.dumps(data).encode())
+    manifest_lib.write(manifest, f, skips.entries())
 
 
 def assemble_manifest(config, names, plans, specs, options):
   """Builds the manifest from the pipeline's merged results and checks that the accounting closes.
 
   Returns:
-    (manifest dict, float32 mean image).
+    (manifest dict with an empty skip list, float32 mean image, the `SkipList` to write into it).
 
   Raises:
     RuntimeError: if the written and skipped images do not add up to the listed ones (a bug, or
@@ -74,7 +98,7 @@ def assemble_manifest(config, names, plans, specs, options):
   by_split = collections.defaultdict(list)
   for result in results:
     by_split[result["split"]].append(result)
-  splits, skipped, repaired = {}, [], []
+  splits, repaired = {}, []
   for plan in plans:
     shards = sorted(by_split[plan.name], key=lambda r: r["index"])
     expected = [s.file for s in specs if s.split == plan.name]
@@ -85,27 +109,25 @@ def assemble_manifest(config, names, plans, specs, options):
     split_repaired = []
     for shard in shards:
       class_counts.update(shard["class_counts"])
-      skipped.extend(dict(split=plan.name, **{k: s[k] for k in ("path", "reason", "detail")})
-                     for s in shard["skipped"])
       split_repaired.extend(dict(split=plan.name, **r) for r in shard["repaired"])
-    _check_accounting(plan, config.synsets, shards)
+    _check_accounting(plan, shards)
     repaired.extend(split_repaired)
     splits[plan.name] = manifest_lib.make_split(
         [manifest_lib.make_shard(r["file"], r["num_examples"], r["size_bytes"], r["sha256"])
          for r in shards],
         class_counts, layout=plan.layout, input_form=plan.source,
-        skipped=sum(len(s["skipped"]) for s in shards),
+        skipped=sum(s["num_skipped"] for s in shards),
         repaired=len({r["path"] for r in split_repaired}), ignored=len(plan.ignored))
   mean_image, stats = _training_stats(config.tmp_dir)
   manifest = manifest_lib.make_manifest(
       image_size=schema.IMAGE_SIZE, encoding=schema.format_of_encoding(config.encoding),
-      synsets=config.synsets, names=names, splits=splits, skipped=skipped, repaired=repaired,
+      synsets=config.synsets, names=names, splits=splits, repaired=repaired,
       ignored_files=[p for plan in plans for p in plan.ignored], stats=stats,
       args=options_as_args(options))
-  return manifest, mean_image
+  return manifest, mean_image, SkipList(results)
 
 
-def _check_accounting(plan, synsets, shards):
+def _check_accounting(plan, shards):
   """Listed images = written + skipped, overall and per class."""
   seen = collections.Counter()
   for path, wnid in _labelled(plan):
@@ -113,7 +135,7 @@ def _check_accounting(plan, synsets, shards):
   accounted = collections.Counter()
   for shard in shards:
     accounted.update(shard["class_counts"])
-    accounted.update(synsets[s["label"]] for s in shard["skipped"])
+    accounted.update(shard["skipped_classes"])
   if seen != accounted:
     wrong = sorted(w for w in set(seen) | set(accounted) if seen[w] != accounted[w])
     raise RuntimeError(f"{plan.name}: accounting does not close for {wrong[:5]}: listed "
@@ -141,14 +163,14 @@ def options_as_args(options):
   return {k: v for k, v in vars(options).items() if k != "progress_seconds"}
 
 
-def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image):
+def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image, skips):
   """Writes mean.npy, then manifest.json last (through a temporary name) so it marks completion."""
   buffer = io.BytesIO()
   np.save(buffer, mean_image)
   with FileSystems.create(join(output_dir, manifest_lib.MEAN_NAME)) as f:
     f.write(buffer.getvalue())
   temp_path = join(tmp_dir, manifest_lib.MANIFEST_NAME)
-  write_json(temp_path, manifest)
+  write_json(temp_path, manifest, skips)
   FileSystems.rename([temp_path], [join(output_dir, manifest_lib.MANIFEST_NAME)])
 
 
@@ -166,7 +188,7 @@ def refusal_message(output_dir):
           f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
 
 
-def empty_shard_error(manifest, plans, seed):
+def empty_shard_error(manifest, plans, seed, skips):
   """A one-line error if a shard was written empty (every file hashed to it was skipped), else None.
 
   The planning check counts listed files; only conversion knows which of them are unusable, so the
@@ -177,7 +199,7 @@ def empty_shard_error(manifest, plans, seed):
     empty = [shard["file"] for shard in info["shards"] if shard["num_examples"] == 0]
     if not empty:
       continue
-    skipped = {s["path"] for s in manifest["skipped"] if s["split"] == plan.name}
+    skipped = {s["path"] for s in skips.entries(plan.name)}
     written = [p for p in plan.candidates if p not in skipped]
     fits = next((n for n in range(len(info["shards"]) - 1, 0, -1)
                  if len({pipeline_lib.shard_key(seed, p) % n for p in written}) == n), None)
@@ -188,11 +210,11 @@ def empty_shard_error(manifest, plans, seed):
   return None
 
 
-def log_summary(manifest, elapsed):
+def log_summary(manifest, skip_reasons, elapsed):
   """One log line per split: written, skipped by reason, repaired files and fixes, ignored; speed."""
   total = 0
   for split, info in manifest["splits"].items():
-    reasons = collections.Counter(s["reason"] for s in manifest["skipped"] if s["split"] == split)
+    reasons = skip_reasons.get(split, collections.Counter())
     fixes = collections.Counter(r["fix"] for r in manifest["repaired"] if r["split"] == split)
     total += info["num_examples"] + info["skipped"]
     # A file can need several fixes (a PNG with alpha), so files and fixes are counted apart.
@@ -205,4 +227,6 @@ def log_summary(manifest, elapsed):
 
 
 def _breakdown(counts):
-  return " (" + ", ".join(f"{k} {n}" for k, n in counts.most_common()) + ")" if counts else ""
+  # Ties by name: shards report their counts in any order.
+  ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+  return " (" + ", ".join(f"{k} {n}" for k, n in ordered) + ")" if counts else ""

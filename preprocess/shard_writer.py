@@ -9,6 +9,8 @@ under a final name, and a retry rewrites the same bytes.
 import collections
 import dataclasses
 import hashlib
+import io
+import json
 import struct
 import uuid
 
@@ -72,8 +74,9 @@ def write_shard(config, spec, entries):
       archive appended when it is not the file at relative_path (see `archives.Reader`).
 
   Returns:
-    A JSON-serialisable dict: the shard's file, size, sha256, counts, skips and repairs, and, for the
-    training split, the path of its statistics file.
+    A JSON-serialisable dict: the shard's file, size, sha256, counts, skip counts (by class and by
+    reason) and repairs, the path of its skip list and, for the training split, of its statistics.
+    The skip list is a file (see `write_skip_list`) so that no process ever holds every shard's.
   """
   image_format = schema.format_of_encoding(config.encoding)
   final_path = join(config.output_dir, spec.file)
@@ -89,11 +92,10 @@ def write_shard(config, spec, entries):
                                       image_size=schema.IMAGE_SIZE, encoding=config.encoding,
                                       quality=config.quality, max_pixels=config.max_pixels)
       except convert.SkipImage as e:
-        skipped.append({"path": relative, "label": label, "reason": e.reason, "detail": str(e)})
+        skipped.append((relative, label, e.reason, str(e)))
         continue
       except OSError as e:  # Unreadable file: permissions, vanished, I/O error.
-        skipped.append({"path": relative, "label": label, "reason": convert.UNREADABLE,
-                        "detail": f"{e.__class__.__name__}: {e}"})
+        skipped.append((relative, label, convert.UNREADABLE, f"{e.__class__.__name__}: {e}"))
         continue
       synset = config.synsets[label]
       record = frame_record(schema.make_example(
@@ -109,6 +111,8 @@ def write_shard(config, spec, entries):
         image_stats.add(image.pixels)
   reader.close()
   FileSystems.rename([temp_path], [final_path])
+  skipped_file = join(config.tmp_dir, f"{spec.file}.skipped.jsonl")
+  write_skip_list(skipped_file, spec.split, skipped)
   stats_file = None
   if spec.split == "train":
     stats_file = join(config.tmp_dir, f"{spec.file}.stats.npz")
@@ -117,6 +121,32 @@ def write_shard(config, spec, entries):
   return {
       "split": spec.split, "index": spec.index, "file": spec.file,
       "num_examples": sum(class_counts.values()), "size_bytes": size, "sha256": digest.hexdigest(),
-      "class_counts": dict(class_counts), "skipped": skipped, "repaired": repaired,
-      "stats_file": stats_file,
+      "class_counts": dict(class_counts), "num_skipped": len(skipped),
+      "skipped_classes": dict(collections.Counter(config.synsets[s[1]] for s in skipped)),
+      "skipped_reasons": dict(collections.Counter(s[2] for s in skipped)),
+      "skipped_file": skipped_file, "repaired": repaired, "stats_file": stats_file,
   }
+
+
+def write_skip_list(path, split, skipped):
+  """Writes a shard's skipped files as JSON lines of the manifest's entries, sorted by path.
+
+  Args:
+    path: the file to write.
+    split: the shard's split.
+    skipped: (relative path, label, reason, detail) tuples.
+  """
+  with FileSystems.create(path) as f:
+    for relative, _, reason, detail in sorted(skipped):
+      entry = {"split": split, "path": relative, "reason": reason, "detail": detail}
+      f.write(json.dumps(entry).encode() + b"\n")
+
+
+def read_skip_list(path):
+  """The entries `write_skip_list` wrote, one at a time, in path order.
+
+  The file is read whole (a shard's list is small), so merging a thousand shards' lists holds no file
+  open, and their bytes, not their parsed entries, are what stays in memory.
+  """
+  for line in io.BytesIO(read_file(path)):
+    yield json.loads(line)

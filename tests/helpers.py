@@ -19,10 +19,13 @@ TWO_PROCESSES = ["--runner=DirectRunner", "--direct_running_mode=multi_processin
 
 
 def build_dataset(input_dir, output_dir, beam_args=IN_PROCESS, **options):
-  """Runs the whole build in this process and returns the manifest dict."""
+  """Runs the whole build in this process and returns the manifest dict as written."""
   options.setdefault("progress_seconds", 3600)
-  return build.run_build(build.BuildOptions(input_dir=str(input_dir), output_dir=str(output_dir),
-                                            **options), PipelineOptions(list(beam_args)))
+  build.run_build(build.BuildOptions(input_dir=str(input_dir), output_dir=str(output_dir),
+                                     **options), PipelineOptions(list(beam_args)))
+  path = os.path.join(output_dir, manifest_lib.MANIFEST_NAME)
+  with open(path, "rb") as f:
+    return manifest_lib.parse(f.read(), path)
 
 
 def read_records(dataset_dir, split):

@@ -1,5 +1,6 @@
 """Loading a manifest checks the files it lists and fails with one line naming the file."""
 
+import io
 import json
 import pathlib
 import re
@@ -172,3 +173,27 @@ def test_a_manifest_from_before_archive_input_reads_as_extracted(dataset):
   del data["splits"]["train"]["input"]
   (directory / "manifest.json").write_text(json.dumps(data))
   assert manifest_lib.load(str(directory)).data["splits"]["train"]["input"] == "extracted"
+
+
+def _small_manifest():
+  # A class name and an option that spell the marker the writer splits at, inside strings.
+  return manifest_lib.make_manifest(
+      image_size=256, encoding="JPEG", synsets=["n1", "n2"],
+      names={"n1": "a", "n2": '\n "skipped": [],\n'}, splits={}, args={"skipped": []})
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_streamed_skip_list_writes_the_bytes_of_dumps(count):
+  skipped = [{"split": "train", "path": f"train/n1/{i}é.JPEG", "reason": "empty",
+              "detail": 'a "quoted"\nline'} for i in range(count)]
+  out = io.BytesIO()
+  assert manifest_lib.write(_small_manifest(), out, iter(skipped)) == count
+  assert out.getvalue() == manifest_lib.dumps(dict(_small_manifest(), skipped=skipped)).encode()
+
+
+def test_streamed_skip_list_refuses_disorder_and_a_second_list():
+  entry = {"split": "train", "path": "train/n1/b.JPEG", "reason": "empty", "detail": ""}
+  with pytest.raises(ValueError, match="out of order"):
+    manifest_lib.write(_small_manifest(), io.BytesIO(), [entry, dict(entry, path="train/n1/a")])
+  with pytest.raises(ValueError, match="already holds"):
+    manifest_lib.write(dict(_small_manifest(), skipped=[entry]), io.BytesIO(), [])

@@ -48,7 +48,8 @@ def test_a_retried_shard_write_gives_the_same_single_file(sample, tmp_path):
   second = shard_writer.write_shard(config, spec, list(reversed(entries)))
   assert first == second
   assert sorted(os.listdir(tmp_path)) == [build.TMP_NAME, spec.file]
-  assert os.listdir(tmp_path / build.TMP_NAME) == []  # temporaries were renamed into place
+  # Temporaries were renamed into place; the skip list stays for the manifest step.
+  assert os.listdir(tmp_path / build.TMP_NAME) == [f"{spec.file}.skipped.jsonl"]
   records = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
   assert len(records) == first["num_examples"] == len(entries)
 
@@ -59,4 +60,9 @@ def test_unreadable_file_is_skipped_with_its_reason(tmp_path):
   result = shard_writer.write_shard(config, shard_writer.ShardSpec("train", 0, 1),
                                     [(1, "train/n1/vanished.JPEG", 0)])
   assert result["num_examples"] == 0
-  assert [s["reason"] for s in result["skipped"]] == ["unreadable"]
+  # Counts travel in the result, the list in a file: no process gathers every shard's list.
+  assert (result["num_skipped"], result["skipped_classes"]) == (1, {"n1": 1})
+  assert result["skipped_reasons"] == {"unreadable": 1} and "skipped" not in result
+  assert [(s["split"], s["path"], s["reason"])
+          for s in shard_writer.read_skip_list(result["skipped_file"])] == [
+              ("train", "train/n1/vanished.JPEG", "unreadable")]

@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from absl import flags
 from apache_beam.runners.portability import prism_runner
 from distributed import Client
 from distributed import LocalCluster
@@ -53,6 +54,18 @@ def test_default_runner_never_tries_prism(sample, built, tmp_path, monkeypatch):
   assert not tried
   assert manifest["splits"] == built[1]["splits"]
   assert helpers.output_files(tmp_path / "out") == helpers.output_files(built[0])
+
+
+def test_importing_the_entry_module_defines_no_flags():
+  """Flags are defined only when run as a command, like every train entry module's."""
+  assert not {"input_dir", "output_dir", "max_skip_fraction"} & set(flags.FLAGS)
+  flag_values = flags.FlagValues()
+  build_shards.define_flags(flag_values)
+  flag_values(["build_shards", "--input_dir=i", "--output_dir=o", "--num_shards_test=2"])
+  assert (flag_values.input_dir, flag_values.num_shards_test, flag_values.seed) == ("i", 2, 0)
+  with pytest.raises(flags.IllegalFlagValueError, match="max_skip_fraction"):
+    flag_values["max_skip_fraction"].parse("nan")
+    flag_values.validate_all_flags()
 
 
 def test_a_named_runner_is_passed_through_unchanged():

@@ -27,6 +27,10 @@ fix, while the top-level `repaired` lists every fix. The top-level `ignored` cou
 order and `rgb_eigvec[i][j]` is component i (R, G, B) of eigenvector j; they are empty in a failed
 build's report.json, where no training image was written. `args` holds the resolved options of the
 run that wrote the manifest.
+
+The readers (`load`, `read_mean_image`, `file_sha256`, `join`) go through `tf.io.gfile` and import
+TensorFlow inside the function: the build only writes, through Beam's `FileSystems`, and so never
+loads TensorFlow (0.64 GiB) for them.
 """
 
 import dataclasses
@@ -36,7 +40,6 @@ import json
 import posixpath
 
 import numpy as np
-import tensorflow as tf
 
 from common import schema
 
@@ -64,6 +67,7 @@ class ManifestError(ValueError):
 
 def join(directory, name):
   """Joins a dataset directory (local or a URL such as gs://bucket/dir) and a relative name."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
   return posixpath.join(directory, name) if "://" in directory else tf.io.gfile.join(directory, name)
 
 
@@ -271,6 +275,7 @@ def parse(text, path):
 
 def file_sha256(path, chunk_size=1 << 22):
   """Hex SHA-256 of a file read through `tf.io.gfile` (local paths and gs:// alike)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
   digest = hashlib.sha256()
   with tf.io.gfile.GFile(path, "rb") as f:
     while chunk := f.read(chunk_size):
@@ -342,6 +347,7 @@ def read_mean_image(path, image_size):
   Raises:
     ManifestError: if the file is missing, unreadable or of another shape.
   """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
       mean = np.load(io.BytesIO(f.read()), allow_pickle=False)
@@ -367,6 +373,7 @@ def load(directory, verify="size"):
   Raises:
     ManifestError: with one line naming the file at fault.
   """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
   path = join(directory, MANIFEST_NAME)
   if not tf.io.gfile.exists(path):
     raise ManifestError(f"{path}: not found; the dataset is incomplete or was never built "
@@ -387,6 +394,7 @@ def load(directory, verify="size"):
 
 
 def _verify_shard(path, shard, check_hash):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
   if not tf.io.gfile.exists(path):
     raise ManifestError(f"{path}: shard listed in {MANIFEST_NAME} is missing")
   size = tf.io.gfile.stat(path).length

@@ -11,7 +11,8 @@ On import it hides, unless `ALEXNET_FULL_LOGS=1` is set:
   exception that carries its message.
 - What TensorFlow's libraries write to stderr while they load (`I0000 ... oneDNN custom
   operations are on`, `cudart_stub.cc ... Could not find cuda drivers`), before any log setting
-  reaches them: stderr is silenced for the duration of `import tensorflow`.
+  reaches them: stderr is silenced for the duration of `import tensorflow`, whenever something first
+  imports it. TensorFlow is not imported here: stage 1 never needs it (0.64 GiB per process).
 - INFO lines that TensorFlow and Keras log through absl, which our commands log at INFO too
   (`Sharding callback duration: 22 microseconds` at every checkpoint, `... contains input name(s)
   resource with unsupported characters` and `Assets written to ...` at export). Their warnings
@@ -21,6 +22,8 @@ On import it hides, unless `ALEXNET_FULL_LOGS=1` is set:
 """
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -85,10 +88,35 @@ def setup():
   for logger in (absl_logging.get_absl_logger(), logging.getLogger("tensorflow")):
     if not any(isinstance(f, LibraryInfoFilter) for f in logger.filters):
       logger.addFilter(LibraryInfoFilter())
-  if "tensorflow" not in sys.modules:
-    # An import error is still raised, and printed, after stderr is restored.
-    with _stderr_silenced():
-      import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  if "tensorflow" not in sys.modules and not any(
+      isinstance(finder, _SilentTensorFlowImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _SilentTensorFlowImport())
+
+
+class _SilentTensorFlowImport(importlib.abc.MetaPathFinder):
+  """Silences stderr while the `tensorflow` package first loads, whoever imports it, and when.
+
+  Importing TensorFlow here instead would be simpler, but would load it into processes that never
+  use it (stage 1's launcher and Beam workers).
+  """
+
+  def find_spec(self, fullname, path, target=None):
+    del path, target
+    if fullname != "tensorflow":
+      return None
+    # Only the first import needs it; removed first, so the search below finds the real package.
+    sys.meta_path.remove(self)
+    spec = importlib.util.find_spec(fullname)
+    if spec is not None and spec.loader is not None:
+      exec_module = spec.loader.exec_module
+
+      def silenced_exec_module(module):
+        # An import error is still raised, and printed, after stderr is restored.
+        with _stderr_silenced():
+          exec_module(module)
+
+      spec.loader.exec_module = silenced_exec_module
+    return spec
 
 
 setup()

@@ -35,6 +35,7 @@ CLASS_TAR = re.compile(r"^n\d{8}\.tar$")
 _ROLE_PATTERNS = (("validation", "_val_"), ("test", "_test_"), ("train_class", r"^n\d{8}_"))
 _IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 _REGULAR = (b"0", b"\0", b"7")
+_LINKS = (b"1", b"2")  # hard link, symbolic link
 _ZIP_LOCAL_HEADER = 30
 # Open archive handles a shard writer keeps: the training archive is one file, so usually one.
 _MAX_OPEN = 4
@@ -83,11 +84,11 @@ def _number(field):
   return int(field.split(b"\0")[0].strip() or b"0", 8)
 
 
-def _pax_path(data):
+def _pax_value(data, wanted):
   for record in data.split(b"\n"):
     _, _, keyvalue = record.partition(b" ")
     key, _, value = keyvalue.partition(b"=")
-    if key == b"path":
+    if key == wanted:
       return value.decode("utf-8", "replace")
   return None
 
@@ -95,15 +96,20 @@ def _pax_path(data):
 def tar_members(f, archive, start, end):
   """Yields (name, data offset, size, truncated) of the regular files of a tar, reading headers only.
 
+  A hard or symbolic link to a file stored earlier in the same range is yielded under its own name
+  with that file's data (`tar` stores a second name of the same file as a link, with no data): a
+  file a user sees in `tar tf` is never silently left out.
+
   Args:
     f: a seekable binary file.
     archive: the name used in errors.
     start, end: the byte range the tar occupies in `f` (a whole file, or an inner tar's data).
 
   Raises:
-    ArchiveError: a header fails its checksum (names the archive and offset).
+    ArchiveError: a header fails its checksum (names the archive and offset), or a link names a
+      file that is not stored before it.
   """
-  position, long_name = start, None
+  position, long_name, long_link, stored = start, None, None, {}
   while position + BLOCK <= end:
     f.seek(position)
     header = f.read(BLOCK)
@@ -114,19 +120,41 @@ def tar_members(f, archive, start, end):
                          "the archive is damaged (download it again)")
     size, kind = _number(header[124:136]), header[156:157]
     data = position + BLOCK
-    if kind in (b"L", b"x"):  # GNU long name, or a pax header: they name the next member
+    if kind in (b"L", b"K", b"x"):  # GNU long name or link name, or a pax header: for the next member
       f.seek(data)
       payload = f.read(size)
-      long_name = payload.rstrip(b"\0").decode("utf-8", "replace") if kind == b"L" else (
-          _pax_path(payload))
-    elif kind in _REGULAR:
+      if kind == b"x":
+        long_name, long_link = _pax_value(payload, b"path"), _pax_value(payload, b"linkpath")
+      elif kind == b"L":
+        long_name = payload.rstrip(b"\0").decode("utf-8", "replace")
+      else:
+        long_link = payload.rstrip(b"\0").decode("utf-8", "replace")
+    elif kind in _REGULAR or kind in _LINKS:
       name = long_name or (header[345:500].rstrip(b"\0") + b"/" * bool(header[345]) +
                            header[:100].rstrip(b"\0")).decode("utf-8", "replace")
-      long_name = None
-      yield name, data, size, data + size > end
-      if data + size > end:
-        return
+      link = long_link or header[157:257].rstrip(b"\0").decode("utf-8", "replace")
+      long_name = long_link = None
+      if kind in _LINKS:
+        target = _link_target(name, link, kind)
+        if target not in stored:
+          raise ArchiveError(f"{archive}: {name} (byte offset {position}) is a link to {link}, "
+                             "which is not stored before it; pack the archive with "
+                             "`tar --hard-dereference --dereference`")
+        yield (name, *stored[target], False)
+      else:
+        stored[posixpath.normpath(name)] = (data, size)
+        yield name, data, size, data + size > end
+        if data + size > end:
+          return
+      size = 0 if kind in _LINKS else size
     position = data + -(-size // BLOCK) * BLOCK
+
+
+def _link_target(name, link, kind):
+  """The normalised name a hard link (relative to the archive) or symlink (to its folder) names."""
+  if kind == b"2":
+    link = posixpath.join(posixpath.dirname(name), link)
+  return posixpath.normpath(link)
 
 
 def sniff_tar(path):

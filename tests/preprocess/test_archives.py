@@ -191,6 +191,37 @@ def test_tar_parser_reads_long_names_and_base256_sizes():
   assert archives._number(b"\x80" + struct.pack(">Q", 9 * 2**30).rjust(11, b"\0")) == 9 * 2**30
 
 
+def _tar_with_links(long_names, link_to="val/a_val_1.JPEG"):
+  """A tar holding one image, a hard link and a symlink to it (GNU tar's way of storing a second
+  name of the same file), with names over 100 bytes when `long_names`."""
+  pad = "x" * 110 if long_names else ""
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    info = tarfile.TarInfo(f"val/a_val_1{pad}.JPEG")
+    info.size = 5
+    tar.addfile(info, io.BytesIO(b"hello"))
+    for kind, name, target in ((tarfile.LNKTYPE, f"val/b_val_2{pad}.JPEG", link_to + pad),
+                               (tarfile.SYMTYPE, f"val/c_val_3{pad}.JPEG", f"a_val_1{pad}.JPEG")):
+      link = tarfile.TarInfo(name)
+      link.type, link.linkname = kind, target.replace(".JPEG" + pad, pad + ".JPEG")
+      tar.addfile(link)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("long_names", [False, True])
+def test_links_in_a_tar_are_read_as_the_file_they_name(long_names):
+  data = _tar_with_links(long_names)
+  members = list(archives.tar_members(io.BytesIO(data), "t", 0, len(data)))
+  assert [name.split("_val_")[0] for name, _, _, _ in members] == ["val/a", "val/b", "val/c"]
+  assert {data[offset:offset + size] for _, offset, size, _ in members} == {b"hello"}
+
+
+def test_a_link_to_a_file_not_stored_before_it_is_one_error():
+  data = _tar_with_links(False, link_to="val/missing.JPEG")
+  with pytest.raises(archives.ArchiveError, match=r"t: val/b_val_2.JPEG .*link to val/missing"):
+    list(archives.tar_members(io.BytesIO(data), "t", 0, len(data)))
+
+
 def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp_path, caplog):
   root, _ = release
   elsewhere = tmp_path / "downloads"

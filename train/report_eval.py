@@ -121,13 +121,8 @@ def _summarise(probabilities, labels):
 def _batches(dataset, manifest, split):
   """The dataset's batches; a read or decode error names the shard at fault (as evaluation does)."""
   iterator = iter(dataset)
-  while True:
-    try:
-      yield next(iterator)
-    except StopIteration:
-      return
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
-      raise input_pipeline.locate_corrupt_shard(manifest, split, err) from None
+  while (batch := evaluation.next_batch(iterator, manifest, split)) is not None:
+    yield batch
 
 
 def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_rows=None,

@@ -3,19 +3,22 @@ r"""Stage-1 speed and memory: the per-image conversion alone vs the whole Beam j
   python -m benchmarks.bench_preprocess [--num_images 3000] [--scale 4] [--work_dir DIR]
 
 Builds ImageNet-like JPEGs (mostly around 500x375, a tail of large ones), then times
-  (a) `convert_image` over every file in a bare single-process loop (read + convert), and
-  (b) `python -m preprocess.build_shards` with its default runner (one worker process per core),
-      wall-clock from launch to exit, start-up included,
-and prints images/s for both and their ratio, and the peak memory (RSS summed over the job's process
-tree), for the input and for an input `--scale` times larger (the same files hard-linked under
-`--scale` names each, so it costs nothing to make). Then (c) the same base images as the
-ILSVRC release ships them, a tar of per-class tars, read in place: images/s against (b), peak memory,
-and the time indexing the archive took.
+  (a)  `convert_image` over every file in a bare single-process loop (read + convert; best of two
+       passes), the baseline of the 1.7x target;
+  (a0) the loop a user writes first (full decode, resize, crop, encode; no draft mode, no statistics),
+       for reference;
+  (b)  `python -m preprocess.build_shards` with its default runner (one worker process per core),
+       wall-clock from launch to exit, start-up included;
+  (c)  the same, on the same images as the ILSVRC release ships them: a tar of per-class tars, read in
+       place (the base size is indexed by the launcher, the larger one by the indexing job);
+each on the base input and on one `--scale` times larger (the same files hard-linked under `--scale`
+names each, so it costs nothing to make). It prints images/s, the peak memory (RSS summed over the
+job's process tree) and, for (c), the time indexing took.
 
-The job pays a fixed start-up (importing TensorFlow and Beam in the launcher and in each worker,
-planning, writing the manifest) that a few thousand images cannot hide but 1.26M images can, so
-besides the end-to-end rate it prints the marginal rate, (N_large - N_base) / (T_large - T_base), the
-throughput of the part of the job that grows with the input, and the start-up that remains.
+The job pays a fixed start-up (starting Beam's workers, planning, writing the manifest) that a few
+thousand images cannot hide but 1.28M images can, so besides the end-to-end rate it prints the
+marginal rate, (N_large - N_base) / (T_large - T_base), the throughput of the part of the job that
+grows with the input, and the start-up that remains.
 Run by hand; not part of the tests.
 """
 
@@ -97,7 +100,12 @@ def pack_archive(root, archive_dir):
       inner = io.BytesIO()
       with tarfile.open(fileobj=inner, mode="w") as tar:
         for name in sorted(os.listdir(os.path.join(root, "train", wnid))):
-          tar.add(os.path.join(root, "train", wnid, name), arcname=name)
+          # Each file's own bytes: `tar.add` would store a second hard link to a file as a link.
+          with open(os.path.join(root, "train", wnid, name), "rb") as f:
+            data = f.read()
+          info = tarfile.TarInfo(name)
+          info.size = len(data)
+          tar.addfile(info, io.BytesIO(data))
       info = tarfile.TarInfo(f"{wnid}.tar")
       info.size = inner.tell()
       inner.seek(0)
@@ -128,49 +136,72 @@ def time_build(root, output_dir):
   return elapsed, peak, float(indexing.group(1)) if indexing else None
 
 
+def time_naive(root):
+  """(a0): images/s of the loop a user writes first: full decode, resize, crop, encode; no draft."""
+  paths = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files]
+  start = time.perf_counter()
+  for path in paths:
+    with Image.open(path) as source:
+      image = source.convert("RGB")
+    scale = 256 / min(image.size)
+    width, height = max(256, round(image.width * scale)), max(256, round(image.height * scale))
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - 256) // 2, (height - 256) // 2
+    image.crop((left, top, left + 256, top + 256)).save(io.BytesIO(), "JPEG", quality=95)
+  return len(paths) / (time.perf_counter() - start)
+
+
 def main(argv):
   del argv
-  base = os.path.join(FLAGS.work_dir, f"in_{FLAGS.num_images}")
-  large = os.path.join(FLAGS.work_dir, f"in_{FLAGS.num_images * FLAGS.scale}")
+  small_count, large_count = FLAGS.num_images, FLAGS.num_images * FLAGS.scale
+  base = os.path.join(FLAGS.work_dir, f"in_{small_count}")
+  large = os.path.join(FLAGS.work_dir, f"in_{small_count}x{FLAGS.scale}")
   if not os.path.isdir(base):
-    make_inputs(base, FLAGS.num_images)
+    make_inputs(base, small_count)
   if not os.path.isdir(large):
     link_copies(base, large, FLAGS.scale)
-  converted = time_conversion(base)
-  small_count, large_count = FLAGS.num_images, FLAGS.num_images * FLAGS.scale
-  small_seconds, peak, _ = time_build(base, os.path.join(FLAGS.work_dir, "out"))
-  large_seconds, peak_large, _ = time_build(large, os.path.join(FLAGS.work_dir, "out_large"))
-  archived = base + "_archived"
-  if not os.path.isdir(archived):
-    pack_archive(base, archived)
-  archive_seconds, peak_archive, indexing = time_build(archived,
-                                                       os.path.join(FLAGS.work_dir, "out_archived"))
-  marginal = (large_count - small_count) / (large_seconds - small_seconds)
-  startup = small_seconds - small_count / marginal
+  for root in (base, large):
+    if not os.path.isdir(root + "_archived"):
+      pack_archive(root, root + "_archived")
+  load = os.getloadavg()[0]
+  # Best of two passes: the least disturbed one, which makes the ratios below the stricter.
+  converted = max(time_conversion(base) for _ in range(2))
+  naive = time_naive(base)
+  runs = {}
+  for form, suffix in (("extracted", ""), ("archived", "_archived")):
+    for count, root in ((small_count, base), (large_count, large)):
+      runs[form, count] = time_build(root + suffix, os.path.join(FLAGS.work_dir, "out"))
   print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"load average before the run {os.getloadavg()[0]:.1f}")
-  print(f"(a) convert_image, one process:            {converted:8.1f} images/s")
-  print("(b) build_shards, default runner, end to end:")
-  print(f"      {small_count:7d} images:                    {small_count / small_seconds:8.1f} "
-        f"images/s  ({small_seconds:.1f} s)")
-  print(f"      {large_count:7d} images:                    {large_count / large_seconds:8.1f} "
-        f"images/s  ({large_seconds:.1f} s)")
-  print(f"    marginal rate:                         {marginal:8.1f} images/s, fixed start-up "
-        f"{startup:.1f} s")
-  print(f"    ratio marginal (b) / (a):              {marginal / converted:8.2f}  (target >= 1.7)")
-  print(f"    peak RSS, {small_count:7d} images:          {peak / 2**20:8.0f} MiB")
-  print(f"    peak RSS, {large_count:7d} images:          {peak_large / 2**20:8.0f} MiB  "
-        f"({peak_large / peak - 1:+.0%}, target within 20%)")
-  print(f"(c) build_shards on the archive form, {small_count} images: "
-        f"{small_count / archive_seconds:8.1f} images/s ({archive_seconds:.1f} s, indexing "
-        f"{indexing:.1f} s), {small_seconds / archive_seconds:.2f}x extracted (goal >= 0.95), "
-        f"peak RSS {peak_archive / 2**20:.0f} MiB")
+        f"load average before the run {load:.1f}")
+  print(f"(a)  convert_image, one process, best of 2: {converted:8.1f} images/s")
+  print(f"(a0) naive Pillow loop, one process:        {naive:8.1f} images/s (no draft, no stats)")
+  marginal = {}
+  for form, letter in (("extracted", "b"), ("archived", "c")):
+    (small_seconds, small_peak, small_index), (large_seconds, large_peak, large_index) = (
+        runs[form, small_count], runs[form, large_count])
+    marginal[form] = (large_count - small_count) / (large_seconds - small_seconds)
+    print(f"({letter})  build_shards, {form} input, default runner, end to end:")
+    for count, (seconds, peak, indexing) in ((small_count, runs[form, small_count]),
+                                             (large_count, runs[form, large_count])):
+      index_note = f", indexing {indexing:.1f} s" if indexing is not None else ""
+      print(f"      {count:7d} images: {count / seconds:8.1f} images/s ({seconds:.1f} s{index_note}), "
+            f"peak RSS {peak / 2**20:.0f} MiB")
+    startup = small_seconds - small_count / marginal[form]
+    print(f"      marginal rate: {marginal[form]:8.1f} images/s, fixed start-up {startup:.1f} s; "
+          f"peak RSS {large_peak / small_peak - 1:+.0%} at {FLAGS.scale}x the images "
+          "(target within 20%)")
+  print(f"ratio (b) marginal / (a):  {marginal['extracted'] / converted:5.2f}  (target >= 1.7)")
+  print(f"ratio (b) marginal / (a0): {marginal['extracted'] / naive:5.2f}")
+  for count in (small_count, large_count):
+    ratio = runs["extracted", count][0] / runs["archived", count][0]
+    print(f"ratio (c) / (b) end to end, {count:7d} images: {ratio:5.2f}  (goal >= 0.95)")
+  print(f"ratio (c) / (b) marginal:               {marginal['archived'] / marginal['extracted']:5.2f}")
 
 
 def define_flags():
   """Defines the flags, only when run as a command, like every entry module."""
   flags.DEFINE_integer("num_images", 3000, "Images in the base input.")
-  flags.DEFINE_integer("scale", 4, "The memory check's larger input is this many times the base.")
+  flags.DEFINE_integer("scale", 4, "The larger input is this many times the base (hard links).")
   flags.DEFINE_string("work_dir", "bench_out", "Scratch folder for inputs and outputs.")
 
 

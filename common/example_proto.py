@@ -22,8 +22,13 @@ _INT64_MAX = (1 << 63) - 1
 _LENGTH_DELIMITED = 2  # wire type of strings, bytes, sub-messages and packed repeated fields
 
 
+_ONE_BYTE = tuple(bytes((value,)) for value in range(0x80))  # most tags and lengths
+
+
 def _varint(value):
   """A non-negative int as a base-128 varint, low groups first."""
+  if value < 0x80:
+    return _ONE_BYTE[value]
   out = bytearray()
   while value > 0x7F:
     out.append((value & 0x7F) | 0x80)
@@ -32,14 +37,23 @@ def _varint(value):
   return bytes(out)
 
 
+def _header(number, length):
+  """Tag and length of a length-delimited field whose payload is `length` bytes."""
+  return _varint(number << 3 | _LENGTH_DELIMITED) + _varint(length)
+
+
 def _field(number, payload):
   """One length-delimited field: tag, length, payload."""
-  return _varint(number << 3 | _LENGTH_DELIMITED) + _varint(len(payload)) + payload
+  return _header(number, len(payload)) + payload
 
 
-def _bytes_feature(value):
-  """Feature{bytes_list: BytesList{value: [value]}}."""
-  return _field(1, _field(1, value))
+def _bytes_feature_head(value):
+  """Feature{bytes_list: BytesList{value: [value]}} up to `value` itself, which follows it.
+
+  Only the headers are built here, so an image's bytes are copied once, into the record.
+  """
+  value_header = _header(1, len(value))
+  return _header(1, len(value_header) + len(value)) + value_header
 
 
 def _int64_feature(key, value):
@@ -52,6 +66,13 @@ def _int64_feature(key, value):
     raise ValueError(f"feature {key!r}: {value} does not fit in int64")
   # Negative values are their 64-bit two's complement, so always ten bytes, as protobuf writes them.
   return _field(3, _field(1, _varint(value & 0xFFFFFFFFFFFFFFFF)))
+
+
+def _map_entry(key, feature_head, payload):
+  """The `Features.feature` entry for key whose Feature is `feature_head + payload`, as two parts."""
+  feature_length = len(feature_head) + len(payload)
+  head = _field(1, key.encode()) + _header(2, feature_length)
+  return _header(1, len(head) + feature_length) + head + feature_head, payload
 
 
 def serialize_example(values, types):
@@ -69,14 +90,14 @@ def serialize_example(values, types):
   """
   if set(values) != set(types):
     raise ValueError(f"expected features {sorted(types)}, got {sorted(values)}")
-  entries = []
+  parts = []
   for key in sorted(values, key=lambda k: k.encode()):
     value = values[key]
     if types[key] is bytes:
       if not isinstance(value, (bytes, bytearray, memoryview)):
         raise ValueError(f"feature {key!r}: expected bytes, got {type(value).__name__}")
-      feature = _bytes_feature(bytes(value))
+      value = bytes(value)
+      parts.extend(_map_entry(key, _bytes_feature_head(value), value))
     else:
-      feature = _int64_feature(key, value)
-    entries.append(_field(1, _field(1, key.encode()) + _field(2, feature)))
-  return _field(1, b"".join(entries))
+      parts.extend(_map_entry(key, _int64_feature(key, value), b""))
+  return b"".join([_header(1, sum(map(len, parts))), *parts])

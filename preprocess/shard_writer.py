@@ -90,7 +90,8 @@ def write_shard(config, spec, entries):
       try:
         image = convert.convert_image(reader.read(relative, location),
                                       image_size=schema.IMAGE_SIZE, encoding=config.encoding,
-                                      quality=config.quality, max_pixels=config.max_pixels)
+                                      quality=config.quality, max_pixels=config.max_pixels,
+                                      stored_pixels=spec.split == "train")
       except convert.SkipImage as e:
         skipped.append((relative, label, e.reason, str(e)))
         continue

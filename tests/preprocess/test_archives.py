@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import struct
+import subprocess
 import tarfile
 import zipfile
 
@@ -14,6 +15,7 @@ import pytest
 
 from preprocess import archives
 from preprocess import build
+from preprocess import indexing
 from sample import make_sample_data
 from preprocess import sources
 from tests import helpers
@@ -82,6 +84,33 @@ def test_every_form_gives_the_extracted_trees_bytes(release, make_form, inputs, 
   assert comparable(tmp_path / "out") == comparable(root / "reference")
   assert tuple(manifest["splits"][split]["input"].split(" ")[0]
                for split in ("train", "validation")) == inputs
+
+
+def _gnu_tar(fmt, folder, path, names=None):
+  """`tar` itself packing a folder: `./`-prefixed names and a directory entry, or the given names."""
+  subprocess.run(["tar", f"--format={fmt}", "-cf", str(path), "-C", str(folder),
+                  *(names or ["."])], check=True)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix", "v7"])
+def test_archives_packed_by_gnu_tar_give_the_extracted_trees_bytes(release, fmt, tmp_path, caplog):
+  """Real downloads are packed by `tar`, not Python: GNU headers, pax headers for every member, or
+  the old v7 format without a magic; with `./` names and directory entries, as `tar -C dir .` does."""
+  root, _ = release
+  tree, form, classes = root / "tree", tmp_path / "form", tmp_path / "classes"
+  os.makedirs(form)
+  os.makedirs(classes)
+  for wnid in sorted(os.listdir(tree / "train")):
+    _gnu_tar(fmt, tree / "train" / wnid, classes / f"{wnid}.tar")
+  _gnu_tar(fmt, classes, form / "ILSVRC2012_img_train.tar", sorted(os.listdir(classes)))
+  _gnu_tar(fmt, tree / "val", form / "ILSVRC2012_img_val.tar")
+  archive_fixtures.pack_devkit(tree, str(form / "ILSVRC2012_devkit_t12.tar.gz"),
+                               "ILSVRC2012_devkit_t12")
+  with caplog.at_level(logging.INFO):
+    manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS)
+  assert comparable(tmp_path / "out") == comparable(root / "reference")
+  assert manifest["splits"]["train"]["input"].startswith("tar ")
+  assert re.search(r"indexed 10 archive units of \S+ in [\d.]+ s \(by the launcher\)", caplog.text)
 
 
 def test_ilsvrc2010_shapes_with_the_published_test_labels(tmp_path):
@@ -191,6 +220,30 @@ def test_tar_parser_reads_long_names_and_base256_sizes():
   assert archives._number(b"\x80" + struct.pack(">Q", 9 * 2**30).rjust(11, b"\0")) == 9 * 2**30
 
 
+def test_tar_headers_summed_as_signed_or_unsigned_bytes_are_both_accepted():
+  """Old tar writers summed the header as signed bytes; a name with non-ASCII bytes tells them
+  apart. Python's tarfile reads both, and so must the index."""
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    info = tarfile.TarInfo("val/caf\u00e9_val_1.JPEG")
+    info.size = 5
+    tar.addfile(info, io.BytesIO(b"hello"))
+  unsigned = bytearray(buffer.getvalue())
+  header = unsigned[:archives.BLOCK]
+  high_bytes = sum(b >= 128 for b in header[:148] + header[156:])
+  assert high_bytes == 2  # the two bytes of "é"
+  signed = bytearray(unsigned)
+  total = int(header[148:154], 8) - 256 * high_bytes
+  signed[148:156] = b"%06o\0 " % total
+  assert tarfile.open(fileobj=io.BytesIO(bytes(signed))).getnames() == [info.name]
+  for data in (bytes(unsigned), bytes(signed)):
+    (name, offset, size, _), = archives.tar_members(io.BytesIO(data), "t", 0, len(data))
+    assert (name, data[offset:offset + size]) == (info.name, b"hello")
+  signed[148:156] = b"%06o\0 " % (total - 1)
+  with pytest.raises(archives.ArchiveError, match="byte offset 0 fails its checksum"):
+    list(archives.tar_members(io.BytesIO(bytes(signed)), "t", 0, len(signed)))
+
+
 def _tar_with_links(long_names, link_to="val/a_val_1.JPEG"):
   """A tar holding one image, a hard link and a symlink to it (GNU tar's way of storing a second
   name of the same file), with names over 100 bytes when `long_names`."""
@@ -222,7 +275,11 @@ def test_a_link_to_a_file_not_stored_before_it_is_one_error():
     list(archives.tar_members(io.BytesIO(data), "t", 0, len(data)))
 
 
-def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp_path, caplog):
+def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp_path, caplog,
+                                                                    monkeypatch):
+  """Indexed by the job, as archives too large for the launcher are (the other tests' archives are
+  small enough for the launcher): the same bytes, and progress while it runs."""
+  monkeypatch.setattr(indexing, "LAUNCHER_MAX_BYTES", 0)
   root, _ = release
   elsewhere = tmp_path / "downloads"
   os.makedirs(elsewhere)
@@ -239,6 +296,7 @@ def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp
   assert manifest["splits"]["validation"]["input"] == f"tar {elsewhere}/v.tar"
   assert comparable(tmp_path / "out") == comparable(root / "reference")
   assert re.search(r"indexing archives: \d+/10 units done", caplog.text)
+  assert "indexed 10 archive units of " in caplog.text and "(by the workers)" in caplog.text
   with pytest.raises(sources.InputError, match="--test_archive .*missing.tar: not found"):
     build.plan_input(build.BuildOptions(str(form), "unused",
                                         archives={"test": str(tmp_path / "missing.tar")}))

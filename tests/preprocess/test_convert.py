@@ -66,6 +66,21 @@ def test_clean_rgb_jpeg():
   assert psnr(result.pixels, reference_crop(decoded(data))) > 35  # only JPEG re-encoding loss
 
 
+@pytest.mark.parametrize("encoding", convert.ENCODINGS)
+def test_stored_pixels_are_left_out_when_not_asked_for(encoding, monkeypatch):
+  """The splits without statistics skip decoding the stored JPEG back; the stored bytes are the same."""
+  data = ugly_images.jpeg(ugly_images.photo("chelsea"))
+  full = convert.convert_image(data, encoding=encoding)
+  decodes = []
+  monkeypatch.setattr(convert, "_decode_stored",
+                      lambda encoded, real=convert._decode_stored: decodes.append(1) or real(encoded))
+  lean = convert.convert_image(data, encoding=encoding, stored_pixels=False)
+  assert lean.pixels is None and decodes == []
+  assert (lean.encoded, lean.original_height, lean.fixes) == (full.encoded, 300, full.fixes)
+  assert convert.convert_image(data, encoding=encoding).pixels is not None
+  assert len(decodes) == (encoding == "jpeg")
+
+
 @pytest.mark.parametrize("size", [(300, 451), (640, 427), (512, 512), (20, 30), (1600, 120),
                                   (120, 1600), (1, 1), (257, 3000)],
                          ids=["portrait", "landscape", "square", "tiny", "panorama",

@@ -9,6 +9,7 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from preprocess import build
+from preprocess import convert
 from preprocess import pipeline
 from preprocess import shard_writer
 
@@ -52,6 +53,21 @@ def test_a_retried_shard_write_gives_the_same_single_file(sample, tmp_path):
   assert os.listdir(tmp_path / build.TMP_NAME) == [f"{spec.file}.skipped.jsonl"]
   records = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
   assert len(records) == first["num_examples"] == len(entries)
+
+
+def test_only_training_shards_decode_their_images_back_for_the_statistics(sample, tmp_path,
+                                                                         monkeypatch):
+  input_dir, info = sample
+  synsets = list(info.classes)
+  config = _config(input_dir, tmp_path, synsets)
+  decodes = []
+  monkeypatch.setattr(convert, "_decode_stored",
+                      lambda encoded, real=convert._decode_stored: decodes.append(1) or real(encoded))
+  for split in ("validation", "train"):
+    entries = [(pipeline.shard_key(3, p), p, synsets.index(w)) for p, w in info.images[split]]
+    result = shard_writer.write_shard(config, shard_writer.ShardSpec(split, 0, 1), entries)
+    assert len(decodes) == (result["num_examples"] if split == "train" else 0)
+    assert (result["stats_file"] is not None) == (split == "train")
 
 
 def test_unreadable_file_is_skipped_with_its_reason(tmp_path):

@@ -113,7 +113,7 @@ def command_line_cluster(tmp_path, worker_args=()):
 
 
 def test_command_line_dask_cluster_runs_the_documented_command(sample, built, tmp_path):
-  """Training images as the release's tar of class tars: indexed and read on the workers."""
+  """Training images as the release's tar of class tars, read by byte ranges on the workers."""
   input_dir, _ = sample
   form = tmp_path / "imagenet"
   shutil.copytree(input_dir / "val", form / "val")

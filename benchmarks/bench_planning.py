@@ -9,7 +9,8 @@ once per form and size in a fresh process, and prints its wall time, the growth 
 RSS over what the imports took, and the size of the path list it holds. The archive form's planning
 includes indexing, a Beam job on the default local runner, the path ImageNet's 140 GB take (these
 archives are small enough for the launcher to index them itself, so that is switched off here). Two
-sizes show whether planning is linear; both are extrapolated to 1,281,167 training images. Run by hand; not part of the tests.
+sizes show whether planning is linear; both are extrapolated to 1,281,167 training images. Run by
+hand; not part of the tests.
 """
 
 import io

@@ -5,12 +5,12 @@ r"""Stage-1 speed and memory: the per-image conversion alone vs the whole Beam j
 Builds ImageNet-like JPEGs (mostly around 500x375, a tail of large ones), then times
   (a)  `convert_image` over every file in a bare single-process loop (read + convert; best of two
        passes), the baseline of the 1.7x target;
-  (a0) the loop a user writes first (full decode, resize, crop, encode; no draft mode, no statistics),
-       for reference;
+  (a0) the loop a user writes first (full decode, resize, crop, encode; no draft mode, no
+       statistics), for reference;
   (b)  `python -m preprocess.build_shards` with its default runner (one worker process per core),
        wall-clock from launch to exit, start-up included;
-  (c)  the same, on the same images as the ILSVRC release ships them: a tar of per-class tars, read in
-       place (the base size is indexed by the launcher, the larger one by the indexing job);
+  (c)  the same, on the same images as the ILSVRC release ships them: a tar of per-class tars, read
+       in place (the base size is indexed by the launcher, the larger one by the indexing job);
 each on the base input and on one `--scale` times larger (the same files hard-linked under `--scale`
 names each, so it costs nothing to make). It prints images/s, the peak memory (RSS summed over the
 job's process tree) and, for (c), the time indexing took.
@@ -177,15 +177,15 @@ def main(argv):
   print(f"(a0) naive Pillow loop, one process:        {naive:8.1f} images/s (no draft, no stats)")
   marginal = {}
   for form, letter in (("extracted", "b"), ("archived", "c")):
-    (small_seconds, small_peak, small_index), (large_seconds, large_peak, large_index) = (
-        runs[form, small_count], runs[form, large_count])
+    (small_seconds, small_peak, _), (large_seconds, large_peak, _) = (runs[form, small_count],
+                                                                      runs[form, large_count])
     marginal[form] = (large_count - small_count) / (large_seconds - small_seconds)
     print(f"({letter})  build_shards, {form} input, default runner, end to end:")
     for count, (seconds, peak, indexing) in ((small_count, runs[form, small_count]),
                                              (large_count, runs[form, large_count])):
       index_note = f", indexing {indexing:.1f} s" if indexing is not None else ""
-      print(f"      {count:7d} images: {count / seconds:8.1f} images/s ({seconds:.1f} s{index_note}), "
-            f"peak RSS {peak / 2**20:.0f} MiB")
+      print(f"      {count:7d} images: {count / seconds:8.1f} images/s ({seconds:.1f} s"
+            f"{index_note}), peak RSS {peak / 2**20:.0f} MiB")
     startup = small_seconds - small_count / marginal[form]
     print(f"      marginal rate: {marginal[form]:8.1f} images/s, fixed start-up {startup:.1f} s; "
           f"peak RSS {large_peak / small_peak - 1:+.0%} at {FLAGS.scale}x the images "
@@ -195,7 +195,8 @@ def main(argv):
   for count in (small_count, large_count):
     ratio = runs["extracted", count][0] / runs["archived", count][0]
     print(f"ratio (c) / (b) end to end, {count:7d} images: {ratio:5.2f}  (goal >= 0.95)")
-  print(f"ratio (c) / (b) marginal:               {marginal['archived'] / marginal['extracted']:5.2f}")
+  archived_marginal = marginal["archived"] / marginal["extracted"]
+  print(f"ratio (c) / (b) marginal:               {archived_marginal:5.2f}")
 
 
 def define_flags():

@@ -69,7 +69,7 @@ def _int64_feature(key, value):
 
 
 def _map_entry(key, feature_head, payload):
-  """The `Features.feature` entry for key whose Feature is `feature_head + payload`, as two parts."""
+  """The `Features.feature` entry of key, as two parts; its Feature is `feature_head + payload`."""
   feature_length = len(feature_head) + len(payload)
   head = _field(1, key.encode()) + _header(2, feature_length)
   return _header(1, len(head) + feature_length) + head + feature_head, payload

@@ -87,7 +87,7 @@ def test_every_form_gives_the_extracted_trees_bytes(release, make_form, inputs, 
 
 
 def _gnu_tar(fmt, folder, path, names=None):
-  """`tar` itself packing a folder: `./`-prefixed names and a directory entry, or the given names."""
+  """`tar` itself packing a folder (`./` names and a directory entry), or the given names in it."""
   subprocess.run(["tar", f"--format={fmt}", "-cf", str(path), "-C", str(folder),
                   *(names or ["."])], check=True)
 
@@ -95,7 +95,7 @@ def _gnu_tar(fmt, folder, path, names=None):
 @pytest.mark.parametrize("fmt", ["gnu", "posix", "v7"])
 def test_archives_packed_by_gnu_tar_give_the_extracted_trees_bytes(release, fmt, tmp_path, caplog):
   """Real downloads are packed by `tar`, not Python: GNU headers, pax headers for every member, or
-  the old v7 format without a magic; with `./` names and directory entries, as `tar -C dir .` does."""
+  the old v7 format without a magic; with `./` names and directory entries (`tar -C dir .`)."""
   root, _ = release
   tree, form, classes = root / "tree", tmp_path / "form", tmp_path / "classes"
   os.makedirs(form)
@@ -111,6 +111,14 @@ def test_archives_packed_by_gnu_tar_give_the_extracted_trees_bytes(release, fmt,
   assert comparable(tmp_path / "out") == comparable(root / "reference")
   assert manifest["splits"]["train"]["input"].startswith("tar ")
   assert re.search(r"indexed 10 archive units of \S+ in [\d.]+ s \(by the launcher\)", caplog.text)
+
+
+def test_only_small_local_archives_are_indexed_by_the_launcher():
+  small, limit = ("/data/train.tar", 0, 1000, "train/n1"), indexing.LAUNCHER_MAX_BYTES
+  assert indexing.in_launcher([small, small])
+  assert not indexing.in_launcher([small, ("/data/train.tar", 1000, 1000 + limit, "train/n2")])
+  # Every header read from object storage is a request: those are always read in parallel.
+  assert not indexing.in_launcher([("gs://bucket/train.tar", 0, 1000, "train/n1")])
 
 
 def test_ilsvrc2010_shapes_with_the_published_test_labels(tmp_path):

@@ -68,12 +68,12 @@ def test_clean_rgb_jpeg():
 
 @pytest.mark.parametrize("encoding", convert.ENCODINGS)
 def test_stored_pixels_are_left_out_when_not_asked_for(encoding, monkeypatch):
-  """The splits without statistics skip decoding the stored JPEG back; the stored bytes are the same."""
+  """Splits without statistics skip decoding the stored JPEG back; the stored bytes are the same."""
   data = ugly_images.jpeg(ugly_images.photo("chelsea"))
   full = convert.convert_image(data, encoding=encoding)
   decodes = []
-  monkeypatch.setattr(convert, "_decode_stored",
-                      lambda encoded, real=convert._decode_stored: decodes.append(1) or real(encoded))
+  real = convert._decode_stored
+  monkeypatch.setattr(convert, "_decode_stored", lambda encoded: decodes.append(1) or real(encoded))
   lean = convert.convert_image(data, encoding=encoding, stored_pixels=False)
   assert lean.pixels is None and decodes == []
   assert (lean.encoded, lean.original_height, lean.fixes) == (full.encoded, 300, full.fixes)

@@ -61,8 +61,8 @@ def test_only_training_shards_decode_their_images_back_for_the_statistics(sample
   synsets = list(info.classes)
   config = _config(input_dir, tmp_path, synsets)
   decodes = []
-  monkeypatch.setattr(convert, "_decode_stored",
-                      lambda encoded, real=convert._decode_stored: decodes.append(1) or real(encoded))
+  real = convert._decode_stored
+  monkeypatch.setattr(convert, "_decode_stored", lambda encoded: decodes.append(1) or real(encoded))
   for split in ("validation", "train"):
     entries = [(pipeline.shard_key(3, p), p, synsets.index(w)) for p, w in info.images[split]]
     result = shard_writer.write_shard(config, shard_writer.ShardSpec(split, 0, 1), entries)

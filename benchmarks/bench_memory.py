@@ -1,11 +1,13 @@
 r"""Stage-1 peak memory at ImageNet's file count, without its pixels.
 
   python -m benchmarks.bench_memory [--num_files 1281000] [--classes 1000] [--valid_every 0]
-                                    [--work_dir DIR]
+                                    [--form tree|tar|zip] [--work_dir DIR]
 
 Builds a training tree of `--num_files` files in `--classes` class folders: empty files (skipped as
 `empty`), except every `--valid_every`-th, which is a hard link to one tiny valid JPEG (so the
-written part costs one small decode each, and the tree costs no disk). Then runs
+written part costs one small decode each, and the tree costs no disk). `--form=tar` packs the same
+files as ILSVRC-2012's training tar of class tars, `--form=zip` as Kaggle's zip (stored, with a
+50,000-image flat validation folder and its `LOC_val_solution.csv`, as Kaggle ships it). Then runs
 `python -m preprocess.build_shards` with its default runner and samples, every 0.1 s, the resident
 memory (RSS) of the launcher and the sum over the launcher and all its descendants. An input that is
 mostly skipped fails the skip guard, as it should; the memory of the run up to that point is what is
@@ -16,7 +18,9 @@ import io
 import os
 import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 
 import psutil
 from absl import app
@@ -49,6 +53,39 @@ def make_tree(root, num_files, classes, valid_every):
   return valid
 
 
+def pack(root, form):
+  """The tree under root as ILSVRC-2012's training tar or Kaggle's zip, in root + "_" + form."""
+  out = f"{root}_{form}"
+  if os.path.isdir(out):
+    return out
+  os.makedirs(out)
+  wnids = sorted(os.listdir(os.path.join(root, "train")))
+  if form == "tar":
+    with tarfile.open(os.path.join(out, "ILSVRC2012_img_train.tar"), "w") as outer:
+      for wnid in wnids:
+        inner = io.BytesIO()
+        with tarfile.open(fileobj=inner, mode="w") as tar:
+          for name in sorted(os.listdir(os.path.join(root, "train", wnid))):
+            tar.add(os.path.join(root, "train", wnid, name), arcname=name)
+        info = tarfile.TarInfo(f"{wnid}.tar")
+        info.size = inner.tell()
+        inner.seek(0)
+        outer.addfile(info, inner)
+    return out
+  prefix = "ILSVRC/Data/CLS-LOC/"
+  with zipfile.ZipFile(os.path.join(out, "imagenet-object-localization-challenge.zip"), "w") as z:
+    for wnid in wnids:
+      for name in sorted(os.listdir(os.path.join(root, "train", wnid))):
+        z.write(os.path.join(root, "train", wnid, name), f"{prefix}train/{wnid}/{name}")
+    rows = []
+    for number in range(1, 50_001):
+      image = f"ILSVRC2012_val_{number:08d}"
+      z.writestr(f"{prefix}val/{image}.JPEG", b"")
+      rows.append(f"{image},{wnids[number % len(wnids)]} 0 0 1 1")
+    z.writestr("LOC_val_solution.csv", "ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+  return out
+
+
 def tree_rss(process):
   """(RSS of the process, RSS summed over it and every descendant), in bytes; 0 for gone ones."""
   total, own = 0, 0
@@ -74,6 +111,10 @@ def main(argv):
     start = time.time()
     valid = make_tree(root, FLAGS.num_files, FLAGS.classes, FLAGS.valid_every)
     print(f"made {FLAGS.num_files} files ({valid} valid) in {time.time() - start:.0f} s")
+  if FLAGS.form != "tree":
+    start = time.time()
+    root = pack(root, FLAGS.form)
+    print(f"packed them as a {FLAGS.form} in {time.time() - start:.0f} s")
   output_dir = os.path.join(FLAGS.work_dir, "out")
   command = [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={root}",
              f"--output_dir={output_dir}", "--overwrite", "--progress_seconds=3600"]
@@ -87,7 +128,7 @@ def main(argv):
       peak_launcher, peak_tree = max(peak_launcher, own), max(peak_tree, total)
       time.sleep(0.1)
   elapsed = time.time() - start
-  print(f"{FLAGS.num_files} files: exit {job.returncode} after {elapsed:.1f} s; peak RSS "
+  print(f"{FLAGS.num_files} files ({FLAGS.form}): exit {job.returncode} after {elapsed:.1f} s; peak RSS "
         f"launcher {peak_launcher / 2**30:.2f} GiB, process tree {peak_tree / 2**30:.2f} GiB "
         f"(log: {log.name})")
 
@@ -98,6 +139,8 @@ def define_flags():
   flags.DEFINE_integer("classes", 1000, "Class folders.", lower_bound=1)
   flags.DEFINE_integer("valid_every", 0, "Every n-th file is a tiny valid JPEG (0: none).",
                        lower_bound=0)
+  flags.DEFINE_enum("form", "tree", ["tree", "tar", "zip"],
+                    "The input as extracted, as the ILSVRC training tar, or as Kaggle's zip.")
   flags.DEFINE_string("work_dir", "/tmp/bench_memory", "Scratch folder (the tree is reused).")
 
 

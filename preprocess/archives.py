@@ -11,8 +11,10 @@ member's local header offset; the reader skips that header and inflates a deflat
 
 Every index entry is (kind, canonical path, location); kind is `image`, `truncated` (its bytes run
 past the end of the archive: skipped with that reason when written) or `ignored` (not an image).
-A location is (source, offset, size, method), method `tar`, `zip0` (stored), `zip8` (deflated) or
-`file` (a whole loose file at a path that is not its canonical one, as in Kaggle's tree).
+A location is (archive, offset, size, method), method `tar`, `zip0` (stored) or `zip8` (deflated).
+The job's entries carry the archive as its index in `BuildConfig.read_from` instead, and use two more
+methods: `truncated`, and `file` for a whole loose file at `join(read_from[n], canonical path)`, as
+in Kaggle's tree.
 """
 
 import json
@@ -251,8 +253,10 @@ def read_compressed_tar(path, wanted):
 class Reader:
   """Reads an image's bytes from its location, keeping a few archives open across calls."""
 
-  def __init__(self, input_dir):
+  def __init__(self, input_dir, read_from=()):
+    """`read_from`: the archives and folders that locations name by their index."""
     self._input_dir = input_dir
+    self._read_from = read_from
     self._open = {}
 
   def read(self, relative, location=()):
@@ -264,12 +268,13 @@ class Reader:
     """
     if not location:
       return sources.read_bytes(sources.join(self._input_dir, relative))
-    source, offset, size, method = location
+    number, offset, size, method = location
+    source = self._read_from[number]
     if method == "truncated":
       raise convert.SkipImage("truncated", f"{source}: the member's {size} bytes at offset "
                               f"{offset} run past the end of the archive")
     if method == "file":
-      return sources.read_bytes(source)
+      return sources.read_bytes(sources.join(source, relative))
     f = self._handle(source)
     if method.startswith("zip"):
       f.seek(offset)

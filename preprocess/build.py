@@ -70,7 +70,7 @@ def plan_input(options, indexer=None):
   Archives are indexed by `indexer` (an `indexing.ArchiveIndexer`), needed only if there are any.
   """
   input_dir = options.input_dir.rstrip("/")
-  found = inputs.find_inputs(input_dir, options.archives, options.devkit_archive)
+  found = inputs.find_inputs(input_dir, options.archives, options.devkit_archive, indexer)
   if "train" not in found.sources:
     if not sources.list_files_exist(input_dir):
       raise BuildError(f"--input_dir {input_dir}: missing or empty")
@@ -205,7 +205,8 @@ def run_build(options, pipeline_options):
   config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir,
                        tmp_dir=join(output_dir, TMP_NAME), synsets=tuple(synsets),
                        encoding=options.encoding, quality=options.quality,
-                       max_pixels=options.max_pixels, seed=options.seed)
+                       max_pixels=options.max_pixels, seed=options.seed,
+                       read_from=tuple(sorted({path for plan in plans for path in plan.read_from})))
   for plan in plans:
     classes = (len({p.split("/")[1] for p in plan.candidates}) if plan.layout == "folders" else
                len(set(plan.ground_truth)))

@@ -35,7 +35,7 @@ class Found:
     devkit: basename -> bytes of meta.mat and ground-truth files from a devkit archive.
     devkit_path: that archive, for messages.
     kaggle_files: basename -> text of the label files inside Kaggle's zip.
-    zip_entries: the zip's index entries, keyed as `kaggle.index_zip` returns them.
+    zip_index_files: the zip's index files, keyed as `kaggle.ZipIndex.index_files`.
     zip_path: that zip, for messages.
     notes: sentences for the summary, e.g. that Kaggle's test/ was ignored.
   """
@@ -43,7 +43,7 @@ class Found:
   devkit: dict = dataclasses.field(default_factory=dict)
   devkit_path: str = None
   kaggle_files: dict = dataclasses.field(default_factory=dict)
-  zip_entries: dict = dataclasses.field(default_factory=dict)
+  zip_index_files: dict = dataclasses.field(default_factory=dict)
   zip_path: str = None
   notes: list = dataclasses.field(default_factory=list)
 
@@ -52,13 +52,15 @@ def _is_devkit_member(base):
   return base == "meta.mat" or base.endswith("_ground_truth.txt")
 
 
-def find_inputs(input_dir, named_archives, devkit_archive=None):
+def find_inputs(input_dir, named_archives, devkit_archive=None, indexer=None):
   """Finds every split's source.
 
   Args:
     input_dir: the input root.
     named_archives: split -> archive path given by a flag (wins over what is found).
     devkit_archive: the devkit's .tar.gz given by a flag, or None.
+    indexer: an `indexing.ArchiveIndexer`, which writes the index of a zip as it is read; needed
+      only if the input holds one.
 
   Returns:
     A `Found`.
@@ -88,13 +90,16 @@ def find_inputs(input_dir, named_archives, devkit_archive=None):
     except OSError:  # a folder
       continue
     if archives.looks_like_zip(head):
-      entries, files = kaggle.index_zip(path)
-      if entries:  # Kaggle's competition zip, not some other zip
-        found.zip_entries, found.kaggle_files, found.zip_path = entries, files, path
+      if indexer is None:
+        raise ValueError(f"{path}: a zip needs an indexer to be planned")
+      index = kaggle.index_zip(path, indexer.write)
+      if index.index_files:  # Kaggle's competition zip, not some other zip
+        found.zip_index_files, found.kaggle_files, found.zip_path = (index.index_files,
+                                                                     index.label_files, path)
       for split in ("train", "validation"):
-        if any(key[0] == split for key in entries):
+        if any(key[0] == split for key in index.index_files):
           candidates[split].append(("zip", path))
-      if ("test", None) in entries:
+      if index.has_test:
         found.notes.append(f"Kaggle's {kaggle.DATA_PREFIX}test/ in {path} was ignored: it has no "
                            "labels")
     elif archives.compression(head):
@@ -146,8 +151,8 @@ def plan_source(input_dir, found, split, classes, labeler, indexer):
                               canonical=canonical if form == "kaggle" else None,
                               source=form)
   if form == "zip":
-    keys = sorted((key for key in found.zip_entries if key[0] == split), key=str)
-    index_files = [indexer.write(found.zip_entries[key]) for key in keys]
+    keys = sorted((key for key in found.zip_index_files if key[0] == split), key=str)
+    index_files = [f for key in keys for f in found.zip_index_files[key]]
   else:
     if form == "class_tars":
       units = [(path, 0, archives.file_size(path), f"train/{_class_of(path)}") for path in where]
@@ -157,19 +162,22 @@ def plan_source(input_dir, found, split, classes, labeler, indexer):
     else:
       units = [(where, 0, archives.file_size(where), canonical)]
     index_files = indexer.index(units)
-  images, ignored = [], []
+  images, ignored, read_from = [], [], set()
   for index_file in index_files:
-    for kind, path, _ in archives.read_index(index_file):
+    for kind, path, location in archives.read_index(index_file):
       (ignored if kind == "ignored" else images).append(path)
+      read_from.add(location[0])
   description = _describe((form, where))
   units = tuple(("index", index_file, canonical) for index_file in index_files)
   if split != "train":
-    return sources.flat_plan(split, canonical, images, ignored, classes, labeler, units,
+    plan = sources.flat_plan(split, canonical, images, ignored, classes, labeler, units,
                              description, description, partial=True)
-  if not images:
+  elif not images:
     raise sources.InputError(f"{description}: no training images found")
-  return sources.SplitPlan(split, canonical, "folders", tuple(sorted(images)),
-                           tuple(sorted(ignored)), (), units, description)
+  else:
+    plan = sources.SplitPlan(split, canonical, "folders", tuple(sorted(images)),
+                             tuple(sorted(ignored)), (), units, description)
+  return dataclasses.replace(plan, read_from=tuple(sorted(read_from)))
 
 
 def _class_of(path):

@@ -8,18 +8,21 @@ token), and an unlabelled `test/`, which is ignored. Canonical paths drop the pr
 
 import collections
 import csv
+import dataclasses
 import io
 import posixpath
-import zipfile
 
 from preprocess import archives
 from preprocess import sources
+from preprocess import zips
 
 DATA_PREFIX = "ILSVRC/Data/CLS-LOC/"
 SOLUTION = "LOC_val_solution.csv"
 SYNSET_MAPPING = "LOC_synset_mapping.txt"
 FOLDERS = {"train": "train", "validation": "val", "test": "test"}
-_METHODS = {zipfile.ZIP_STORED: "zip0", zipfile.ZIP_DEFLATED: "zip8"}
+_METHODS = {0: "zip0", 8: "zip8"}  # stored, deflated
+# A key's entries the launcher keeps before a change of key writes them out (see `index_zip`).
+_FLUSH_AT = 1000
 
 
 def parse_solution(text, name):
@@ -55,42 +58,81 @@ def solution_labeler(text, name):
   return label
 
 
-def index_zip(path):
-  """Indexes the competition's zip from its central directory.
+@dataclasses.dataclass
+class ZipIndex:
+  """What indexing the competition's zip found.
+
+  Attributes:
+    index_files: ("train", wnid) or ("validation", None) -> the index files of its images.
+    label_files: basename -> text of the label files found (`SOLUTION`, `SYNSET_MAPPING`).
+    has_test: whether it holds Kaggle's unlabelled test images (which are not indexed).
+  """
+  index_files: dict
+  label_files: dict
+  has_test: bool
+
+
+def index_zip(path, write):
+  """Indexes the competition's zip from its central directory, streamed (see `zips`).
+
+  Entries go to index files through `write` (entries -> index file) as the directory is read: a
+  class's entries are written once the directory moves on to another key, so the launcher holds a
+  class at a time, not the 1.33M entries, when the zip lists each folder's files together (as zip
+  tools write them); in any other order it holds at most `_FLUSH_AT` entries per key.
 
   Returns:
-    (entries, files): entries maps ("train", wnid) or ("validation", None) to a list of index
-    entries; files maps the basenames of the label files found to their text. Test images are
-    counted under ("test", None) only, as they have no labels.
+    A `ZipIndex`; its `index_files` is empty for a zip that is not Kaggle's.
 
   Raises:
-    archives.ArchiveError: not a readable zip, or a member compressed in a way not supported.
+    archives.ArchiveError: not a readable zip, or a member encrypted or compressed in a way not
+      supported.
   """
-  entries, files = collections.defaultdict(list), {}
+  pending, index_files, label_files = collections.defaultdict(list), collections.defaultdict(list), {}
+  previous, has_test = None, False
   try:
-    with archives.open_range(path) as f, zipfile.ZipFile(f) as z:
-      for info in z.infolist():
-        if info.is_dir():
-          continue
-        base = posixpath.basename(info.filename)
-        if base in (SOLUTION, SYNSET_MAPPING):
-          files[base] = z.read(info).decode("utf-8")
-          continue
-        if not info.filename.startswith(DATA_PREFIX):
-          continue
-        folder, *rest = info.filename[len(DATA_PREFIX):].split("/")
-        split = next((s for s, f in FOLDERS.items() if f == folder), None)
-        if split is None:
-          continue
-        key = (split, rest[0] if split == "train" and len(rest) > 1 else None)
-        canonical = "/".join([folder, *rest])
-        if info.compress_type not in _METHODS:
-          raise archives.ArchiveError(f"{path}: {info.filename} uses compression method "
-                                      f"{info.compress_type}; only stored and deflated are read")
-        flat = len(rest) == (2 if split == "train" else 1)
-        kind = "image" if flat and not sources.is_ignored(base) else "ignored"
-        entries[key].append((kind, canonical, (path, info.header_offset, info.compress_size,
-                                               _METHODS[info.compress_type])))
-  except (zipfile.BadZipFile, OSError, EOFError) as e:
+    for name, offset, size, method, encrypted in zips.members(path):
+      base = posixpath.basename(name)
+      if base in (SOLUTION, SYNSET_MAPPING):
+        label_files[base] = _read_member(name, _location(path, name, offset, size, method,
+                                                         encrypted))
+        continue
+      if not name.startswith(DATA_PREFIX):
+        continue
+      folder, *rest = name[len(DATA_PREFIX):].split("/")
+      split = next((s for s, f in FOLDERS.items() if f == folder), None)
+      has_test = has_test or split == "test"
+      if split in (None, "test"):
+        continue
+      key = (split, rest[0] if split == "train" and len(rest) > 1 else None)
+      if key != previous and len(pending.get(previous, ())) >= _FLUSH_AT:
+        index_files[previous].append(write(pending.pop(previous)))
+      previous = key
+      flat = len(rest) == (2 if split == "train" else 1)
+      kind = "image" if flat and not sources.is_ignored(base) else "ignored"
+      pending[key].append((kind, "/".join([folder, *rest]),
+                           _location(path, name, offset, size, method, encrypted)))
+  except OSError as e:
     raise archives.ArchiveError(f"{path}: not a readable zip ({e})") from None
-  return entries, files
+  for key, entries in pending.items():
+    index_files[key].append(write(entries))
+  return ZipIndex(dict(index_files), label_files, has_test)
+
+
+def _location(path, name, offset, size, method, encrypted):
+  """A member's location for `archives.Reader`; refuses what it could not read."""
+  if encrypted or method not in _METHODS:
+    how = "encrypted" if encrypted else f"compressed with method {method}"
+    raise archives.ArchiveError(f"{path}: {name} is {how}; only stored and deflated members are "
+                                "read")
+  return path, offset, size, _METHODS[method]
+
+
+def _read_member(name, location):
+  """The text of a small member (a label file)."""
+  reader = archives.Reader("", location[:1])
+  try:
+    return reader.read(name, (0, *location[1:])).decode("utf-8")
+  except (ValueError, OSError) as e:  # convert.SkipImage (truncated, not inflatable), not UTF-8
+    raise archives.ArchiveError(f"{location[0]}: cannot read {name}: {e}") from None
+  finally:
+    reader.close()

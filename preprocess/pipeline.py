@@ -39,8 +39,10 @@ class ListFilesFn(beam.DoFn):
   """Lists the images of one folder or archive index and keys each by its global shard index.
 
   Emits (key, canonical path, label) for a file at its canonical path under the input, with the
-  file's location appended otherwise (an archive member, or Kaggle's tree). Ignored files (not
-  images, or nested too deep) are left out here; the driver's listing counts them.
+  file's location appended otherwise (an archive member, or Kaggle's tree), its archive or folder
+  given by its index in `config.read_from`: a number, not a path repeated 1.28M times in what the
+  runner groups and hands to the workers. Ignored files (not images, or nested too deep) are left out
+  here; the driver's listing counts them.
   """
 
   def __init__(self, config, shard_bases, num_shards):
@@ -48,6 +50,7 @@ class ListFilesFn(beam.DoFn):
     self._shard_bases = shard_bases
     self._num_shards = num_shards
     self._labels = {synset: label for label, synset in enumerate(config.synsets)}
+    self._read_from = {path: number for number, path in enumerate(config.read_from)}
     self._listed = Metrics.counter("build_shards", "images_listed")
 
   def process(self, unit):
@@ -69,15 +72,17 @@ class ListFilesFn(beam.DoFn):
 
   def _list_folder(self, folder, canonical):
     """(canonical path, location) of the images of a folder, sorted."""
-    root = join(self._config.input_dir, folder)
-    return [(f"{canonical}/{p}", () if canonical == folder else (join(root, p), 0, 0, "file"))
-            for p in sources.list_files(root) if "/" not in p and not sources.is_ignored(p)]
+    location = () if canonical == folder else (
+        self._read_from[sources.tree_root(self._config.input_dir, folder, canonical)], 0, 0, "file")
+    return [(f"{canonical}/{p}", location)
+            for p in sources.list_files(join(self._config.input_dir, folder))
+            if "/" not in p and not sources.is_ignored(p)]
 
-  @staticmethod
-  def _list_index(index_file):
+  def _list_index(self, index_file):
     """(canonical path, location) of the images of an archive index, sorted."""
-    return sorted((path, location[:3] + ("truncated",) if kind == "truncated" else location)
-                  for kind, path, location in archives.read_index(index_file)
+    return sorted((path, (self._read_from[source], offset, size,
+                          "truncated" if kind == "truncated" else method))
+                  for kind, path, (source, offset, size, method) in archives.read_index(index_file)
                   if kind != "ignored")
 
 

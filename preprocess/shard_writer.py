@@ -35,6 +35,9 @@ class BuildConfig:
   quality: int
   max_pixels: int
   seed: int
+  # The archives (and Kaggle's image folder) images are read from: an image's location names one by
+  # its index here, so the 1.28M grouped entries do not each carry the archive's path.
+  read_from: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +87,7 @@ def write_shard(config, spec, entries):
   digest, size = hashlib.sha256(), 0
   class_counts, skipped, repaired = collections.Counter(), [], []
   image_stats = stats_lib.ImageStats((schema.IMAGE_SIZE, schema.IMAGE_SIZE, schema.CHANNELS))
-  reader = archives.Reader(config.input_dir)
+  reader = archives.Reader(config.input_dir, config.read_from)
   with FileSystems.create(temp_path) as out:
     for _, relative, label, *location in sorted(entries):
       try:

@@ -46,6 +46,8 @@ class SplitPlan:
     units: the pipeline's listing units: ("folder", folder under the input, canonical folder) or
       ("index", index file, canonical folder).
     source: how the split was given, e.g. "extracted" or "tar ILSVRC2012_img_val.tar".
+    read_from: the archives its images are read from, or the folder its canonical paths start in
+      when that is not the input (`tree_root`); empty for an extracted tree.
   """
   name: str
   folder: str
@@ -55,6 +57,7 @@ class SplitPlan:
   ground_truth: tuple = ()
   units: tuple = ()
   source: str = "extracted"
+  read_from: tuple = ()
 
 
 def is_ignored(relative_path):
@@ -62,6 +65,15 @@ def is_ignored(relative_path):
   name = posixpath.basename(relative_path).lower()
   return (name.startswith(".") or name in _IGNORED_NAMES or
           posixpath.splitext(name)[1] in _IGNORED_SUFFIXES)
+
+
+def tree_root(input_dir, folder, canonical):
+  """Where canonical paths start in a tree whose folders are not canonical: Kaggle's
+  `ILSVRC/Data/CLS-LOC` for its `ILSVRC/Data/CLS-LOC/train` (canonical `train`). The file of
+  canonical path `train/<wnid>/<file>` is `join(tree_root(...), "train/<wnid>/<file>")`."""
+  if not folder.endswith(canonical):
+    raise ValueError(f"{folder} does not end with its canonical folder {canonical}")
+  return join(input_dir, folder[:len(folder) - len(canonical)].rstrip("/"))
 
 
 def join(base, relative):
@@ -129,11 +141,15 @@ def plan_split(input_dir, split, folder, classes=None, labeler=None, canonical=N
         raise InputError(f"{join(root, unknown[0])}: class folder {unknown[0]!r} is not a "
                          f"training class ({len(unknown)} unknown in {folder}/)")
     units = tuple(("folder", f"{folder}/{w}", f"{canonical}/{w}") for w in wnids)
-    return SplitPlan(split, canonical, "folders", tuple(nested), tuple(ignored), (), units, source)
-  if not flat:
+    plan = SplitPlan(split, canonical, "folders", tuple(nested), tuple(ignored), (), units, source)
+  elif not flat:
     raise InputError(f"{root}: no image files or class folders found")
-  return flat_plan(split, canonical, flat, ignored, classes, labeler,
-                   (("folder", folder, canonical),), source, root)
+  else:
+    plan = flat_plan(split, canonical, flat, ignored, classes, labeler,
+                     (("folder", folder, canonical),), source, root)
+  if canonical == folder:
+    return plan
+  return dataclasses.replace(plan, read_from=(tree_root(input_dir, folder, canonical),))
 
 
 def flat_plan(split, canonical, images, ignored, classes, labeler, units, source, where,

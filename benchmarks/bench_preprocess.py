@@ -3,8 +3,8 @@ r"""Stage-1 speed and memory: the per-image conversion alone vs the whole Beam j
   python -m benchmarks.bench_preprocess [--num_images 3000] [--scale 4] [--work_dir DIR]
 
 Builds ImageNet-like JPEGs (mostly around 500x375, a tail of large ones), then times
-  (a)  `convert_image` over every file in a bare single-process loop (read + convert; best of two
-       passes), the baseline of the 1.7x target;
+  (a)  `convert_image` over every file in a bare single-process loop (read + convert), once before
+       and once after the builds, the mean being the baseline of the 1.7x target;
   (a0) the loop a user writes first (full decode, resize, crop, encode; no draft mode, no
        statistics), for reference;
   (b)  `python -m preprocess.build_shards` with its default runner (one worker process per core),
@@ -12,7 +12,8 @@ Builds ImageNet-like JPEGs (mostly around 500x375, a tail of large ones), then t
   (c)  the same, on the same images as the ILSVRC release ships them: a tar of per-class tars, read
        in place (the base size is indexed by the launcher, the larger one by the indexing job);
 each on the base input and on one `--scale` times larger (the same files hard-linked under `--scale`
-names each, so it costs nothing to make). It prints images/s, the peak memory (RSS summed over the
+names each, so it costs nothing to make), (b) and (c) alternating so that a machine whose speed
+drifts (a shared host) moves both alike. It prints images/s, the peak memory (RSS summed over the
 job's process tree) and, for (c), the time indexing took.
 
 The job pays a fixed start-up (starting Beam's workers, planning, writing the manifest) that a few
@@ -164,16 +165,18 @@ def main(argv):
     if not os.path.isdir(root + "_archived"):
       pack_archive(root, root + "_archived")
   load = os.getloadavg()[0]
-  # Best of two passes: the least disturbed one, which makes the ratios below the stricter.
-  converted = max(time_conversion(base) for _ in range(2))
+  before = time_conversion(base)
   naive = time_naive(base)
   runs = {}
-  for form, suffix in (("extracted", ""), ("archived", "_archived")):
-    for count, root in ((small_count, base), (large_count, large)):
+  for count, root in ((small_count, base), (large_count, large)):
+    for form, suffix in (("extracted", ""), ("archived", "_archived")):
       runs[form, count] = time_build(root + suffix, os.path.join(FLAGS.work_dir, "out"))
+  after = time_conversion(base)
+  converted = (before + after) / 2
   print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"load average before the run {load:.1f}")
-  print(f"(a)  convert_image, one process, best of 2: {converted:8.1f} images/s")
+  print(f"(a)  convert_image, one process:            {converted:8.1f} images/s (mean of "
+        f"{before:.1f} before and {after:.1f} after the builds)")
   print(f"(a0) naive Pillow loop, one process:        {naive:8.1f} images/s (no draft, no stats)")
   marginal = {}
   for form, letter in (("extracted", "b"), ("archived", "c")):

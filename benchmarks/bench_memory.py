@@ -18,7 +18,6 @@ import io
 import os
 import subprocess
 import sys
-import tarfile
 import time
 import zipfile
 
@@ -26,6 +25,8 @@ import psutil
 from absl import app
 from absl import flags
 from PIL import Image
+
+from tests.preprocess import archive_fixtures
 
 FLAGS = flags.FLAGS
 
@@ -61,16 +62,7 @@ def pack(root, form):
   os.makedirs(out)
   wnids = sorted(os.listdir(os.path.join(root, "train")))
   if form == "tar":
-    with tarfile.open(os.path.join(out, "ILSVRC2012_img_train.tar"), "w") as outer:
-      for wnid in wnids:
-        inner = io.BytesIO()
-        with tarfile.open(fileobj=inner, mode="w") as tar:
-          for name in sorted(os.listdir(os.path.join(root, "train", wnid))):
-            tar.add(os.path.join(root, "train", wnid, name), arcname=name)
-        info = tarfile.TarInfo(f"{wnid}.tar")
-        info.size = inner.tell()
-        inner.seek(0)
-        outer.addfile(info, inner)
+    archive_fixtures.pack_train_tar(root, os.path.join(out, "ILSVRC2012_img_train.tar"))
     return out
   prefix = "ILSVRC/Data/CLS-LOC/"
   with zipfile.ZipFile(os.path.join(out, "imagenet-object-localization-challenge.zip"), "w") as z:

@@ -28,7 +28,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import time
 
 import numpy as np
@@ -39,6 +38,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from preprocess import convert
+from tests.preprocess import archive_fixtures
 
 FLAGS = flags.FLAGS
 
@@ -94,23 +94,10 @@ def time_conversion(root):
 
 
 def pack_archive(root, archive_dir):
-  """(c)'s input: root/train/<wnid>/* as archive_dir/train.tar of <wnid>.tar, as ILSVRC ships it."""
+  """(c)'s input: root/train/<wnid>/* as archive_dir/train.tar of <wnid>.tar, as ILSVRC ships it,
+  packed as the tests pack it (each file's own bytes, so hard-linked copies are not links)."""
   os.makedirs(archive_dir)
-  with tarfile.open(os.path.join(archive_dir, "train.tar"), "w") as outer:
-    for wnid in sorted(os.listdir(os.path.join(root, "train"))):
-      inner = io.BytesIO()
-      with tarfile.open(fileobj=inner, mode="w") as tar:
-        for name in sorted(os.listdir(os.path.join(root, "train", wnid))):
-          # Each file's own bytes: `tar.add` would store a second hard link to a file as a link.
-          with open(os.path.join(root, "train", wnid, name), "rb") as f:
-            data = f.read()
-          info = tarfile.TarInfo(name)
-          info.size = len(data)
-          tar.addfile(info, io.BytesIO(data))
-      info = tarfile.TarInfo(f"{wnid}.tar")
-      info.size = inner.tell()
-      inner.seek(0)
-      outer.addfile(info, inner)
+  archive_fixtures.pack_train_tar(root, os.path.join(archive_dir, "train.tar"))
 
 
 def time_build(root, output_dir):

@@ -81,7 +81,7 @@ def plan_here(input_dir):
   indexing.LAUNCHER_MAX_BYTES = 0  # index as ImageNet is: by the job's workers
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   options = build.BuildOptions(input_dir, input_dir + "_out")
-  indexer = indexing.ArchiveIndexer(os.path.join(input_dir + "_out", build.INDEX_NAME),
+  indexer = indexing.ArchiveIndexer(os.path.join(input_dir + "_out", output_folder.INDEX_NAME),
                                     PipelineOptions(runners.with_default_runner([])), 3600)
   start = time.perf_counter()
   _, _, plans, _ = build.plan_input(options, indexer)

@@ -16,6 +16,7 @@ Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
                     layout, input, files_seen, skipped, repaired, ignored}},
   skipped [{split, path, reason, detail}], repaired [{split, path, fix}], ignored, ignored_files,
   stats {mean_file, num_images, channel_mean, rgb_covariance, rgb_eigval, rgb_eigvec},
+  resume {kept_shards, kept_images, num_shards, rebuilt},
   args
 
 Counts are integers and paths relative to the dataset directory. `encoding` is "JPEG" or "RAW",
@@ -25,8 +26,11 @@ the form the split was read from ("extracted", "kaggle", "tar ILSVRC2012_img_val
 fix, while the top-level `repaired` lists every fix. The top-level `ignored` counts `ignored_files`.
 `stats` describe the written training images in 0..255 pixel units; eigenvalues are in descending
 order and `rgb_eigvec[i][j]` is component i (R, G, B) of eigenvector j; they are empty in a failed
-build's report.json, where no training image was written. `args` holds the resolved options of the
-run that wrote the manifest.
+build's report.json, where no training image was written. `resume` says what the run kept of a
+stopped earlier one: shards and images kept as they were, of all shards, and in `rebuilt`
+({reason: count}) the shards an earlier run had finished that were converted again (zeros and an
+empty `rebuilt` for a build from nothing). `args` holds the resolved options of the run that wrote the manifest. The manifests of two
+builds of the same input differ only in `args` and `resume`.
 
 The readers (`load`, `read_mean_image`, `file_sha256`, `join`) go through `tf.io.gfile` and import
 TensorFlow inside the function: the build only writes, through Beam's `FileSystems`, and so never
@@ -51,7 +55,7 @@ LAYOUTS = ("folders", "flat")
 
 # The layout, once: the builders below produce exactly these keys and `check_layout` accepts only them.
 TOP_KEYS = ("schema_version", "image_size", "encoding", "label_base", "classes", "splits", "skipped",
-            "repaired", "ignored", "ignored_files", "stats", "args")
+            "repaired", "ignored", "ignored_files", "stats", "resume", "args")
 CLASS_KEYS = ("label", "synset", "name")
 SPLIT_KEYS = ("num_examples", "class_counts", "shards", "layout", "input", "files_seen", "skipped",
               "repaired", "ignored")
@@ -59,6 +63,7 @@ SHARD_KEYS = ("file", "num_examples", "size_bytes", "sha256")
 SKIPPED_KEYS = ("split", "path", "reason", "detail")
 REPAIRED_KEYS = ("split", "path", "fix")
 STATS_KEYS = ("mean_file", "num_images", "channel_mean", "rgb_covariance", "rgb_eigval", "rgb_eigvec")
+RESUME_KEYS = ("kept_shards", "kept_images", "num_shards", "rebuilt")
 
 
 class ManifestError(ValueError):
@@ -118,8 +123,24 @@ def make_split(shards, class_counts, layout="folders", input_form="extracted", s
           "repaired": repaired, "ignored": ignored}
 
 
+def make_resume(kept_shards=0, kept_images=0, num_shards=0, rebuilt=None):
+  """The `resume` entry: what a build kept of an earlier, stopped one.
+
+  Args:
+    kept_shards: shards an earlier run had finished, verified and kept as they were.
+    kept_images: the records in those shards.
+    num_shards: all shards of the dataset.
+    rebuilt: {reason: count} of shards an earlier run had finished that were converted again.
+
+  Returns:
+    A dict with `RESUME_KEYS`.
+  """
+  return {"kept_shards": int(kept_shards), "kept_images": int(kept_images),
+          "num_shards": int(num_shards), "rebuilt": dict(sorted((rebuilt or {}).items()))}
+
+
 def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), repaired=(),
-                  ignored_files=(), stats=None, args=None):
+                  ignored_files=(), stats=None, resume=None, args=None):
   """The whole manifest.
 
   Args:
@@ -132,6 +153,7 @@ def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), r
     repaired: dicts with `REPAIRED_KEYS`, one per fix.
     ignored_files: paths of the ignored files.
     stats: `STATS_KEYS` of the training images, or None when none was written.
+    resume: a `make_resume` dict (default: nothing kept).
     args: the run's resolved options.
 
   Returns:
@@ -154,7 +176,10 @@ def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), r
       "skipped": sorted(skipped, key=lambda s: (s["split"], s["path"])),
       "repaired": sorted(repaired, key=lambda r: (r["split"], r["path"], r["fix"])),
       "ignored": len(ignored_files), "ignored_files": sorted(ignored_files),
-      "stats": dict(stats or {}), "args": dict(args or {}),
+      "stats": dict(stats or {}),
+      "resume": dict(resume or make_resume(
+          num_shards=sum(len(info["shards"]) for info in splits.values()))),
+      "args": dict(args or {}),
   }
 
 
@@ -178,6 +203,7 @@ def check_layout(manifest, where=MANIFEST_NAME):
     _check_keys(entry, REPAIRED_KEYS, f"{where}: repaired")
   if manifest["stats"]:
     _check_keys(manifest["stats"], STATS_KEYS, f"{where}: stats")
+  _check_keys(manifest["resume"], RESUME_KEYS, f"{where}: resume")
 
 
 def _check_keys(entry, keys, where):
@@ -269,6 +295,9 @@ def parse(text, path):
     for info in splits.values():
       if isinstance(info, dict):  # Written before archives could be read: an extracted folder.
         info.setdefault("input", "extracted")
+  if isinstance(splits, dict) and "resume" not in data:  # Written before builds could resume.
+    data["resume"] = make_resume(num_shards=sum(
+        len(info.get("shards", [])) for info in splits.values() if isinstance(info, dict)))
   check_layout(data, path)
   return data
 

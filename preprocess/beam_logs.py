@@ -14,10 +14,15 @@ mechanisms quiet them:
     find cuda drivers`) by local worker processes, which inherit our stderr: a filter on that file
     descriptor, which drops exactly those lines and passes everything else (tracebacks, real
     warnings) through.
+When a job stops (a lost worker, Ctrl-C), Beam's threads and the other workers print tracebacks that
+only repeat it: from the first traceback line the filter holds what it is given (`Relay`) until
+the launcher knows what happened, then drops it behind one line (`preprocess/faults.py`) or, for any
+other failure, prints it after all.
 Set ALEXNET_FULL_LOGS=1 to get every line back (`common.quiet`, which also quiets TensorFlow's C++
 start-up lines through TF_CPP_MIN_LOG_LEVEL, inherited by the worker processes).
 """
 
+import collections
 import contextlib
 import logging
 import os
@@ -48,10 +53,84 @@ def harness_options():
   return [] if full_logs() else list(HARNESS_OPTIONS)
 
 
+# A traceback's first line, or a worker's shell reporting it was killed: from here on stderr is held
+# until the job's fate is known (see `Relay`).
+_TRACEBACK_STARTS = (b"Traceback (most recent call last):", b"Exception in thread ")
+_SHELL_REPORTS = (b"Killed\n", b"Terminated\n", b"Segmentation fault\n", b"Aborted\n")
+# What a held stderr keeps for a failure that turns out not to be a stop: the last lines.
+_HELD_LINES = 2000
+
+
+class Relay:
+  """Where stderr goes while `filtered_stderr` is active: passed through, or held.
+
+  A stopped job (a lost worker, Ctrl-C) makes Beam's threads and the other workers print tracebacks
+  that only repeat that it stopped, so from the first traceback, or when told (`hold`), lines are
+  held back: `discard` drops them once the stop is explained in one line, `release` prints them
+  when the failure is something else, or the job went on to succeed.
+  """
+
+  def __init__(self, original):
+    self.original = original
+    self._lock = threading.Lock()
+    self._held = None  # None: passing through; else a bounded deque of held lines
+    self._discarding = False
+
+  def hold(self):
+    with self._lock:
+      if self._held is None:
+        self._held = collections.deque(maxlen=_HELD_LINES)
+
+  def discard(self):
+    """Drops what is held and everything written from now on."""
+    with self._lock:
+      self._held = collections.deque(maxlen=1)
+      self._discarding = True
+
+  def release(self):
+    """Writes what is held, and passes lines through again."""
+    with self._lock:
+      held, self._held, self._discarding = self._held, None, False
+    for line in held or ():
+      while line:
+        line = line[os.write(self.original, line):]
+
+  def relay(self, line, out):
+    if any(text in line for text in _PRE_OPTIONS_LINES) or _PRE_INIT_NATIVE_LINE.match(line):
+      return
+    with self._lock:
+      if self._held is None and (line.startswith(_TRACEBACK_STARTS) or line in _SHELL_REPORTS):
+        self._held = collections.deque(maxlen=_HELD_LINES)
+      if self._held is not None:
+        if not self._discarding:
+          self._held.append(line)
+        return
+    out.write(line)
+    out.flush()
+
+
+class _NoRelay:
+  """What `relay()` returns when stderr is not filtered (full logs, or tests in one process)."""
+
+  def hold(self):
+    pass
+
+  discard = release = hold
+
+
+_active = _NoRelay()
+
+
+def relay():
+  """The active `Relay` (a no-op one outside `filtered_stderr` or with full logs)."""
+  return _active
+
+
 @contextlib.contextmanager
 def filtered_stderr():
   """Drops Beam's pre-options start-up lines from everything written to stderr meanwhile, by this
   process or by the worker processes it starts (they inherit the file descriptor)."""
+  global _active
   if full_logs():
     yield
     return
@@ -60,17 +139,15 @@ def filtered_stderr():
   read_end, write_end = os.pipe()
   os.dup2(write_end, 2)
   os.close(write_end)
+  _active = Relay(original)
 
-  def relay():
+  def pump(relay_to):
     # A buffered writer, because os.write may write only part of a long line.
     with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(original), "wb") as out:
       for line in pipe:
-        if not (any(text in line for text in _PRE_OPTIONS_LINES)
-                or _PRE_INIT_NATIVE_LINE.match(line)):
-          out.write(line)
-          out.flush()
+        relay_to.relay(line, out)
 
-  relay_thread = threading.Thread(target=relay, name="stderr_filter", daemon=True)
+  relay_thread = threading.Thread(target=pump, args=(_active,), name="stderr_filter", daemon=True)
   relay_thread.start()
   try:
     yield
@@ -78,4 +155,13 @@ def filtered_stderr():
     sys.stderr.flush()
     os.dup2(original, 2)  # closes our write end; the relay ends once the workers' copies close
     relay_thread.join(timeout=10)
+    _active.release()
+    _active = _NoRelay()
     os.close(original)
+
+
+def restore_stderr():
+  """Points this process's stderr back at the terminal at once (a stop about to exit the process)."""
+  if isinstance(_active, Relay):
+    sys.stderr.flush()
+    os.dup2(_active.original, 2)

@@ -5,31 +5,30 @@ The launching process does only cheap work (listing paths, reading small metadat
 the manifest); the images are read and written by the pipeline's workers.
 """
 
+import collections
 import dataclasses
 import math
-import re
 import time
 
 import apache_beam as beam
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
-from common import manifest as manifest_lib
 from preprocess import devkit
+from preprocess import faults
 from preprocess import indexing
 from preprocess import inputs
 from preprocess import kaggle
+from preprocess import output_folder
 from preprocess import pipeline as pipeline_lib
 from preprocess import report
+from preprocess import resume
 from preprocess import sources
+from preprocess.errors import BuildError
 from preprocess.shard_writer import BuildConfig
 from preprocess.shard_writer import ShardSpec
 from preprocess.sources import join
 
-TMP_NAME = ".build_tmp"
-INDEX_NAME = ".build_index"  # the archive index: written while planning, before TMP_NAME is cleared
-REPORT_NAME = "report.json"
-_OUTPUT_FILE = re.compile(r"^((train|validation|test)-\d{5}-of-\d{5}\.tfrecord|mean\.npy|report\.json)$")
 # Default shard size target, and bytes a record takes (measured on the sample data: a 256x256 JPEG at
 # quality 95 of a typical ImageNet photo is 40-60 KB; raw is exactly 196,608 bytes plus ~200 of header).
 TARGET_SHARD_BYTES = 150 * 2**20
@@ -39,10 +38,6 @@ MIN_SHARDS_FOR_PARALLELISM = 8
 # ImageNet itself has no unusable file once the gzip-wrapped one is repaired; more than this is worth
 # a look even when it is not enough to fail the run.
 WARN_SKIP_FRACTION = 0.01
-
-
-class BuildError(ValueError):
-  """A user-facing failure of the build, with a one-line message."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +124,11 @@ def _labeler(options, input_dir, found, split, meta):
 
 
 def choose_num_shards(plan, options):
-  """Shard count for a split: the flag, or ~150 MB shards with enough shards to use every core."""
+  """Shard count for a split: the flag, or ~150 MB shards with enough shards to use every core.
+
+  Returns:
+    (count, [files listed for each shard]).
+  """
   count = len(plan.candidates)
   requested = options.num_shards.get(plan.name)
   if requested:
@@ -140,37 +139,15 @@ def choose_num_shards(plan, options):
   else:
     by_size = math.ceil(count * RECORD_BYTES[options.encoding] / TARGET_SHARD_BYTES)
     num_shards = max(1, by_size, min(MIN_SHARDS_FOR_PARALLELISM, count // MIN_IMAGES_PER_SHARD))
+  keys = [pipeline_lib.shard_key(options.seed, p) for p in plan.candidates]
   while True:
-    used = {pipeline_lib.shard_key(options.seed, p) % num_shards for p in plan.candidates}
-    if len(used) == num_shards:
-      return num_shards
+    listed = collections.Counter(key % num_shards for key in keys)
+    if len(listed) == num_shards:
+      return num_shards, [listed[index] for index in range(num_shards)]
     if requested:
       raise BuildError(f"--num_shards_{plan.name}={requested} leaves a shard empty for "
                        f"{count} images; use fewer shards")
     num_shards -= 1
-
-
-def check_output_dir(output_dir, overwrite):
-  """Refuses a complete dataset without --overwrite; True if there is one to replace."""
-  if not FileSystems.exists(join(output_dir, manifest_lib.MANIFEST_NAME)):
-    return False
-  if not overwrite:
-    raise BuildError(report.refusal_message(output_dir))
-  return True
-
-
-def prepare_output_dir(output_dir, overwrite):
-  """Refuses a complete dataset without --overwrite; removes the manifest first, then our files."""
-  manifest_path = join(output_dir, manifest_lib.MANIFEST_NAME)
-  if check_output_dir(output_dir, overwrite):
-    # First, so that a crash from here on can never leave a manifest describing stale shards.
-    FileSystems.delete([manifest_path])
-  stale = [m.path for m in FileSystems.match([join(output_dir, "*")])[0].metadata_list
-           if _OUTPUT_FILE.match(m.path.replace("\\", "/").rsplit("/", 1)[-1])]
-  stale += [m.path for m in FileSystems.match([join(output_dir, TMP_NAME) + "/**"])[0].metadata_list]
-  if stale:
-    logging.info("Removing %d files of an earlier run from %s", len(stale), output_dir)
-    FileSystems.delete(stale)
 
 
 def run_build(options, pipeline_options):
@@ -190,20 +167,22 @@ def run_build(options, pipeline_options):
   start = time.time()
   output_dir = options.output_dir.rstrip("/")
   # Before indexing, which writes into the output folder.
-  check_output_dir(output_dir, options.overwrite)
-  indexer = indexing.ArchiveIndexer(join(output_dir, INDEX_NAME), pipeline_options,
+  output_folder.check(output_dir, options.overwrite)
+  indexer = indexing.ArchiveIndexer(join(output_dir, output_folder.INDEX_NAME), pipeline_options,
                                     options.progress_seconds)
   synsets, names, plans, notes = plan_input(options, indexer)
   for split, count in options.num_shards.items():
     if count and split not in {plan.name for plan in plans}:
       raise BuildError(f"--num_shards_{split}={count}, but --input_dir has no {split} split")
-  specs = [ShardSpec(plan.name, index, num_shards)
-           for plan in plans
-           for num_shards in [choose_num_shards(plan, options)]
-           for index in range(num_shards)]
-  prepare_output_dir(output_dir, options.overwrite)
+  specs, listed = [], {}
+  for plan in plans:
+    num_shards, counts = choose_num_shards(plan, options)
+    for index, count in enumerate(counts):
+      specs.append(ShardSpec(plan.name, index, num_shards))
+      listed[specs[-1].file] = count
+  output_folder.prepare(output_dir, options.overwrite)
   config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir,
-                       tmp_dir=join(output_dir, TMP_NAME), synsets=tuple(synsets),
+                       tmp_dir=join(output_dir, output_folder.TMP_NAME), synsets=tuple(synsets),
                        encoding=options.encoding, quality=options.quality,
                        max_pixels=options.max_pixels, seed=options.seed,
                        read_from=tuple(sorted({path for plan in plans for path in plan.read_from})))
@@ -213,33 +192,49 @@ def run_build(options, pipeline_options):
     logging.info("%s (%s): %d images in %d classes (%s layout), %d ignored files, %d shards",
                  plan.name, plan.source, len(plan.candidates), classes, plan.layout,
                  len(plan.ignored), sum(s.split == plan.name for s in specs))
-  total_images = sum(len(plan.candidates) for plan in plans)
-  progress = report.ProgressReporter(output_dir, specs, total_images, options.progress_seconds)
+  likely_kept, before = resume.survey(config, specs)
+  if likely_kept:
+    logging.info("resuming: %d of %d shards (%d images) were finished by an earlier run with these "
+                 "options; the job verifies each (SHA-256, inputs) and keeps it, and converts the "
+                 "rest", len(likely_kept), len(specs), sum(likely_kept.values()))
+  progress = report.ProgressReporter(config, {f: n for f, n in listed.items()
+                                              if f not in likely_kept}, before,
+                                     options.progress_seconds)
   progress.start()
+
+  def kept_so_far():
+    done = resume.count_finished(config, specs)
+    return f"{done} of {len(specs)} shards are complete and kept in {output_dir}"
+
   try:
-    with beam.Pipeline(options=pipeline_options) as root:
-      pipeline_lib.build(root, config, plans, specs)
+    with faults.watch(kept_so_far):
+      with beam.Pipeline(options=pipeline_options) as root:
+        pipeline_lib.build(root, config, plans, specs)
   finally:
     progress.stop()
+  total_images = sum(listed.values())
   manifest, mean_image, skips = report.assemble_manifest(config, names, plans, specs, options)
   skipped = skips.count
   fraction = skipped / max(1, total_images)
+  report_path = join(output_dir, output_folder.REPORT_NAME)
   if fraction > options.max_skip_fraction:
-    report.write_json(join(output_dir, REPORT_NAME), manifest, skips)
+    report.write_json(report_path, manifest, skips)
     raise BuildError(f"{skipped} of {total_images} images ({fraction:.1%}) could not be used, more "
-                     f"than --max_skip_fraction={options.max_skip_fraction}; see "
-                     f"{join(output_dir, REPORT_NAME)} (is --input_dir the right folder?)")
+                     f"than --max_skip_fraction={options.max_skip_fraction}; see {report_path} "
+                     "(is --input_dir the right folder?)")
   if mean_image is None:
     raise BuildError(f"--input_dir {options.input_dir}: no training image could be written")
   empty_shard = report.empty_shard_error(manifest, plans, options.seed, skips)
   if empty_shard:  # Fail rather than re-plan: an explicit count is the user's, and rare otherwise.
-    report.write_json(join(output_dir, REPORT_NAME), manifest, skips)
-    FileSystems.delete([join(output_dir, spec.file) for spec in specs] + [config.tmp_dir])
-    raise BuildError(f"{empty_shard}; no shard was kept, see {join(output_dir, REPORT_NAME)}")
+    report.write_json(report_path, manifest, skips)
+    FileSystems.delete([join(output_dir, spec.file) for spec in specs] +
+                       [config.tmp_dir, resume.results_dir(config)])
+    raise BuildError(f"{empty_shard}; no shard was kept, see {report_path}")
   if fraction > WARN_SKIP_FRACTION:
     logging.warning("%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason",
                     skipped, total_images, 100 * fraction)
   report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image, skips)
+  output_folder.remove_unplanned(output_dir, specs)
   FileSystems.delete([config.tmp_dir])
   indexer.remove()
   report.log_summary(manifest, skips.reasons, time.time() - start)

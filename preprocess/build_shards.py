@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging as std_logging
 import math
+import signal
 import sys
 
 from preprocess import beam_logs
@@ -25,6 +26,7 @@ from absl import logging  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from preprocess import build  # noqa: E402
+from preprocess import faults  # noqa: E402
 from preprocess import runners  # noqa: E402
 from preprocess import sources  # noqa: E402
 
@@ -155,6 +157,13 @@ def main(argv):
   except (build.BuildError, sources.InputError) as e:
     logging.error("%s", e)
     sys.exit(1)
+  except faults.Stopped as e:  # a lost worker, Ctrl-C or SIGTERM while the job ran
+    logging.error("%s", e)
+    faults.exit_now(e.exit_code)
+  except KeyboardInterrupt:  # before or after the job: what it finished stays
+    logging.error("stopped by Ctrl-C; the shards finished so far are kept in %s; rerun the same "
+                  "command to resume", FLAGS.output_dir)
+    faults.exit_now(faults.EXIT_CODES[signal.SIGINT])
 
 
 def parse_flags(argv):

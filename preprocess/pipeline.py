@@ -38,8 +38,8 @@ def listing_units(plans):
 class ListFilesFn(beam.DoFn):
   """Lists the images of one folder or archive index and keys each by its global shard index.
 
-  Emits (key, canonical path, label) for a file at its canonical path under the input, with the
-  file's location appended otherwise (an archive member, or Kaggle's tree), its archive or folder
+  Emits (key, canonical path, label, size) for a file at its canonical path under the input, with
+  the file's location appended otherwise (an archive member, or Kaggle's tree), its archive or folder
   given by its index in `config.read_from`: a number, not a path repeated 1.28M times in what the
   runner groups and hands to the workers. Ignored files (not images, or nested too deep) are left out
   here; the driver's listing counts them.
@@ -64,24 +64,25 @@ class ListFilesFn(beam.DoFn):
                          "planned; the input changed during the run")
       labels = [self._labels[w] for w in wnids]
     else:
-      labels = [self._labels[path.split("/")[1]] for path, _ in images]
-    for (path, location), label in zip(images, labels):
+      labels = [self._labels[path.split("/")[1]] for path, _, _ in images]
+    for (path, size, location), label in zip(images, labels):
       key = shard_key(self._config.seed, path)
       self._listed.inc()
-      yield self._shard_bases[split] + key % self._num_shards[split], (key, path, label, *location)
+      yield (self._shard_bases[split] + key % self._num_shards[split],
+             (key, path, label, size, *location))
 
   def _list_folder(self, folder, canonical):
-    """(canonical path, location) of the images of a folder, sorted."""
+    """(canonical path, size, location) of the images of a folder, sorted."""
     location = () if canonical == folder else (
         self._read_from[sources.tree_root(self._config.input_dir, folder, canonical)], 0, 0, "file")
-    return [(f"{canonical}/{p}", location)
-            for p in sources.list_files(join(self._config.input_dir, folder))
+    return [(f"{canonical}/{p}", size, location)
+            for p, size in sources.list_files_with_sizes(join(self._config.input_dir, folder))
             if "/" not in p and not sources.is_ignored(p)]
 
   def _list_index(self, index_file):
-    """(canonical path, location) of the images of an archive index, sorted."""
-    return sorted((path, (self._read_from[source], offset, size,
-                          "truncated" if kind == "truncated" else method))
+    """(canonical path, size, location) of the images of an archive index, sorted."""
+    return sorted((path, size, (self._read_from[source], offset, size,
+                                "truncated" if kind == "truncated" else method))
                   for kind, path, (source, offset, size, method) in archives.read_index(index_file)
                   if kind != "ignored")
 
@@ -95,10 +96,15 @@ class WriteShardFn(beam.DoFn):
     self._written = Metrics.counter("build_shards", "images_written")
     self._skipped = Metrics.counter("build_shards", "images_skipped")
     self._repaired = Metrics.counter("build_shards", "images_repaired")
+    self._kept = Metrics.counter("build_shards", "shards_kept")
 
   def process(self, keyed_entries):
     shard, entries = keyed_entries
     result = shard_writer.write_shard(self._config, self._specs[shard], entries)
+    if result["kept"]:
+      self._kept.inc()
+      yield result
+      return
     self._written.inc(result["num_examples"])
     self._skipped.inc(result["num_skipped"])
     self._repaired.inc(len({r["path"] for r in result["repaired"]}))

@@ -14,37 +14,38 @@ from apache_beam.io.filesystems import FileSystems
 from common import manifest as manifest_lib
 from common import schema
 from preprocess import pipeline as pipeline_lib
+from preprocess import resume
 from preprocess import shard_writer
 from preprocess import stats as stats_lib
 from preprocess.sources import join
 
 
 class ProgressReporter(threading.Thread):
-  """Logs shards done of total, images/s and ETA by watching finished shards appear.
+  """Logs shards done of those to convert, images/s and ETA by watching shard results appear.
 
-  Works the same on every runner, since it only looks at the output folder; images per shard are
-  estimated from the planned totals until the run ends.
+  Works the same on every runner, since it only looks at the output folder. Only the work still to
+  do counts: shards an earlier run finished are left out of the totals and the rate.
   """
 
-  def __init__(self, output_dir, specs, total_images, interval_seconds):
+  def __init__(self, config, to_convert, before, interval_seconds):
+    """`to_convert`: {shard file: files listed for it}; `before`: `resume.survey`'s second value."""
     super().__init__(daemon=True)
-    self._pattern = join(output_dir, "*.tfrecord")
-    self._names = {spec.file for spec in specs}
-    self._total_images = total_images
+    self._config = config
+    self._to_convert = to_convert
+    self._before = {f: before.get(f) for f in to_convert}
+    self._total_images = sum(to_convert.values())
     self._interval = interval_seconds
     self._stopped = threading.Event()
     self._start = time.time()
 
   def run(self):
     while not self._stopped.wait(self._interval):
-      paths = FileSystems.match([self._pattern])[0].metadata_list
-      done = sum(p.path.replace("\\", "/").rsplit("/", 1)[-1] in self._names for p in paths)
-      elapsed = time.time() - self._start
-      images = self._total_images * done / len(self._names)
-      rate = images / elapsed
+      finished = resume.finished_since(self._config, self._before)
+      images = sum(self._to_convert[f] for f in finished)
+      rate = images / (time.time() - self._start)
       eta = (self._total_images - images) / rate if rate else float("nan")
-      logging.info("progress: %d/%d shards, ~%d/%d images, ~%.0f images/s, ETA %s", done,
-                   len(self._names), images, self._total_images, rate, _duration(eta))
+      logging.info("progress: %d/%d shards, %d/%d images, ~%.0f images/s, ETA %s", len(finished),
+                   len(self._to_convert), images, self._total_images, rate, _duration(eta))
 
   def stop(self):
     self._stopped.set()
@@ -119,10 +120,15 @@ def assemble_manifest(config, names, plans, specs, options):
         skipped=sum(s["num_skipped"] for s in shards),
         repaired=len({r["path"] for r in split_repaired}), ignored=len(plan.ignored))
   mean_image, stats = _training_stats(config.tmp_dir)
+  kept = [r for r in results if r["kept"]]
   manifest = manifest_lib.make_manifest(
       image_size=schema.IMAGE_SIZE, encoding=schema.format_of_encoding(config.encoding),
       synsets=config.synsets, names=names, splits=splits, repaired=repaired,
       ignored_files=[p for plan in plans for p in plan.ignored], stats=stats,
+      resume=manifest_lib.make_resume(
+          kept_shards=len(kept), kept_images=sum(r["num_examples"] for r in kept),
+          num_shards=len(results),
+          rebuilt=collections.Counter(r["rebuilt"] for r in results if r["rebuilt"])),
       args=options_as_args(options))
   return manifest, mean_image, SkipList(results)
 
@@ -223,7 +229,14 @@ def log_summary(manifest, skip_reasons, elapsed):
                  len(info["shards"]), len(info["class_counts"]), info["skipped"],
                  _breakdown(reasons), info["repaired"], sum(fixes.values()), _breakdown(fixes),
                  info["ignored"])
-  logging.info("done in %.1f s, %.1f images/s", elapsed, total / max(elapsed, 1e-9))
+  resumed = manifest["resume"]
+  total -= resumed["kept_images"]
+  if resumed["kept_shards"]:
+    logging.info("resumed: kept %d of %d shards (%d images), converted the rest",
+                 resumed["kept_shards"], resumed["num_shards"], resumed["kept_images"])
+  for reason, count in resumed["rebuilt"].items():
+    logging.info("%d shard%s rebuilt: %s", count, "s" if count > 1 else "", reason)
+  logging.info("done in %.1f s, %.1f images/s converted", elapsed, total / max(elapsed, 1e-9))
 
 
 def _breakdown(counts):

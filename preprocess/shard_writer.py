@@ -3,7 +3,8 @@
 Nothing here knows about Beam's pipeline model; it is called once per shard by a DoFn. Files go
 through Beam's `FileSystems`, so the output may be local or remote. A shard is written under a unique
 temporary name and renamed when complete, so a retried or killed worker never leaves a partial shard
-under a final name, and a retry rewrites the same bytes.
+under a final name, and a retry rewrites the same bytes. Each finished shard then leaves its result
+beside it (`resume`), so that a rerun after a stop keeps it instead of converting it again.
 """
 
 import collections
@@ -20,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from common import schema
 from preprocess import archives
 from preprocess import convert
+from preprocess import resume
 from preprocess import stats as stats_lib
 from preprocess.sources import join
 
@@ -68,28 +70,36 @@ def read_file(path):
 
 
 def write_shard(config, spec, entries):
-  """Converts and writes the images of one shard.
+  """Converts and writes the images of one shard, or keeps the one an earlier run finished.
 
   Args:
     config: a `BuildConfig`.
     spec: the `ShardSpec` to write.
-    entries: iterable of (sort_key, relative_path, label) tuples, with the image's location in an
-      archive appended when it is not the file at relative_path (see `archives.Reader`).
+    entries: iterable of (sort_key, relative_path, label, size) tuples, with the image's location in
+      an archive appended when it is not the file at relative_path (see `archives.Reader`).
 
   Returns:
     A JSON-serialisable dict: the shard's file, size, sha256, counts, skip counts (by class and by
-    reason) and repairs, the path of its skip list and, for the training split, of its statistics.
-    The skip list is a file (see `write_skip_list`) so that no process ever holds every shard's.
+    reason) and repairs, the path of its skip list and, for the training split, of its statistics;
+    `kept` (True if an earlier run's shard was verified and kept) and `rebuilt` (why an earlier
+    run's shard was not kept, or None). The skip list is a file (see `write_skip_list`) so that no
+    process ever holds every shard's.
   """
+  entries = sorted(entries)
+  digest = {"options": resume.options_digest(config, spec), "inputs": resume.inputs_digest(entries)}
+  earlier, rebuilt = resume.kept_result(config, spec, digest)
+  if earlier:
+    return _with_paths(config, spec, earlier, kept=True, rebuilt=None)
+  resume.forget(config, spec)
   image_format = schema.format_of_encoding(config.encoding)
   final_path = join(config.output_dir, spec.file)
   temp_path = join(config.tmp_dir, f"{spec.file}.{uuid.uuid4().hex}")
-  digest, size = hashlib.sha256(), 0
+  digest_of_file, size = hashlib.sha256(), 0
   class_counts, skipped, repaired = collections.Counter(), [], []
   image_stats = stats_lib.ImageStats((schema.IMAGE_SIZE, schema.IMAGE_SIZE, schema.CHANNELS))
   reader = archives.Reader(config.input_dir, config.read_from)
   with FileSystems.create(temp_path) as out:
-    for _, relative, label, *location in sorted(entries):
+    for _, relative, label, _, *location in entries:
       try:
         image = convert.convert_image(reader.read(relative, location),
                                       image_size=schema.IMAGE_SIZE, encoding=config.encoding,
@@ -107,7 +117,7 @@ def write_shard(config, spec, entries):
           filename=relative, original_height=image.original_height,
           original_width=image.original_width))
       out.write(record)
-      digest.update(record)
+      digest_of_file.update(record)
       size += len(record)
       class_counts[synset] += 1
       repaired.extend({"path": relative, "fix": fix} for fix in image.fixes)
@@ -115,21 +125,31 @@ def write_shard(config, spec, entries):
         image_stats.add(image.pixels)
   reader.close()
   FileSystems.rename([temp_path], [final_path])
-  skipped_file = join(config.tmp_dir, f"{spec.file}.skipped.jsonl")
-  write_skip_list(skipped_file, spec.split, skipped)
-  stats_file = None
+  write_skip_list(resume.skip_list_path(config, spec), spec.split, skipped)
+  stats_sha256 = None
   if spec.split == "train":
-    stats_file = join(config.tmp_dir, f"{spec.file}.stats.npz")
-    with FileSystems.create(stats_file) as f:
-      f.write(image_stats.to_bytes())
-  return {
+    stats_bytes = image_stats.to_bytes()
+    with FileSystems.create(resume.stats_path(config, spec)) as f:
+      f.write(stats_bytes)
+    stats_sha256 = hashlib.sha256(stats_bytes).hexdigest()
+  result = {
       "split": spec.split, "index": spec.index, "file": spec.file,
-      "num_examples": sum(class_counts.values()), "size_bytes": size, "sha256": digest.hexdigest(),
-      "class_counts": dict(class_counts), "num_skipped": len(skipped),
+      "num_examples": sum(class_counts.values()), "size_bytes": size,
+      "sha256": digest_of_file.hexdigest(), "class_counts": dict(class_counts),
+      "num_skipped": len(skipped),
       "skipped_classes": dict(collections.Counter(config.synsets[s[1]] for s in skipped)),
       "skipped_reasons": dict(collections.Counter(s[2] for s in skipped)),
-      "skipped_file": skipped_file, "repaired": repaired, "stats_file": stats_file,
+      "repaired": repaired, "digest": digest, "stats_sha256": stats_sha256,
   }
+  resume.write_result(config, spec, result)  # last: it says the three files above are complete
+  return _with_paths(config, spec, result, kept=False, rebuilt=rebuilt)
+
+
+def _with_paths(config, spec, result, **flags):
+  """A shard's result as the job passes it on: with where its skip list and statistics are."""
+  return dict(result, skipped_file=resume.skip_list_path(config, spec),
+              stats_file=resume.stats_path(config, spec) if result["stats_sha256"] else None,
+              **flags)
 
 
 def write_skip_list(path, split, skipped):

@@ -82,9 +82,14 @@ def join(base, relative):
 
 def list_files(directory):
   """Relative paths (with "/") of every file below `directory`, sorted."""
+  return [path for path, _ in list_files_with_sizes(directory)]
+
+
+def list_files_with_sizes(directory):
+  """(relative path with "/", size in bytes) of every file below `directory`, sorted by path."""
   prefix = directory.rstrip("/") + "/"
   matches = FileSystems.match([prefix + "**"])[0].metadata_list
-  return sorted(m.path[len(prefix):].replace("\\", "/") for m in matches)
+  return sorted((m.path[len(prefix):].replace("\\", "/"), m.size_in_bytes) for m in matches)
 
 
 def find_split_folder(input_dir, split):

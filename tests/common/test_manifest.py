@@ -14,7 +14,7 @@ from preprocess import convert
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KEY_TUPLES = (manifest_lib.TOP_KEYS, manifest_lib.CLASS_KEYS, manifest_lib.SPLIT_KEYS,
               manifest_lib.SHARD_KEYS, manifest_lib.SKIPPED_KEYS, manifest_lib.REPAIRED_KEYS,
-              manifest_lib.STATS_KEYS)
+              manifest_lib.STATS_KEYS, manifest_lib.RESUME_KEYS)
 
 
 @pytest.fixture
@@ -119,12 +119,13 @@ def test_docstring_layout_is_exactly_the_key_tuples():
   doc = manifest_lib.__doc__
   block = doc[doc.index("  schema_version"):doc.index("\n\n", doc.index("  schema_version"))]
   groups = {name: re.search(rf"\b{name} \[?\{{([^{{}}]*)\}}", block).group(1)
-            for name in ("classes", "shards", "skipped", "repaired", "stats")}
+            for name in ("classes", "shards", "skipped", "repaired", "stats", "resume")}
   assert _names(groups["classes"]) == manifest_lib.CLASS_KEYS
   assert _names(groups["shards"]) == manifest_lib.SHARD_KEYS
   assert _names(groups["skipped"]) == manifest_lib.SKIPPED_KEYS
   assert _names(groups["repaired"]) == manifest_lib.REPAIRED_KEYS
   assert _names(groups["stats"]) == manifest_lib.STATS_KEYS
+  assert _names(groups["resume"]) == manifest_lib.RESUME_KEYS
   split = re.search(r"\{<split>: \{(.*)\}\}", block, re.DOTALL).group(1)
   assert _names(split) == manifest_lib.SPLIT_KEYS
   assert _names(block) == manifest_lib.TOP_KEYS
@@ -134,7 +135,7 @@ def test_workspace_names_exactly_the_keys_and_skip_reasons():
   text = (REPO / "WORKSPACE.md").read_text()
   section = text[text.index("### `manifest.json`"):text.index("\n### ", text.index("### `manifest"))]
   named = set(re.findall(r"`([a-z][a-z0-9_]*)`", section))
-  builders = {"make_manifest", "make_split", "make_shard", "load"}
+  builders = {"make_manifest", "make_split", "make_shard", "make_resume", "load"}
   assert named == set().union(*KEY_TUPLES) | set(convert.REASONS) | builders
 
 

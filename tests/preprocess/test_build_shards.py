@@ -14,6 +14,7 @@ import pytest
 
 from common import manifest as manifest_lib
 from preprocess import build
+from preprocess import output_folder
 from preprocess import convert
 from preprocess import pipeline
 from preprocess import report
@@ -169,12 +170,12 @@ def test_overwrite_leaves_no_stale_shard(sample, tmp_path):
 def test_leftovers_of_a_killed_run_are_cleaned_up(sample, built, tmp_path):
   input_dir, _ = sample
   output_dir = tmp_path / "out"
-  (output_dir / build.TMP_NAME).mkdir(parents=True)
-  (output_dir / build.TMP_NAME / "train-00001-of-00003.tfrecord.deadbeef").write_bytes(b"partial")
+  (output_dir / output_folder.TMP_NAME).mkdir(parents=True)
+  (output_dir / output_folder.TMP_NAME / "train-00001-of-00003.tfrecord.deadbeef").write_bytes(b"partial")
   (output_dir / "train-00000-of-00005.tfrecord").write_bytes(b"from a run with other flags")
   helpers.build_dataset(input_dir, output_dir, num_shards={"train": 3})
   assert helpers.output_files(output_dir) == helpers.output_files(built[0])
-  assert not (output_dir / build.TMP_NAME).exists()
+  assert not (output_dir / output_folder.TMP_NAME).exists()
 
 
 def test_mostly_bad_input_fails_after_writing_the_report(tmp_path):
@@ -185,7 +186,7 @@ def test_mostly_bad_input_fails_after_writing_the_report(tmp_path):
   with pytest.raises(build.BuildError, match="max_skip_fraction"):
     helpers.build_dataset(tmp_path / "in", tmp_path / "out")
   assert not (tmp_path / "out" / manifest_lib.MANIFEST_NAME).exists()
-  report = json.loads((tmp_path / "out" / build.REPORT_NAME).read_text())
+  report = json.loads((tmp_path / "out" / output_folder.REPORT_NAME).read_text())
   assert {s["reason"] for s in report["skipped"]} == {convert.UNIDENTIFIED}
   assert len(report["skipped"]) == 6
 
@@ -215,8 +216,8 @@ def test_a_shard_left_empty_by_skipped_files_fails_the_build_and_keeps_no_shard(
   assert "\n" not in message
   assert re.search(r"train: 1 of 5 shards \(train-\d{5}-of-00005.tfrecord\) would be empty: "
                    r"10 images written, 4 files skipped; rerun with --num_shards_train=\d", message)
-  assert sorted(os.listdir(output_dir)) == [build.REPORT_NAME]
-  report = json.loads((output_dir / build.REPORT_NAME).read_text())
+  assert sorted(os.listdir(output_dir)) == [output_folder.REPORT_NAME]
+  report = json.loads((output_dir / output_folder.REPORT_NAME).read_text())
   assert len(report["skipped"]) == 4
   suggested = int(re.search(r"--num_shards_train=(\d+)", message).group(1))
   manifest = helpers.build_dataset(tmp_path / "in", output_dir, num_shards={"train": suggested})

@@ -22,6 +22,7 @@ from distributed import LocalCluster
 
 from common import manifest as manifest_lib
 from preprocess import build
+from preprocess import output_folder
 from preprocess import build_shards
 from preprocess import runners
 from tests import helpers
@@ -83,7 +84,11 @@ def _free_port():
 
 @contextlib.contextmanager
 def command_line_cluster(tmp_path, worker_args=()):
-  """`dask scheduler` and two `dask worker`s on 127.0.0.1, as a user starts them; always stopped."""
+  """`dask scheduler` and two `dask worker`s on 127.0.0.1, as a user starts them; always stopped.
+
+  Yields:
+    (the scheduler's address, the two worker processes).
+  """
   port = _free_port()
   # The project on PYTHONPATH, as WORKSPACE.md tells cluster users.
   env = dict(os.environ, PYTHONPATH=_PROJECT)
@@ -100,7 +105,7 @@ def command_line_cluster(tmp_path, worker_args=()):
                                    start_new_session=True) for _ in range(2)]
     with Client(address, timeout=60) as client:
       client.wait_for_workers(2, timeout=120)
-    yield address
+    yield address, processes[1:]
   finally:
     for process in processes:
       os.killpg(process.pid, signal.SIGTERM)
@@ -119,8 +124,8 @@ def test_command_line_dask_cluster_runs_the_documented_command(sample, built, tm
   shutil.copytree(input_dir / "val", form / "val")
   shutil.copy(input_dir / "synset_words.txt", form)
   archive_fixtures.pack_train_tar(input_dir, str(form / "ILSVRC2012_img_train.tar"))
-  with command_line_cluster(tmp_path) as address:
-    result = _run("--input_dir", form, "--output_dir", tmp_path / "out",
+  with command_line_cluster(tmp_path) as (address, _):
+    result = run("--input_dir", form, "--output_dir", tmp_path / "out",
                   "--num_shards_train=3", DASK_RUNNER, f"--dask_client_address={address}",
                   timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -137,8 +142,8 @@ def test_dask_workers_without_the_project_get_one_line(sample, tmp_path):
                   "    if name.split('.')[0] in ('common', 'preprocess'):\n"
                   "      raise ModuleNotFoundError(f'No module named {name!r}')\n"
                   "sys.meta_path.insert(0, Hide())\n")
-  with command_line_cluster(tmp_path, ["--preload", str(hide)]) as address:
-    result = _run("--input_dir", sample[0], "--output_dir", tmp_path / "out",
+  with command_line_cluster(tmp_path, ["--preload", str(hide)]) as (address, _):
+    result = run("--input_dir", sample[0], "--output_dir", tmp_path / "out",
                   DASK_RUNNER, f"--dask_client_address={address}", timeout=120)
   assert result.returncode == 1
   errors = _errors(result.stderr)
@@ -146,12 +151,12 @@ def test_dask_workers_without_the_project_get_one_line(sample, tmp_path):
   assert "the Dask workers cannot import common" in errors[0]
 
 
-def _command(*args):
+def command(*args):
   return [sys.executable, "-m", "preprocess.build_shards", *map(str, args)]
 
 
-def _run(*args, timeout=600):
-  return subprocess.run(_command(*args), capture_output=True, text=True, timeout=timeout)
+def run(*args, timeout=600):
+  return subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout)
 
 
 def _errors(stderr):
@@ -162,22 +167,22 @@ def test_killed_run_leaves_no_manifest_and_the_rerun_completes(sample, built, tm
   """Kills the default multi-process runner mid-write, then reruns it with two workers."""
   input_dir, _ = sample
   output_dir = tmp_path / "out"
-  job = subprocess.Popen(_command("--input_dir", input_dir, "--output_dir", output_dir,
+  job = subprocess.Popen(command("--input_dir", input_dir, "--output_dir", output_dir,
                                   "--num_shards_train=3"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
   deadline = time.time() + 300
-  while not (output_dir / build.TMP_NAME).exists() and job.poll() is None:
+  while not (output_dir / output_folder.TMP_NAME).exists() and job.poll() is None:
     assert time.time() < deadline
     time.sleep(0.05)
   os.killpg(job.pid, signal.SIGKILL)
   job.wait()
   assert not (output_dir / manifest_lib.MANIFEST_NAME).exists()
-  result = _run("--input_dir", input_dir, "--output_dir", output_dir, "--num_shards_train=3",
+  result = run("--input_dir", input_dir, "--output_dir", output_dir, "--num_shards_train=3",
                 "--direct_num_workers=2")
   assert result.returncode == 0, result.stderr[-2000:]
   assert helpers.output_files(output_dir) == helpers.output_files(built[0])
-  assert not (output_dir / build.TMP_NAME).exists()
+  assert not (output_dir / output_folder.TMP_NAME).exists()
   assert "train: " in result.stderr and "images written" in result.stderr
 
 
@@ -193,7 +198,7 @@ def test_killed_run_leaves_no_manifest_and_the_rerun_completes(sample, built, tm
 def test_user_errors_are_one_line_and_exit_nonzero(sample, built, tmp_path, args, message):
   (tmp_path / "notes.txt").write_text("not imagenet")
   values = {"tmp": tmp_path, "sample": sample[0], "built": built[0]}
-  result = _run(*[a.format(**values) for a in args])
+  result = run(*[a.format(**values) for a in args])
   assert result.returncode == 1
   errors = _errors(result.stderr)
   assert len(errors) == 1, result.stderr[-3000:]
@@ -201,6 +206,6 @@ def test_user_errors_are_one_line_and_exit_nonzero(sample, built, tmp_path, args
 
 
 def test_missing_required_flag_is_a_usage_error():
-  result = _run("--input_dir", "somewhere")
+  result = run("--input_dir", "somewhere")
   assert result.returncode != 0
   assert "--output_dir" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,78 @@
+"""The output folder across runs: a complete dataset is refused without --overwrite, a stopped build's
+shards wait for the rerun to verify them, and only files of ours are ever removed.
+
+A build from nothing and a rerun after a stop differ only here: the rerun deletes no shard and no
+shard result before the job has decided, shard by shard, to keep or rewrite it (`resume`), and the
+shards an earlier plan had and this one has not (another shard count) go only after the new
+manifest is written. `--overwrite` starts from nothing.
+"""
+
+import re
+
+from absl import logging
+from apache_beam.io.filesystems import FileSystems
+
+from common import manifest as manifest_lib
+from preprocess import report
+from preprocess.errors import BuildError
+from preprocess import resume
+from preprocess.sources import join
+
+TMP_NAME = ".build_tmp"
+INDEX_NAME = ".build_index"  # the archive index: written while planning, before TMP_NAME is cleared
+REPORT_NAME = "report.json"
+_SHARD_FILE = re.compile(r"^(train|validation|test)-\d{5}-of-\d{5}\.tfrecord$")
+_REWRITTEN = (manifest_lib.MEAN_NAME, REPORT_NAME)
+
+
+def check(output_dir, overwrite):
+  """Refuses a complete dataset without --overwrite; True if there is one to replace."""
+  if not FileSystems.exists(join(output_dir, manifest_lib.MANIFEST_NAME)):
+    return False
+  if not overwrite:
+    raise BuildError(report.refusal_message(output_dir))
+  return True
+
+
+def prepare(output_dir, overwrite):
+  """Makes the folder ready for a run.
+
+  With `overwrite`, the manifest goes first (so that a crash from here on can never leave a
+  manifest describing stale shards), then every shard, shard result, `mean.npy`, `report.json`
+  and temporary of ours. Without it, only temporaries and the files every run rewrites go: shards
+  and their results are the job's to keep or rewrite.
+  """
+  if check(output_dir, overwrite):
+    FileSystems.delete([join(output_dir, manifest_lib.MANIFEST_NAME)])
+  ours = [path for path, name in _files(output_dir) if name in _REWRITTEN or
+          (overwrite and _SHARD_FILE.match(name))]
+  ours += [m.path for m in _tree(join(output_dir, TMP_NAME))]
+  if overwrite:
+    ours += [m.path for m in _tree(join(output_dir, resume.RESULTS_NAME))]
+  if ours:
+    logging.info("Removing %d files of an earlier run from %s", len(ours), output_dir)
+    FileSystems.delete(ours)
+
+
+def remove_unplanned(output_dir, specs):
+  """After the manifest: shards of an earlier plan that this one has not, and every shard result
+  (the manifest now holds what they said)."""
+  planned = {spec.file for spec in specs}
+  stale = [path for path, name in _files(output_dir) if _SHARD_FILE.match(name) and
+           name not in planned]
+  if stale:
+    logging.info("Removing %d shards of an earlier run's plan that this build has not",
+                 len(stale))
+    FileSystems.delete(stale)
+  results = join(output_dir, resume.RESULTS_NAME)
+  if FileSystems.exists(results):
+    FileSystems.delete([results])
+
+
+def _files(directory):
+  for metadata in _tree(directory, "*"):
+    yield metadata.path, metadata.path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _tree(directory, pattern="**"):
+  return FileSystems.match([join(directory, pattern)])[0].metadata_list

@@ -1,4 +1,5 @@
-"""A stopped job in one line: a lost worker process, Ctrl-C or SIGTERM, never Beam's tracebacks.
+"""A stopped job in one line: a lost worker process, Ctrl-C, SIGTERM or a full disk, never Beam's
+tracebacks.
 
 Beam's local runner starts each worker as `sh -c "python -m ...sdk_worker_main"` with a thread
 that waits for it and raises `RuntimeError("Worker subprocess exited with return code N")` when it
@@ -32,6 +33,8 @@ _EXIT_STATUS = re.compile(r"Worker subprocess exited with return code (-?\d+)")
 # What the runner raises once a worker's channels are gone, whatever killed it.
 _LOST_CHANNEL = ("Channel closed prematurely", "Socket closed", "failed to connect to all addresses",
                  "Connection reset by peer")
+# A worker's OSError as the runner relays it: a full disk or quota stops every shard alike.
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -133,6 +136,11 @@ def watch(kept_so_far, grace_seconds=LOST_WORKER_GRACE_SECONDS):
     if state.exit_codes or any(text in str(e) for text in _LOST_CHANNEL):
       beam_logs.relay().discard()
       raise Stopped(state.lost_worker_message(), 1) from None
+    full = _DISK_FULL.search(str(e))
+    if full:
+      beam_logs.relay().discard()
+      raise Stopped(f"the job could not write ({full.group(0)}); {kept_so_far()}; free some space "
+                    "and rerun the same command to resume", 1) from None
     beam_logs.relay().release()
     raise
   finally:

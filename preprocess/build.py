@@ -15,6 +15,7 @@ from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
+from preprocess import convert
 from preprocess import devkit
 from preprocess import indexing
 from preprocess import inputs
@@ -51,6 +52,7 @@ class BuildOptions:
   output_dir: str
   encoding: str = "jpeg"
   quality: int = 95
+  jpeg_subsampling: str = convert.JPEG_SUBSAMPLING
   seed: int = 0
   num_shards: dict = dataclasses.field(default_factory=dict)  # split -> count; missing = automatic
   max_pixels: int = 89_478_485
@@ -205,6 +207,7 @@ def run_build(options, pipeline_options):
   config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir,
                        tmp_dir=join(output_dir, TMP_NAME), synsets=tuple(synsets),
                        encoding=options.encoding, quality=options.quality,
+                       jpeg_subsampling=options.jpeg_subsampling,
                        max_pixels=options.max_pixels, seed=options.seed,
                        read_from=tuple(sorted({path for plan in plans for path in plan.read_from})))
   for plan in plans:

@@ -14,6 +14,7 @@ import apache_beam as beam
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
+from preprocess import convert
 from preprocess import devkit
 from preprocess import faults
 from preprocess import indexing
@@ -46,6 +47,7 @@ class BuildOptions:
   output_dir: str
   encoding: str = "jpeg"
   quality: int = 95
+  jpeg_subsampling: str = convert.JPEG_SUBSAMPLING
   seed: int = 0
   num_shards: dict = dataclasses.field(default_factory=dict)  # split -> count; missing = automatic
   max_pixels: int = 89_478_485
@@ -184,6 +186,7 @@ def run_build(options, pipeline_options):
   config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir,
                        tmp_dir=join(output_dir, output_folder.TMP_NAME), synsets=tuple(synsets),
                        encoding=options.encoding, quality=options.quality,
+                       jpeg_subsampling=options.jpeg_subsampling,
                        max_pixels=options.max_pixels, seed=options.seed,
                        read_from=tuple(sorted({path for plan in plans for path in plan.read_from})))
   for plan in plans:

@@ -81,7 +81,13 @@ DRAFT_MARGIN = 2
 FAST_PATH_MIN_PSNR_DB = 45.0
 FAST_PATH_MAX_MEAN_ABS_DIFF = 1.0
 
-JPEG_SUBSAMPLING = "4:2:0"  # libjpeg's default, pinned so the stored format cannot drift
+# Chroma subsampling of the stored JPEG, always explicit so the stored format cannot drift with
+# Pillow's or libjpeg's defaults. 4:2:0 (libjpeg's default) halves the colour resolution: on
+# photographs with saturated fine detail that alone leaves the stored pixels 13-29 dB from a
+# full-resolution reference, where 4:4:4 keeps every tested photograph above 33 dB, for about 35%
+# more bytes (WORKSPACE.md, "JPEG or raw", has the table; benchmarks/bench_subsampling.py measures it).
+JPEG_SUBSAMPLINGS = ("4:4:4", "4:2:0")
+JPEG_SUBSAMPLING = "4:4:4"  # the default
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _16BIT_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N")  # unsigned; Pillow's convert would clip
@@ -135,8 +141,8 @@ class ConvertedImage:
   fixes: tuple
 
 
-def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixels=None, fast=True,
-                  stored_pixels=True):
+def convert_image(data, *, image_size=256, encoding="jpeg", quality=95,
+                  subsampling=JPEG_SUBSAMPLING, max_pixels=None, fast=True, stored_pixels=True):
   """Converts one source file to a stored `image_size` square RGB image.
 
   Args:
@@ -144,6 +150,7 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixe
     image_size: side of the output square (pass `schema.IMAGE_SIZE`).
     encoding: "jpeg" or "raw", one of `ENCODINGS`.
     quality: JPEG quality, 1..100. Encoding is deterministic: equal input gives equal bytes.
+    subsampling: JPEG chroma subsampling, one of `JPEG_SUBSAMPLINGS` (see `JPEG_SUBSAMPLING`).
     max_pixels: skip images whose header declares more than this many pixels, before decoding.
       Defaults to `PIL.Image.MAX_IMAGE_PIXELS` read at call time. Pillow's own hard limit of twice
       that still applies above it.
@@ -160,7 +167,7 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixe
     SkipImage: the bytes cannot become a valid image; `.reason` says why.
     ValueError: an argument is out of range.
   """
-  _check_arguments(image_size, encoding, quality, max_pixels)
+  _check_arguments(image_size, encoding, quality, subsampling, max_pixels)
   if max_pixels is None:
     max_pixels = Image.MAX_IMAGE_PIXELS or float("inf")
   fixes = []
@@ -193,7 +200,7 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixe
     pixels = np.asarray(image)
     encoded = pixels.tobytes()
   else:
-    encoded = _encode_jpeg(image, quality)
+    encoded = _encode_jpeg(image, quality, subsampling)
     pixels = _decode_stored(encoded) if stored_pixels else None
   if stored_pixels:
     pixels.flags.writeable = False
@@ -203,7 +210,7 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95, max_pixe
                         original_width=width, fixes=tuple(fixes))
 
 
-def _check_arguments(image_size, encoding, quality, max_pixels):
+def _check_arguments(image_size, encoding, quality, subsampling, max_pixels):
   """Raises ValueError for an out-of-range keyword argument."""
   if not isinstance(image_size, int) or image_size < 1:
     raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
@@ -211,6 +218,9 @@ def _check_arguments(image_size, encoding, quality, max_pixels):
     raise ValueError(f"unknown encoding {encoding!r}, expected one of {ENCODINGS}")
   if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
     raise ValueError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
+  if subsampling not in JPEG_SUBSAMPLINGS:
+    raise ValueError(f"unknown JPEG subsampling {subsampling!r}, expected one of "
+                     f"{JPEG_SUBSAMPLINGS}")
   if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
     raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
 
@@ -331,8 +341,8 @@ def _decode_stored(encoded):
     return np.asarray(stored)
 
 
-def _encode_jpeg(image, quality):
+def _encode_jpeg(image, quality, subsampling):
   """Baseline JPEG with no optimize/progressive passes and no metadata: reproducible bytes."""
   buffer = io.BytesIO()
-  image.save(buffer, "JPEG", quality=quality, subsampling=JPEG_SUBSAMPLING)
+  image.save(buffer, "JPEG", quality=quality, subsampling=subsampling)
   return buffer.getvalue()

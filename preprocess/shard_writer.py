@@ -35,6 +35,7 @@ class BuildConfig:
   synsets: tuple  # sorted WNIDs; label = index
   encoding: str  # "jpeg" or "raw"
   quality: int
+  jpeg_subsampling: str  # one of `convert.JPEG_SUBSAMPLINGS`
   max_pixels: int
   seed: int
   # The archives (and Kaggle's image folder) images are read from: an image's location names one by
@@ -103,7 +104,9 @@ def write_shard(config, spec, entries):
       try:
         image = convert.convert_image(reader.read(relative, location),
                                       image_size=schema.IMAGE_SIZE, encoding=config.encoding,
-                                      quality=config.quality, max_pixels=config.max_pixels,
+                                      quality=config.quality,
+                                      subsampling=config.jpeg_subsampling,
+                                      max_pixels=config.max_pixels,
                                       stored_pixels=spec.split == "train")
       except convert.SkipImage as e:
         skipped.append((relative, label, e.reason, str(e)))

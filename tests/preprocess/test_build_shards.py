@@ -256,6 +256,8 @@ def test_summary_counts_repaired_files_and_fixes_apart(built, caplog):
     ("--max_skip_fraction=nan", "flag --max_skip_fraction=nan: must be a number in [0, 1]"),
     ("--progress_seconds=nan", "flag --progress_seconds=nan: must be a finite number of seconds"),
     ("--seed=-1", "flag --seed=-1: -1 is not a non-negative integer"),
+    ("--jpeg_subsampling=4:2:2",
+     "flag --jpeg_subsampling=4:2:2: value should be one of <4:4:4|4:2:0>"),
     ("--direct_num_workers=-2", "--direct_num_workers=-2: must be >= 0 (0: one worker per core)"),
     ("--direct_num_workers=many", "argument --direct_num_workers: invalid int value: 'many'"),
 ])

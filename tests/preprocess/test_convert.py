@@ -313,7 +313,8 @@ def test_fast_path_stays_within_its_quality_bound(size, source):
 
 @pytest.mark.parametrize("kwargs", [
     {"encoding": "png"}, {"encoding": None}, {"quality": 0}, {"quality": 101}, {"quality": 95.0},
-    {"quality": True}, {"image_size": 0}, {"max_pixels": 0},
+    {"quality": True}, {"image_size": 0}, {"max_pixels": 0}, {"subsampling": "4:2:2"},
+    {"subsampling": None},
 ])
 def test_bad_arguments_raise_value_error(kwargs):
   with pytest.raises(ValueError) as raised:

@@ -22,7 +22,7 @@ def _config(input_dir, output_dir, synsets):
   return shard_writer.BuildConfig(
       input_dir=str(input_dir), output_dir=str(output_dir),
       tmp_dir=str(output_dir / output_folder.TMP_NAME), synsets=tuple(synsets), encoding="jpeg",
-      quality=95, max_pixels=10**8, seed=3)
+      quality=95, jpeg_subsampling="4:4:4", max_pixels=10**8, seed=3)
 
 
 def _entries(input_dir, synsets, images):

@@ -1,0 +1,106 @@
+"""Whether the network still predicts at chance, from the running mean of its training loss.
+
+A freshly initialised AlexNet has nearly equal logits, so its cross-entropy is ln(num_classes)
+(6.91 for 1,000 classes) whatever the image; with the paper's N(0, 0.01) weights it can stay
+there for thousands of steps before the loss falls, and some runs never leave. `ChanceWatch`
+says so in the log while it lasts, the closing line and `train.report` say so when a run ends
+there, and the schedules (train/schedule.py) do not count that time: the plateau rule does not
+cut the rate and the step schedule's epochs do not run while the network is at chance.
+
+The threshold, measured (benchmarks/bench_flat_start.py, README.md's figures): at chance the
+running mean over a window of steps stays within 0.3% of ln(C) (the logits barely move), and once
+the network learns it leaves that band within a few windows, falling steadily. 1% below and 2%
+above ln(C) is far outside that noise and still at chance in every sense that matters: 1% below
+ln(1000) is a true class given e^0.07 = 1.07 times its uniform share. Above, the loss of a network
+that predicts one class for every image: 6.92-6.97 in issue 15's run (0.9% above).
+"""
+
+import math
+
+from absl import logging
+
+BAND_BELOW = 0.01  # Fractions of ln(num_classes); why these values: see the module docstring.
+BAND_ABOVE = 0.5
+WINDOW_STEPS = 100  # Steps of the running mean (at most an epoch: short runs get a verdict too).
+# Known to the users of the paper's initialisation: Caffe's AlexNet (batch 256) stayed at 6.9 for
+# up to 8,000 iterations before learning, 15,000 "as a rule of thumb", and 3 runs of 8 never left
+# (BVLC/caffe#401 and #2085): about 3.8M images, three epochs of ILSVRC-2012.
+KNOWN_FLAT_IMAGES = 15_000 * 256
+ADVICE = ("--bias_init=caffe (bvlc_alexnet's 0.1 for the paper's biases of 1), --warmup_steps=N, "
+          "another --seed, or a wider network (--width) if you narrowed it; check the labels")
+
+
+def in_band(loss, num_classes):
+  """Whether a (running mean) training loss is near ln(num_classes): predictions at chance."""
+  expected = math.log(num_classes)
+  return expected * (1 - BAND_BELOW) <= loss <= expected * (1 + BAND_ABOVE)
+
+
+class ChanceWatch:
+  """Folds the training statistics into a running mean over the last `window` steps and warns,
+  at a bounded rate, while it stays near ln(num_classes).
+
+  The first warning comes when a full window is at chance, the next only once the step count has
+  doubled since the last one (whether or not the running mean left the band in between, as a noisy
+  one of small batches may): a run stuck for 100,000 steps from step 100 warns ten times.
+
+  Args:
+    num_classes: the dataset's classes.
+    window: steps of the running mean.
+    batch_size: images per step (the known flat phase is counted in images).
+    since: the step from which the network was at chance before a resume, or None.
+  """
+
+  def __init__(self, num_classes, window, batch_size, since=None):
+    self.num_classes, self.window, self.batch_size = num_classes, window, batch_size
+    self.parts = []  # (steps, loss sum, examples) of the folds the running mean spans.
+    self.since, self.mean, self.warned_at = since, None, None
+
+  def fold(self, step, steps, loss_sum, examples):
+    """Adds `steps` steps ending at `step` (their summed loss and example count); returns whether
+    the network is at chance, or None while the window is not yet full."""
+    self.parts.append((steps, loss_sum, examples))
+    while len(self.parts) > 1 and sum(part[0] for part in self.parts[1:]) >= self.window:
+      self.parts.pop(0)
+    spanned = sum(part[0] for part in self.parts)
+    if spanned < self.window or not sum(part[2] for part in self.parts):
+      return None
+    self.mean = sum(part[1] for part in self.parts) / sum(part[2] for part in self.parts)
+    if not in_band(self.mean, self.num_classes):
+      self.since = None
+      return False
+    if self.since is None:
+      self.since = step - spanned
+    if self.warned_at is None or step >= 2 * self.warned_at:
+      self.warned_at = step
+      logging.warning("%s", self.describe(step))
+    return True
+
+  @property
+  def at_chance(self):
+    return self.since is not None
+
+  def describe(self, step):
+    """The warning: at chance, for how long, whether the paper's initialisation does that."""
+    steps = step - self.since
+    images = steps * self.batch_size
+    if images <= KNOWN_FLAT_IMAGES:
+      verdict = (f"within what the paper's initialisation is known to do (Caffe's AlexNet stayed "
+                 f"flat for up to {KNOWN_FLAT_IMAGES:,} images before learning); if it lasts "
+                 f"longer, try {ADVICE}")
+    else:
+      verdict = (f"longer than the paper's initialisation is known to stay flat "
+                 f"({KNOWN_FLAT_IMAGES:,} images); runs this long rarely recover: try {ADVICE}")
+    return (f"Step {step}: the network still predicts at chance: the training loss, "
+            f"{self.mean:.4f} over the last {self.window} steps, has stayed near "
+            f"ln({self.num_classes})={math.log(self.num_classes):.4f} for {steps} steps "
+            f"({images:,} images, since step {self.since}); the learning rate schedule waits. "
+            f"This is {verdict}")
+
+  def closing_note(self, step):
+    """A clause for the run's last line, or "" when the network is not (known to be) at chance."""
+    if self.since is None:
+      return ""
+    loss = f"training loss {self.mean:.4f}" if self.mean is not None else "training loss"
+    return (f"; the network still predicts at chance ({loss} near ln({self.num_classes}) since "
+            f"step {self.since}, {step - self.since} steps): try {ADVICE}")

@@ -7,9 +7,10 @@ each class is a smooth random colour pattern (an 8x8 random field, enlarged to 2
 per-image noise, and `train.train.train_step` trains on it with the paper's optimiser (SGD, momentum
 0.9, weight decay 0.0005, dropout 0.5, the lighting noise) at each setting. The images are made in
 NumPy per step, so the figures are the network's, not a JPEG decoder's. For each setting it
-reports the first step at which the running mean of the training loss over a window falls below
-the band around ln(classes) that `train.chance` calls "at chance" (the network learns), and how
-far that running mean went below and above ln(classes) before (the band must hold the first).
+reports the first step at which the mean training loss of a window of steps (`train.chance`'s
+aligned windows) falls below the band around ln(classes) that `train.chance` calls "at chance"
+(the network learns), and how far the windows' means went below and above ln(classes) before
+(the band must hold the first).
 Run by hand, never in the tests; a narrowed network (--width) is what a shared 2-core machine
 allows, and narrowing is known to lengthen the flat phase, so compare settings, not absolute steps.
 """
@@ -68,21 +69,22 @@ def run_setting(name, overrides, patterns, prep):
   step_fn = tf.function(lambda batch: train.train_step(model, optimizer, batch, prep, config,
                                                        state["rng"]))
   rng = np.random.default_rng(FLAGS.seed)
-  expected, window, losses = math.log(len(patterns)), FLAGS.window, []
+  expected = math.log(len(patterns))
+  watch = chance.ChanceWatch(len(patterns), FLAGS.window, FLAGS.batch_size)
   left, below, above, start = None, 0.0, 0.0, time.perf_counter()
   for step in range(1, FLAGS.steps + 1):
     stats = step_fn(make_batch(patterns, FLAGS.batch_size, FLAGS.noise, rng)).numpy()
-    losses.append(stats[0] / stats[3])
-    if step < window:
+    watch.fold(step, float(stats[0]), float(stats[3]))
+    if step % FLAGS.window:
       continue
-    mean = float(np.mean(losses[-window:]))
-    if mean < expected * (1 - chance.BAND_BELOW):
+    logging.info("%s: steps %d-%d, mean loss %.4f", name, step - FLAGS.window + 1, step,
+                 watch.mean)
+    if watch.mean < expected * (1 - chance.BAND_BELOW):
       left = step
       break
-    below, above = max(below, (expected - mean) / expected), max(above, (mean - expected) / expected)
-    if step % 50 == 0:
-      logging.info("%s: step %d, running mean %.4f", name, step, mean)
-  return left, below, above, float(np.mean(losses[-window:])), time.perf_counter() - start
+    below = max(below, (expected - watch.mean) / expected)
+    above = max(above, (watch.mean - expected) / expected)
+  return left, below, above, watch.mean, time.perf_counter() - start
 
 
 def main(argv):
@@ -98,18 +100,19 @@ def main(argv):
                FLAGS.classes, math.log(FLAGS.classes), FLAGS.steps, FLAGS.seed)
   for name in FLAGS.settings:
     left, below, above, last, seconds = run_setting(name, SETTINGS[name], patterns, prep)
-    verdict = (f"fell below the band at step {left}" if left is not None
+    verdict = (f"fell below the band in the window ending at step {left}" if left is not None
                else f"still at chance after {FLAGS.steps} steps")
-    logging.info("%-20s %s (running mean %.4f); before, it went %.2f%% below and %.2f%% above "
-                 "ln(C); %.0f s", name, verdict, last, 100 * below, 100 * above, seconds)
+    logging.info("%-20s %s (mean %.4f); before, the windows' means went up to %.2f%% below and "
+                 "%.2f%% above ln(C); %.0f s", name, verdict, last, 100 * below, 100 * above,
+                 seconds)
 
 
 def define_flags():
   flags.DEFINE_integer("classes", 100, "Classes of the synthetic problem.", lower_bound=2)
-  flags.DEFINE_float("width", 0.25, "Channel multiplier of the network.", lower_bound=0)
+  flags.DEFINE_float("width", 0.5, "Channel multiplier of the network.", lower_bound=0)
   flags.DEFINE_integer("batch_size", 32, "Images per step.", lower_bound=1)
   flags.DEFINE_integer("steps", 300, "Most steps per setting.", lower_bound=1)
-  flags.DEFINE_integer("window", chance.WINDOW_STEPS // 2, "Steps of the running mean.",
+  flags.DEFINE_integer("window", chance.WINDOW_STEPS // 4, "Steps of each window's mean.",
                        lower_bound=1)
   flags.DEFINE_float("amplitude", 40.0, "Grey levels of the class patterns (std).", lower_bound=0)
   flags.DEFINE_float("noise", 30.0, "Grey levels of the per-image noise (std).", lower_bound=0)

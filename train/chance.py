@@ -36,41 +36,48 @@ def in_band(loss, num_classes):
   return expected * (1 - BAND_BELOW) <= loss <= expected * (1 + BAND_ABOVE)
 
 
-class ChanceWatch:
-  """Folds the training statistics into a running mean over the last `window` steps and warns,
-  at a bounded rate, while it stays near ln(num_classes).
+def window_steps(steps_per_epoch):
+  """Steps of the running mean: `WINDOW_STEPS`, or an epoch when that is shorter."""
+  return min(WINDOW_STEPS, steps_per_epoch)
 
-  The first warning comes when a full window is at chance, the next only once the step count has
-  doubled since the last one (whether or not the running mean left the band in between, as a noisy
-  one of small batches may): a run stuck for 100,000 steps from step 100 warns ten times.
+
+class ChanceWatch:
+  """Means the training loss over windows of `window` steps (steps 1..window, window+1..2*window,
+  ...: a loop ends at each window's end) and warns, at a bounded rate, while the last full
+  window's mean stays near ln(num_classes).
+
+  Aligned windows make the verdict a function of the steps alone, so that a resumed run, which
+  restores `since` and the current window's sums from the checkpoint, decides as an
+  uninterrupted one would. The first warning comes with the first window at chance, the next
+  only once the step count has doubled since the last one (whether or not a noisy mean of small
+  batches left the band in between): a run stuck from step 100 to 100,000 warns ten times.
 
   Args:
     num_classes: the dataset's classes.
-    window: steps of the running mean.
+    window: steps of each window.
     batch_size: images per step (the known flat phase is counted in images).
     since: the step from which the network was at chance before a resume, or None.
+    partial: (loss sum, examples) of the current window before a resume.
   """
 
-  def __init__(self, num_classes, window, batch_size, since=None):
+  def __init__(self, num_classes, window, batch_size, since=None, partial=(0.0, 0.0)):
     self.num_classes, self.window, self.batch_size = num_classes, window, batch_size
-    self.parts = []  # (steps, loss sum, examples) of the folds the running mean spans.
-    self.since, self.mean, self.warned_at = since, None, None
+    self.since, self.partial, self.mean, self.warned_at = since, list(partial), None, None
 
-  def fold(self, step, steps, loss_sum, examples):
-    """Adds `steps` steps ending at `step` (their summed loss and example count); returns whether
-    the network is at chance, or None while the window is not yet full."""
-    self.parts.append((steps, loss_sum, examples))
-    while len(self.parts) > 1 and sum(part[0] for part in self.parts[1:]) >= self.window:
-      self.parts.pop(0)
-    spanned = sum(part[0] for part in self.parts)
-    if spanned < self.window or not sum(part[2] for part in self.parts):
-      return None
-    self.mean = sum(part[1] for part in self.parts) / sum(part[2] for part in self.parts)
+  def fold(self, step, loss_sum, examples):
+    """Adds the steps up to `step` (their summed loss and example count); at a window's end,
+    decides. Returns whether the network is at chance."""
+    self.partial[0] += loss_sum
+    self.partial[1] += examples
+    if step % self.window or not self.partial[1]:
+      return self.at_chance
+    self.mean = self.partial[0] / self.partial[1]
+    self.partial = [0.0, 0.0]
     if not in_band(self.mean, self.num_classes):
       self.since = None
       return False
     if self.since is None:
-      self.since = step - spanned
+      self.since = step - self.window
     if self.warned_at is None or step >= 2 * self.warned_at:
       self.warned_at = step
       logging.warning("%s", self.describe(step))
@@ -92,7 +99,7 @@ class ChanceWatch:
       verdict = (f"longer than the paper's initialisation is known to stay flat "
                  f"({KNOWN_FLAT_IMAGES:,} images); runs this long rarely recover: try {ADVICE}")
     return (f"Step {step}: the network still predicts at chance: the training loss, "
-            f"{self.mean:.4f} over the last {self.window} steps, has stayed near "
+            f"{self.mean:.4f} over steps {step - self.window + 1}-{step}, has stayed near "
             f"ln({self.num_classes})={math.log(self.num_classes):.4f} for {steps} steps "
             f"({images:,} images, since step {self.since}); the learning rate schedule waits. "
             f"This is {verdict}")

@@ -14,7 +14,7 @@ from train.errors import TrainingError
 MAX_TO_KEEP = 3
 # Training state added after checkpoints were first written: a checkpoint without an entry restores
 # the rest, the entry keeping its initial value (no time at chance, the dropout seeds' first state).
-LATER_ADDITIONS = ("chance_since", "epochs_at_chance", "dropout_seeds")
+LATER_ADDITIONS = ("chance_since", "chance_partial", "epochs_at_chance", "dropout_seeds")
 
 
 def all_finite(variables):

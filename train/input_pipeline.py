@@ -117,7 +117,8 @@ def _deterministic_batches(files, read_shard, example, *, batch_size, shuffle_bu
         deterministic=True)
     # Numbered after the shuffle: a record's crop is seeded by its place in the epoch.
     records = records.shuffle(shuffle_buffer, seed=epoch_seed).enumerate()
-    records = records.skip(tf.where(epoch == start_epoch, skip_batches * batch_size, 0))
+    records = records.skip(tf.where(epoch == start_epoch, tf.constant(skip_batches * batch_size,
+                                                                      tf.int64), 0))
     examples = records.map(lambda index, record: example(record, tf.stack([epoch_seed, index])),
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     examples = examples.ignore_errors(log_warning=True) if skip_corrupt else examples

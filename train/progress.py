@@ -2,8 +2,8 @@
 
 Statistics stay on the device between log lines (no synchronisation per step); every log line
 and every save first checks that no loss since the last check, and no weight, is NaN or infinite.
-Log lines and epoch ends fold the statistics into `chance.ChanceWatch`, which warns while the
-network still predicts at chance.
+The end of each of `chance.ChanceWatch`'s windows and every save fold the statistics into it; it
+warns while the network still predicts at chance.
 """
 
 import contextlib
@@ -26,7 +26,7 @@ class Progress:
   """Accumulates step statistics (sum of loss, top-1 hits, top-5 hits, examples) for the logs."""
 
   def __init__(self, config, steps_per_epoch, total_steps, start_step, writers, model,
-               num_classes, chance_since=None):
+               num_classes, chance_since=None, chance_partial=(0.0, 0.0)):
     self.config, self.writers, self.model = config, writers, model
     self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
     self.num_classes = num_classes
@@ -35,8 +35,8 @@ class Progress:
     self.window = self.epoch = self.unfolded = tf.zeros([4])
     self.last_log_time = time.monotonic()
     self.chance = chance_lib.ChanceWatch(
-        num_classes, min(chance_lib.WINDOW_STEPS, steps_per_epoch), config.batch_size,
-        since=chance_since)
+        num_classes, chance_lib.window_steps(steps_per_epoch), config.batch_size,
+        since=chance_since, partial=chance_partial)
 
   def add(self, first_step, stats):
     """Adds the summed statistics of a loop from `first_step` (on device: no synchronisation).
@@ -50,11 +50,11 @@ class Progress:
     self.unfolded += stats
 
   def fold(self, step):
-    """Folds the steps since the last fold into the running mean of the loss (a synchronisation:
-    at log lines and epoch ends only); returns whether the network still predicts at chance."""
+    """Folds the steps since the last fold into `self.chance` (a synchronisation: at its windows'
+    ends and saves only); returns whether the network still predicts at chance."""
     if step > self.last_fold:
       stats = self.unfolded.numpy()
-      self.chance.fold(step, step - self.last_fold, float(stats[0]), float(stats[3]))
+      self.chance.fold(step, float(stats[0]), float(stats[3]))
       self.unfolded, self.last_fold = tf.zeros([4]), step
     return self.chance.at_chance
 
@@ -74,7 +74,6 @@ class Progress:
   def log(self, step, learning_rate):
     """Logs the line of the original trainer and writes the train scalars."""
     self.check_finite(step)
-    self.fold(step)
     window, epoch = self.window.numpy(), self.epoch.numpy()
     now = time.monotonic()
     steps = step - self.last_log

@@ -26,6 +26,8 @@ def create_state(config):
           "lr_drops": tf.Variable(0, dtype=tf.int64, trainable=False),
           # The step since which the network predicts at chance, -1 when it does not.
           "chance_since": tf.Variable(-1, dtype=tf.int64, trainable=False),
+          # The loss sum and examples of the at-chance check's current window.
+          "chance_partial": tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False),
           "epochs_at_chance": tf.Variable(0, dtype=tf.int64, trainable=False),
           "rng": rng}
 

@@ -214,6 +214,7 @@ def train_and_evaluate(config, manifest, model_dir):
       progress.check_finite(at)
       progress.fold(at)
       state["chance_since"].assign(-1 if progress.chance.since is None else progress.chance.since)
+      state["chance_partial"].assign(progress.chance.partial)
       checkpoints.save(at, model)
     # In a cluster SIGTERM goes to the handler, which makes every worker save the same step.
     preemption = task and cluster.Preemption(strategy, checkpoints.reader, save_at)
@@ -227,7 +228,8 @@ def train_and_evaluate(config, manifest, model_dir):
     iterator = iter(dataset)
     since = int(state["chance_since"].numpy())
     progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model,
-                                     manifest.num_classes, None if since < 0 else since)
+                                     manifest.num_classes, None if since < 0 else since,
+                                     tuple(state["chance_partial"].numpy()))
     validation = None
     try:
       with stop.installed(signums), cluster.reporting_lost_peers(task, lambda: step):
@@ -249,6 +251,8 @@ def train_and_evaluate(config, manifest, model_dir):
           state["step"].assign(step)
           epoch, in_epoch = divmod(step, steps_per_epoch)
           state["epoch"].assign(epoch)
+          if step % progress.chance.window == 0:
+            progress.fold(step)
           if step % config.log_every == 0 or step == progress.start_step + 1:
             progress.log(step, schedule.rate_at(config, state, step))
           end_of_epoch = in_epoch == 0
@@ -266,10 +270,10 @@ def train_and_evaluate(config, manifest, model_dir):
                                            "eval/top1": validation["top1"],
                                            "eval/top5": validation["top5"]})
             if schedule.update_on_validation(config, state, 1.0 - validation["top1"],
-                                             at_chance=progress.fold(step)):
+                                             at_chance=progress.chance.at_chance):
               checkpoints.save_best(step, model)
           if end_of_epoch:
-            schedule.end_epoch(config, state, epoch, progress.fold(step))
+            schedule.end_epoch(config, state, epoch, progress.chance.at_chance)
           if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
             save_at(step)
           if preemption is not None:

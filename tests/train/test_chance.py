@@ -32,9 +32,9 @@ def test_a_flat_loss_warns_at_a_bounded_rate_saying_what_it_is(caplog):
   caplog.set_level(logging.INFO, logger="absl")
   watch = chance.ChanceWatch(num_classes=1000, window=10, batch_size=128)
   flat = math.log(1000) + 0.01
-  assert watch.fold(5, 5, 5 * 128 * flat, 5 * 128) is None  # the window is not yet full
+  assert watch.fold(5, 5 * 128 * flat, 5 * 128) is False  # no full window yet
   for step in range(10, 1001, 5):
-    assert watch.fold(step, 5, 5 * 128 * flat, 5 * 128) is True
+    assert watch.fold(step, 5 * 128 * flat, 5 * 128) is True
   messages = _warnings(caplog)
   # The first when the window fills (at chance since step 0), then each time the step doubled.
   assert [int(m.split(":")[0].split()[1]) for m in messages] == [10, 20, 40, 80, 160, 320, 640]
@@ -46,15 +46,15 @@ def test_a_flat_loss_warns_at_a_bounded_rate_saying_what_it_is(caplog):
   # 640 steps of 128 images is within Caffe's 3.84M images; past it the verdict changes.
   assert "within" in messages[-1]
   for step in range(1005, 50_001, 5):
-    watch.fold(step, 5, 5 * 128 * flat, 5 * 128)
+    watch.fold(step, 5 * 128 * flat, 5 * 128)
   assert "longer than the paper's initialisation is known to stay flat" in _warnings(caplog)[-1]
   assert len(_warnings(caplog)) == 13  # 50,000 steps: a warning per doubling, no more
   assert "still predicts at chance" in watch.closing_note(50_000)
   # A falling loss ends it, and the closing line says nothing; a noisy return warns no sooner.
-  assert watch.fold(50_010, 10, 10 * 128 * 6.0, 10 * 128) is False
-  assert watch.fold(50_020, 10, 10 * 128 * flat, 10 * 128) is True
+  assert watch.fold(50_010, 10 * 128 * 6.0, 10 * 128) is False
+  assert watch.fold(50_020, 10 * 128 * flat, 10 * 128) is True
   assert len(_warnings(caplog)) == 13
-  assert watch.fold(50_030, 10, 10 * 128 * 6.0, 10 * 128) is False
+  assert watch.fold(50_030, 10 * 128 * 6.0, 10 * 128) is False
   assert not watch.at_chance and watch.closing_note(50_030) == ""
 
 

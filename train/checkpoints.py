@@ -17,6 +17,24 @@ MAX_TO_KEEP = 3
 LATER_ADDITIONS = ("chance_since", "chance_partial", "epochs_at_chance", "dropout_seeds")
 
 
+def read_run_state(model_dir):
+  """What the latest checkpoint says of the run: the steps trained, full epochs, and the step
+  from which it was at chance (None when it was not, or the checkpoint predates the check).
+
+  Returns:
+    `{"step", "epoch", "chance_since"}`, or None when `model_dir/ckpt/` holds no checkpoint.
+  """
+  prefix = tf.train.latest_checkpoint(os.path.join(model_dir, model_dir_lib.LATEST_SUBDIR))
+  if prefix is None:
+    return None
+  reader = tf.train.load_checkpoint(prefix)
+  value = lambda name: (int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
+                        if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else None)
+  since = value("chance_since")
+  return {"step": value("step"), "epoch": value("epoch"),
+          "chance_since": since if since is not None and since >= 0 else None}
+
+
 def all_finite(variables):
   """Whether every value of every variable is finite."""
   return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)

@@ -133,6 +133,8 @@ def test_sigterm_stops_dispatcher_and_workers_cleanly_while_a_client_reads(servi
     assert process.wait(timeout=30) == 0, open(log).read()
     text = open(log).read()
     assert "Stopping: " in text and "Traceback" not in text
+    # TensorFlow cannot bind the service to one interface: each process says what that exposes.
+    assert "listening on every network interface, without authentication" in text
 
 
 def test_a_wrong_service_address_is_one_error_before_anything_is_written(dataset_dir, tmp_path):

@@ -33,7 +33,8 @@ def images_per_second(shards, model_dir, deterministic):
   command = [sys.executable, "-m", "train.main", f"--shards={shards}", f"--model_dir={model_dir}",
              f"--width={FLAGS.width}", f"--batch_size={FLAGS.batch_size}",
              f"--max_steps={FLAGS.steps}", f"--log_every={FLAGS.log_every}", "--seed=0",
-             "--checkpoint_every=100000", "--deterministic" if deterministic else "--nodeterministic"]
+             "--checkpoint_every=100000",
+             "--deterministic" if deterministic else "--nodeterministic"]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
   rates = [float(rate) for rate in re.findall(r"Images/s: ([\d.]+)", result.stderr)]
   return statistics.median(rates[1:])

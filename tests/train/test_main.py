@@ -37,7 +37,8 @@ def run_main(*args):
     ("checkpoint_every", "0", "1"), ("eval_every_epochs", "0", "1"), ("seed", "-1", "0"),
     ("shuffle_buffer", "0", "1"), ("steps_per_loop", "0", "1"),
     ("lr_step_epochs", "30,20", "20,30"),
-    ("lr_step_epochs", "0,5", "5"), ("lr_step_epochs", "x", "1,2,3")])
+    ("lr_step_epochs", "0,5", "5"), ("lr_step_epochs", "x", "1,2,3"),
+    ("warmup_steps", "-1", "500")])
 def test_every_numeric_flag_has_a_range(flag, bad, good):
   with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag} must be"):
     _parse(f"--{flag}={bad}")

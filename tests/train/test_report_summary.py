@@ -1,4 +1,4 @@
-"""The report's run summary: steps and epochs from the checkpoint, and a run that ended at chance."""
+"""The report's run summary: steps and epochs from the checkpoint; a run that ended at chance."""
 
 import pytest
 

@@ -9,9 +9,10 @@ their own (saving is a collective operation every worker must join) and restore 
 `train/cluster.py` checks the cluster, handles SIGTERM on any worker and names a lost peer.
 
 Restarting the same command resumes from `model_dir/ckpt` at the saved step, learning rate,
-plateau state and random generator. The position within the epoch is restored as a step count: the
-rest of that epoch is drawn from a freshly shuffled stream, so a few images of the interrupted
-epoch may be seen twice and others not at all.
+plateau and at-chance state, random generator and dropout seeds. The position within the epoch is
+restored as a step count: the rest of that epoch is drawn from a freshly shuffled stream, so a few
+images of the interrupted epoch may be seen twice and others not at all; with `--deterministic`
+(train/determinism.py) it is the rest of the same epoch, and the run continues bit for bit.
 """
 
 import signal

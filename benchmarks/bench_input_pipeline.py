@@ -27,6 +27,7 @@ from skimage import data as skimage_data
 from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
+from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
 from train import schedule
@@ -112,7 +113,7 @@ def decode_only(manifest, batch_size):
 
 def make_train_fn(manifest, batch_size):
   """The trainer's step (prepare_batch + train_step) for the paper's network, 1000 classes."""
-  config = train.Config(batch_size=batch_size)
+  config = config_lib.Config(batch_size=batch_size)
   model = model_lib.alexnet(1000, groups=2)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])

@@ -21,6 +21,7 @@ from absl import logging
 
 from benchmarks.bench_input_pipeline import write_synthetic_dataset
 from common import manifest as manifest_lib
+from train import config as config_lib
 from train import input_pipeline
 from train import loop as loop_lib
 from train import model as model_lib
@@ -37,7 +38,7 @@ def main(argv):
     batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=FLAGS.batch_size,
                                                   training=True, shuffle_buffer=16)))
     prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-  config = train.Config(batch_size=FLAGS.batch_size, width=FLAGS.width)
+  config = config_lib.Config(batch_size=FLAGS.batch_size, width=FLAGS.width)
   strategy = tf.distribute.get_strategy()
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = schedule.create_state(config)

@@ -12,6 +12,27 @@ from train.errors import NonFiniteError
 from train.errors import TrainingError
 
 MAX_TO_KEEP = 3
+# Training state added after checkpoints were first written: a checkpoint without an entry restores
+# the rest, the entry keeping its initial value (no time at chance, the dropout seeds' first state).
+LATER_ADDITIONS = ("chance_since", "chance_partial", "epochs_at_chance", "dropout_seeds")
+
+
+def read_run_state(model_dir):
+  """What the latest checkpoint says of the run: the steps trained, full epochs, and the step
+  from which it was at chance (None when it was not, or the checkpoint predates the check).
+
+  Returns:
+    `{"step", "epoch", "chance_since"}`, or None when `model_dir/ckpt/` holds no checkpoint.
+  """
+  prefix = tf.train.latest_checkpoint(os.path.join(model_dir, model_dir_lib.LATEST_SUBDIR))
+  if prefix is None:
+    return None
+  reader = tf.train.load_checkpoint(prefix)
+  value = lambda name: (int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
+                        if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else None)
+  since = value("chance_since")
+  return {"step": value("step"), "epoch": value("epoch"),
+          "chance_since": since if since is not None and since >= 0 else None}
 
 
 def all_finite(variables):
@@ -53,7 +74,11 @@ class Checkpoints:
                             "away to start from scratch")
       return
     try:
-      self.checkpoint.restore(prefix).assert_existing_objects_matched()
+      held = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(prefix)}
+      missing = [name for name in LATER_ADDITIONS if name in objects and name not in held]
+      restorer = self.checkpoint if not missing else tf.train.Checkpoint(
+          **{name: value for name, value in objects.items() if name not in missing})
+      restorer.restore(prefix).assert_existing_objects_matched()
     except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
       raise TrainingError(f"{prefix}: cannot restore the checkpoint ({_first_line(e)})") from None
     logging.info("Resumed from %s at step %d", prefix, int(objects["step"].numpy()))

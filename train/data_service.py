@@ -38,6 +38,13 @@ FLAGS = flags.FLAGS
 COMPRESSION = None
 # A dispatcher drops a silent worker after this long; its unsent files are then lost to this pass.
 WORKER_TIMEOUT_MS = 5_000
+# TensorFlow 2.21's servers listen on every interface (gRPC on "0.0.0.0:port", no credentials);
+# neither DispatcherConfig nor WorkerConfig has a field for the address to bind, so no flag of ours
+# can limit them to one: the network must (WORKSPACE.md, "Trusted networks only").
+UNGUARDED = ("listening on every network interface, without authentication: anyone who can reach "
+             "port %s can have the workers run any dataset graph, and TensorFlow ops read files; "
+             "run the service only on a trusted network, or firewall the port to the trainer "
+             "and the input hosts")
 
 
 def check_address(address):
@@ -99,6 +106,7 @@ def run_dispatcher(port, log_seconds):
   server = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig(
       port=port, worker_timeout_ms=WORKER_TIMEOUT_MS))
   logging.info("Dispatcher listening on port %d", port)
+  logging.warning(UNGUARDED, port)
   _serve(lambda: f"dispatcher :{port}: {server._num_workers()} workers",  # pylint: disable=protected-access
          log_seconds)
 
@@ -108,6 +116,7 @@ def run_worker(dispatcher, host, port, log_seconds):
       dispatcher_address=dispatcher, worker_address=f"{host}:%port%", port=port))
   port = server._address.rpartition(":")[2]  # pylint: disable=protected-access  (the bound port)
   logging.info("Worker %s:%s serving the dispatcher %s", host, port, dispatcher)
+  logging.warning(UNGUARDED, port)
   last = [time.monotonic(), _cpu_seconds()]
 
   def describe():

@@ -25,17 +25,19 @@ def next_batch(iterator, manifest, split):
 
 
 def distribute_dataset(strategy, manifest, split, *, batch_size, training, ten_crop=False,
-                       skip_corrupt=False, shuffle_buffer=10_000, seed=None, data_service=None):
+                       skip_corrupt=False, shuffle_buffer=10_000, seed=None, data_service=None,
+                       **stream):
   """`input_pipeline.make_dataset` per input pipeline, `batch_size` (global) split over replicas.
 
   With `data_service` (a dispatcher's HOST:PORT) the pipeline runs on that tf.data service's
   workers: for training only, since the service's sharding may lose records (train.data_service).
+  `stream` passes `make_dataset`'s `deterministic`, `start_epoch` and `skip_batches`.
   """
   def dataset_fn(context):
     dataset = input_pipeline.make_dataset(
         manifest, split, batch_size=context.get_per_replica_batch_size(batch_size),
         training=training, ten_crop=ten_crop, skip_corrupt=skip_corrupt,
-        shuffle_buffer=shuffle_buffer, seed=seed, input_context=context)
+        shuffle_buffer=shuffle_buffer, seed=seed, input_context=context, **stream)
     return data_service_lib.distribute(dataset, data_service) if data_service else dataset
   return strategy.distribute_datasets_from_function(dataset_fn)
 

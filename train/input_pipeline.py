@@ -29,6 +29,9 @@ CROP_SIZE = 227
 # Section 4.1: alpha ~ N(0, 0.1) per eigenvector, drawn once per image per presentation.
 LIGHTING_STDDEV = 0.1
 PIXEL_MAX = 255.0
+# With `deterministic` the interleave reads this many shards at once whatever the core count
+# (tf.data's default cycle is one shard per core), so the stream is the same on any machine.
+DETERMINISTIC_CYCLE_LENGTH = 8
 
 
 class DataError(ValueError):
@@ -72,7 +75,7 @@ def _example_fn(image_format, image_size, training, ten_crop):
   """The per-record map: parse, then decode the crop(s) the mode asks for."""
   margin = image_size - CROP_SIZE
 
-  def example(serialized):
+  def example(serialized, crop_seed=None):
     features = schema.parse_example(serialized)
     label = tf.cast(features[schema.LABEL], tf.int32)
     if ten_crop:
@@ -84,7 +87,11 @@ def _example_fn(image_format, image_size, training, ten_crop):
       crops = tf.stack(crops + crops)  # prepare_batch mirrors the second five.
       offsets, flipped = tf.constant(offsets, tf.int32), tf.constant(flipped)
       return {"image": crops, "label": label, "offset": offsets, "flipped": flipped}
-    if training:
+    if training and crop_seed is not None:  # Stateless: the crop depends on the seed alone.
+      offset_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(crop_seed, 2))
+      offset = tf.random.stateless_uniform([2], offset_seed, 0, margin + 1, tf.int32)
+      flipped = tf.random.stateless_uniform([], flip_seed) < 0.5
+    elif training:
       offset = tf.random.uniform([2], 0, margin + 1, tf.int32)
       flipped = tf.random.uniform([]) < 0.5
     else:
@@ -95,8 +102,34 @@ def _example_fn(image_format, image_size, training, ten_crop):
   return example
 
 
+def _deterministic_batches(files, read_shard, example, *, batch_size, shuffle_buffer, seed,
+                           skip_corrupt, start_epoch, skip_batches):
+  """The training stream of `--deterministic`: epochs `start_epoch`, ... each a function of the
+  seed and its number alone (shard order, record order, crops), the first `skip_batches` batches
+  of the first one left out (read and shuffled, not decoded), so that a resumed run reads what an
+  uninterrupted one would. Each epoch drops its own last partial batch: epochs do not blend."""
+  num_files = int(files.cardinality())
+
+  def epoch_batches(epoch):
+    epoch_seed = seed * 1_000_003 + epoch
+    records = files.shuffle(num_files, seed=epoch_seed).interleave(
+        read_shard, cycle_length=DETERMINISTIC_CYCLE_LENGTH, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+    # Numbered after the shuffle: a record's crop is seeded by its place in the epoch.
+    records = records.shuffle(shuffle_buffer, seed=epoch_seed).enumerate()
+    records = records.skip(tf.where(epoch == start_epoch, tf.constant(skip_batches * batch_size,
+                                                                      tf.int64), 0))
+    examples = records.map(lambda index, record: example(record, tf.stack([epoch_seed, index])),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    examples = examples.ignore_errors(log_warning=True) if skip_corrupt else examples
+    return examples.batch(batch_size, drop_remainder=True)
+
+  return tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_batches)
+
+
 def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_corrupt=False,
-                 shuffle_buffer=10_000, seed=None, input_context=None):
+                 shuffle_buffer=10_000, seed=None, input_context=None, deterministic=False,
+                 start_epoch=0, skip_batches=0):
   """Streams one split of a dataset as batches of uint8 crops.
 
   Training repeats forever (the trainer counts epochs in steps) and drops the last partial batch;
@@ -112,6 +145,11 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
     shuffle_buffer: records in the shuffle buffer (training only).
     seed: seed of the shard and record shuffles; None varies them from run to run.
     input_context: a `tf.distribute.InputContext`; each worker then reads its own subset of shards.
+    deterministic: training only, needs `seed`: a stream that is a function of the seed alone, in
+      which a run resumed at (`start_epoch`, `skip_batches`) reads what an uninterrupted run would
+      (see `_deterministic_batches`).
+    start_epoch: with `deterministic`, the epoch the stream starts at (0-based).
+    skip_batches: with `deterministic`, batches of `start_epoch` already trained on.
 
   Returns:
     A `tf.data.Dataset` of batch dicts (see the module docstring).
@@ -131,6 +169,14 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
       raise DataError(f"{split}: {len(paths)} shards cannot feed "
                              f"{input_context.num_input_pipelines} workers; write more shards")
     files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+  example = _example_fn(manifest.encoding, manifest.image_size, training, ten_crop)
+  if training and deterministic:
+    if seed is None:
+      raise ValueError("a deterministic stream needs a seed")
+    return _deterministic_batches(
+        files, read_shard, example, batch_size=batch_size, shuffle_buffer=shuffle_buffer,
+        seed=seed, skip_corrupt=skip_corrupt, start_epoch=start_epoch,
+        skip_batches=skip_batches).prefetch(tf.data.AUTOTUNE)
   if training:
     # Shuffle the shard order, then repeat: every epoch reads every shard once, in a new order. The
     # file list repeats rather than the batches so the pipeline stays full across epoch boundaries.
@@ -143,8 +189,7 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
   # Records are shuffled after the shards: a buffer only mixes records that are close in the
   # stream, so the shard shuffle and interleave above supply the long-range mixing.
   records = records.shuffle(shuffle_buffer, seed=seed) if training else records
-  examples = records.map(_example_fn(manifest.encoding, manifest.image_size, training, ten_crop),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+  examples = records.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
   examples = examples.ignore_errors(log_warning=True) if skip_corrupt else examples
   # Full batches in training keep the global-batch loss scale and XLA shapes fixed; evaluation keeps
   # the partial last batch so every image is scored exactly once. Copying uint8 crops into a batch

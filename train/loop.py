@@ -6,11 +6,12 @@ at 150 steps a second would feel (benchmarks/bench_steps_per_loop.py). `make_tra
 `steps` steps inside one call, reading the distributed iterator inside it, as Keras'
 `steps_per_execution` and the TF model garden do. Python sees the model only between loops, so a
 loop ends wherever Python must act: a log line, a checkpoint, an epoch's end (evaluation, the step
-schedule) and the last step.
+schedule), the end of each window of the at-chance check (train/chance.py) and the last step.
 """
 
 import tensorflow as tf
 
+from train import chance
 from train import input_pipeline
 from train.errors import TrainingError
 
@@ -38,12 +39,14 @@ def make_train_loop(strategy, step_fn):
 
 def loop_length(step, config, steps_per_epoch, total_steps, start_step):
   """Steps of the loop starting after `step`: at most `config.steps_per_loop`, never crossing a
-  multiple of `log_every` or `checkpoint_every`, an epoch's end or `total_steps`. A run's first
-  step is a loop of its own: its loss is logged and checked against ln(num_classes)."""
+  multiple of `log_every`, `checkpoint_every` or the at-chance window, an epoch's end or
+  `total_steps`. A run's first step is a loop of its own: its loss is logged and checked against
+  ln(num_classes)."""
   if step == start_step:
     return 1
   end = min(step + config.steps_per_loop, total_steps)
-  for every in (config.log_every, config.checkpoint_every, steps_per_epoch):
+  for every in (config.log_every, config.checkpoint_every, steps_per_epoch,
+                chance.window_steps(steps_per_epoch)):
     end = min(end, (step // every + 1) * every)
   return end - step
 

@@ -2,7 +2,7 @@
 
   python -m train.main --flagfile=train/alexnet.flags --shards DIR --model_dir DIR
 
-The defaults are the paper's hyperparameters, kept once, in `train.train.Config`
+The defaults are the paper's hyperparameters, kept once, in `train.config.Config`
 (`train/alexnet.flags` spells them out with their sections; a test keeps the two equal). Rerunning
 the same command resumes from the model directory's latest checkpoint; SIGTERM or Ctrl-C saves at
 the next step and exits 0, a second Ctrl-C stops at once. Multi-GPU and multi-machine training: see
@@ -20,7 +20,9 @@ from absl import flags
 from absl import logging
 
 from common import manifest as manifest_lib
+from train import config as config_lib
 from train import input_pipeline
+from train import model as model_lib
 from train import train
 from train.errors import TrainingError
 
@@ -35,7 +37,7 @@ RANGES = (("epochs", 1, None, False, False), ("max_steps", 0, None, False, False
           ("width", 0, None, True, False), ("log_every", 1, None, False, False),
           ("checkpoint_every", 1, None, False, False), ("eval_every_epochs", 1, None, False, False),
           ("seed", 0, None, False, False), ("shuffle_buffer", 1, None, False, False),
-          ("steps_per_loop", 1, None, False, False))
+          ("steps_per_loop", 1, None, False, False), ("warmup_steps", 0, None, False, False))
 
 
 def _range_text(low, high, low_open, high_open):
@@ -70,7 +72,7 @@ def define_flags(flag_values=FLAGS):
   Args:
     flag_values: the `FlagValues` to define them in (a fresh one in tests).
   """
-  defaults, into = train.Config(), {"flag_values": flag_values}
+  defaults, into = config_lib.Config(), {"flag_values": flag_values}
   flags.DEFINE_string("shards", None, "Dataset directory holding manifest.json and the shards.",
                       **into)
   flags.DEFINE_string("model_dir", None, "Directory for checkpoints, summaries and config.json.",
@@ -95,6 +97,9 @@ def define_flags(flag_values=FLAGS):
                        **into)
   flags.DEFINE_list("lr_step_epochs", [str(e) for e in defaults.lr_step_epochs],
                     "Epochs at which the step schedule divides the rate by 10.", **into)
+  flags.DEFINE_integer("warmup_steps", defaults.warmup_steps,
+                       "Steps over which the rate rises linearly from learning_rate/N to "
+                       "learning_rate (0: none, as in the paper).", **into)
   flags.DEFINE_float("dropout", defaults.dropout, "Dropout rate on the outputs of fc6 and fc7.",
                      **into)
   flags.DEFINE_integer("groups", defaults.groups, "Towers of conv2, conv4, conv5 (2: the paper).",
@@ -102,7 +107,10 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_float("width", defaults.width,
                      "Channel multiplier of every layer but fc8 (1.0: the paper's network).",
                      **into)
-  flags.DEFINE_enum("precision", defaults.precision, list(train.PRECISION_POLICIES),
+  flags.DEFINE_enum("bias_init", defaults.bias_init, list(model_lib.POSITIVE_BIAS),
+                    "Starting bias of conv2, conv4, conv5, fc6, fc7: paper (1) or caffe "
+                    "(bvlc_alexnet's 0.1).", **into)
+  flags.DEFINE_enum("precision", defaults.precision, list(config_lib.PRECISION_POLICIES),
                     "fp32, or bf16/fp16 mixed precision (fp16 with dynamic loss scaling).", **into)
   flags.DEFINE_bool("jit", defaults.jit, "XLA-compile the forward and backward passes.", **into)
   flags.DEFINE_integer("log_every", defaults.log_every, "Steps between log lines and summaries.",
@@ -128,6 +136,9 @@ def define_flags(flag_values=FLAGS):
                       "HOST:PORT of a tf.data service dispatcher (python -m train.data_service) "
                       "whose workers run the training input pipeline; evaluation stays local.",
                       **into)
+  flags.DEFINE_bool("deterministic", defaults.deterministic,
+                    "Bit-for-bit repeatable training and resumes on this machine (needs --seed; "
+                    "slower). See train/determinism.py for what it promises.", **into)
   for name, *bounds in RANGES:
     flags.register_validator(name, lambda value, bounds=bounds: _in_range(value, *bounds),
                              f"--{name} must be {_range_text(*bounds)}", **into)
@@ -142,9 +153,9 @@ def define_flags(flag_values=FLAGS):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  values = {name: FLAGS[name].value for name in train.Config.__dataclass_fields__}
+  values = {name: FLAGS[name].value for name in config_lib.Config.__dataclass_fields__}
   values["lr_step_epochs"] = tuple(int(epoch) for epoch in values["lr_step_epochs"])
-  config = train.Config(**values)
+  config = config_lib.Config(**values)
   try:
     if config.seed is not None:
       keras.utils.set_random_seed(config.seed)

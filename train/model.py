@@ -28,6 +28,10 @@ LRN_BETA = 0.75
 # layers (to give the ReLUs positive inputs early on), 0 elsewhere.
 WEIGHT_STDDEV = 0.01
 BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+# The starting value of those biases: "paper" is section 5's 1; "caffe" is BVLC's bvlc_alexnet
+# (Caffe PR #327 lowered it to 0.1 because 1 gave a flat loss). Only these biases differ: Caffe's
+# other departures (fc6/fc7 weights from N(0, 0.005)) are not taken.
+POSITIVE_BIAS = {"paper": 1.0, "caffe": 0.1}
 
 
 @keras.saving.register_keras_serializable(package="alexnet")
@@ -113,12 +117,18 @@ class LocalResponseNormalization(keras.layers.Layer):
     return input_shape
 
 
+def seed_states(model):
+  """The model's random-seed variables (its dropout layers'), which `model.weights` leaves out;
+  checkpointed so that a resumed run draws the dropout masks an uninterrupted one would."""
+  return [v for v in model.variables if all(v is not weight for weight in model.weights)]
+
+
 def _scaled(units, width, groups):
   """`units * width`, rounded to a positive multiple of `groups` so every layer splits evenly."""
   return groups * max(1, round(units * width / groups))
 
 
-def alexnet(num_classes, groups=2, dropout=0.5, width=1.0):
+def alexnet(num_classes, groups=2, dropout=0.5, width=1.0, bias_init="paper"):
   """Builds AlexNet, taking 227x227x3 mean-subtracted float32 pixels (NHWC) to logits.
 
   Shapes: 227 -> conv1 55 -> pool 27 -> conv2 27 -> pool 13 -> conv3, conv4, conv5 13 -> pool 6 ->
@@ -135,13 +145,14 @@ def alexnet(num_classes, groups=2, dropout=0.5, width=1.0):
     dropout: rate applied to the outputs of fc6 and fc7 (after their ReLU) during training only.
     width: multiplier on every layer's channel or unit count except fc8's, e.g. 0.25 for a narrow
       network that trains quickly on a CPU; 1.0 is the paper's network.
+    bias_init: a key of `POSITIVE_BIAS`: the starting bias of conv2, conv4, conv5, fc6 and fc7.
 
   Returns:
     An uncompiled `keras.Model` named "alexnet" whose output is float32 logits `[batch, num_classes]`.
 
   Raises:
-    ValueError: if `num_classes` or `groups` is below 1, `width` is not positive, or `dropout` is
-      outside [0, 1).
+    ValueError: if `num_classes` or `groups` is below 1, `width` is not positive, `dropout` is
+      outside [0, 1), or `bias_init` is unknown.
   """
   if num_classes < 1:
     raise ValueError(f"alexnet: num_classes must be at least 1, got {num_classes}")
@@ -151,18 +162,23 @@ def alexnet(num_classes, groups=2, dropout=0.5, width=1.0):
     raise ValueError(f"alexnet: width must be positive, got {width}")
   if not 0 <= dropout < 1:
     raise ValueError(f"alexnet: dropout must be in [0, 1), got {dropout}")
+  if bias_init not in POSITIVE_BIAS:
+    raise ValueError(f"alexnet: bias_init must be one of {sorted(POSITIVE_BIAS)}, got "
+                     f"{bias_init!r}")
+  positive_bias = POSITIVE_BIAS[bias_init]
 
   def conv(x, name, filters, kernel_size, strides=1, padding="SAME", conv_groups=1):
     # For the stride-1 layers SAME is the paper's symmetric padding of (kernel_size - 1) / 2.
     x = GroupedConv2D(_scaled(filters, width, groups), kernel_size, strides, padding, conv_groups,
-                      bias_value=1.0 if name in BIAS_ONE_LAYERS else 0.0, name=name)(x)
+                      bias_value=positive_bias if name in BIAS_ONE_LAYERS else 0.0, name=name)(x)
     return keras.layers.ReLU(name=f"relu{name[-1]}")(x)
 
   def dense(x, name, units):
     return keras.layers.Dense(
         units, name=name,
         kernel_initializer=keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
-        bias_initializer=keras.initializers.Constant(1.0 if name in BIAS_ONE_LAYERS else 0.0))(x)
+        bias_initializer=keras.initializers.Constant(
+            positive_bias if name in BIAS_ONE_LAYERS else 0.0))(x)
 
   def pool(x, name):
     # Overlapping pooling (section 3.4): 3x3 windows every 2 pixels.

@@ -2,6 +2,8 @@
 
 Statistics stay on the device between log lines (no synchronisation per step); every log line
 and every save first checks that no loss since the last check, and no weight, is NaN or infinite.
+The end of each of `chance.ChanceWatch`'s windows and every save fold the statistics into it; it
+warns while the network still predicts at chance.
 """
 
 import contextlib
@@ -15,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from train import chance as chance_lib
 from train import checkpoints as checkpoints_lib
 from train.errors import NonFiniteError
 
@@ -22,13 +25,18 @@ from train.errors import NonFiniteError
 class Progress:
   """Accumulates step statistics (sum of loss, top-1 hits, top-5 hits, examples) for the logs."""
 
-  def __init__(self, config, steps_per_epoch, total_steps, start_step, writers, model):
+  def __init__(self, config, steps_per_epoch, total_steps, start_step, writers, model,
+               num_classes, chance_since=None, chance_partial=(0.0, 0.0)):
     self.config, self.writers, self.model = config, writers, model
     self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
-    self.start_step = self.last_check = self.last_log = start_step
+    self.num_classes = num_classes
+    self.start_step = self.last_check = self.last_log = self.last_fold = start_step
     self.fresh_start = start_step == 0
-    self.window = self.epoch = tf.zeros([4])
+    self.window = self.epoch = self.unfolded = tf.zeros([4])
     self.last_log_time = time.monotonic()
+    self.chance = chance_lib.ChanceWatch(
+        num_classes, chance_lib.window_steps(steps_per_epoch), config.batch_size,
+        since=chance_since, partial=chance_partial)
 
   def add(self, first_step, stats):
     """Adds the summed statistics of a loop from `first_step` (on device: no synchronisation).
@@ -39,6 +47,16 @@ class Progress:
       self.epoch = tf.zeros([4])
     self.window += stats
     self.epoch += stats
+    self.unfolded += stats
+
+  def fold(self, step):
+    """Folds the steps since the last fold into `self.chance` (a synchronisation: at its windows'
+    ends and saves only); returns whether the network still predicts at chance."""
+    if step > self.last_fold:
+      stats = self.unfolded.numpy()
+      self.chance.fold(step, float(stats[0]), float(stats[3]))
+      self.unfolded, self.last_fold = tf.zeros([4]), step
+    return self.chance.at_chance
 
   def check_finite(self, step):
     """Raises NonFiniteError if a loss since the last check or a weight is NaN or infinite."""
@@ -53,7 +71,7 @@ class Progress:
           f"non-finite weights after a step in {steps}; stopping without saving")
     self.last_check = step
 
-  def log(self, step, learning_rate, num_classes):
+  def log(self, step, learning_rate):
     """Logs the line of the original trainer and writes the train scalars."""
     self.check_finite(step)
     window, epoch = self.window.numpy(), self.epoch.numpy()
@@ -62,7 +80,7 @@ class Progress:
     images_per_sec = window[3] / max(now - self.last_log_time, 1e-9)
     loss, top1, top5 = window[:3] / window[3]
     if self.fresh_start and step == self.start_step + 1:
-      check_first_loss(loss, num_classes)
+      check_first_loss(loss, self.num_classes)
     eta = (self.total_steps - step) * (now - self.last_log_time) / max(steps, 1)
     logging.info(
         "Time: %s Epoch: %d Batch: %d/%d Loss: %.4f Avg loss: %.4f Accuracy: %.4f "
@@ -92,7 +110,7 @@ def check_first_loss(loss, num_classes):
   return False
 
 
-def log_closing(reason, step, steps_per_epoch, validation, checkpoints):
+def log_closing(reason, step, steps_per_epoch, validation, checkpoints, note=""):
   """Logs the run's last line: why it stopped, where, its last validation and where it saved.
 
   Args:
@@ -101,6 +119,7 @@ def log_closing(reason, step, steps_per_epoch, validation, checkpoints):
     steps_per_epoch: steps in one epoch.
     validation: the last validation metrics of this run (with its `step`), or None.
     checkpoints: the run's `checkpoints.Checkpoints`.
+    note: appended to the line (`ChanceWatch.closing_note`: still at chance).
   """
   if validation is None:
     figures = "no validation in this run"
@@ -108,9 +127,10 @@ def log_closing(reason, step, steps_per_epoch, validation, checkpoints):
     figures = (f"last validation at step {validation['step']}: top-1 error "
                f"{1 - validation['top1']:.4f}, top-5 error {1 - validation['top5']:.4f}, loss "
                f"{validation['loss']:.4f} on {validation['count']} images")
-  logging.info("Stopped (%s) at step %d (epoch %d, batch %d/%d); %s; checkpoint %s; best model %s",
-               reason, step, (step - 1) // steps_per_epoch + 1, (step - 1) % steps_per_epoch + 1,
-               steps_per_epoch, figures, *checkpoints.paths())
+  logging.info("Stopped (%s) at step %d (epoch %d, batch %d/%d); %s; checkpoint %s; best model "
+               "%s%s", reason, step, (step - 1) // steps_per_epoch + 1,
+               (step - 1) % steps_per_epoch + 1, steps_per_epoch, figures, *checkpoints.paths(),
+               note)
 
 
 class StopFlag:

@@ -15,6 +15,8 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from train import chance
+from train import checkpoints as checkpoints_lib
 from train import plot
 from train import report_eval
 from train import report_sections
@@ -42,19 +44,30 @@ def jpeg_uri(pixels, quality=85):
   return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def training_progress(manifest, config, model_dir):
+  """The steps and epochs trained, read from the latest checkpoint (the logged scalars miss the
+  steps between log lines), and whether the run ended at chance (train/chance.py)."""
+  state = checkpoints_lib.read_run_state(model_dir) or {}
+  steps, since = state.get("step"), state.get("chance_since")
+  batch_size = config.get("flags", {}).get("batch_size")
+  steps_per_epoch = (manifest.num_examples("train") // batch_size
+                     if batch_size and manifest.has_split("train") else 0)
+  at_chance = None
+  if since is not None:
+    at_chance = {"since": since, "steps": steps - since, "classes": manifest.num_classes,
+                 "advice": chance.ADVICE}
+  return {"steps": steps, "at_chance": at_chance,
+          "epochs": steps / steps_per_epoch if steps is not None and steps_per_epoch else None}
+
+
 def run_summary(manifest, config, scalars, model_dir, checkpoint):
   """Section 1: dataset, configuration, steps and epochs, wall time and images/s."""
   flags = config.get("flags", {})
-  steps = int(max(scalars["train/loss"][0])) if "train/loss" in scalars else None
-  batch_size = flags.get("batch_size")
-  steps_per_epoch = (manifest.num_examples("train") // batch_size
-                     if batch_size and manifest.has_split("train") else 0)
   speed = scalars.get("perf/images_per_sec")
-  return {
+  return {**training_progress(manifest, config, model_dir),
       "dataset": report_sections.dataset_summary(manifest.data),
       "dataset_dir": manifest.directory, "encoding": manifest.encoding,
       "model": config["model"], "flags": sorted(flags.items()), "checkpoint": checkpoint,
-      "steps": steps, "epochs": steps / steps_per_epoch if steps and steps_per_epoch else None,
       "wall_time": plot.wall_time_span(os.path.join(model_dir, "train")),
       "images_per_sec": float(np.median(speed[1])) if speed is not None else None,
   }

@@ -9,12 +9,12 @@ their own (saving is a collective operation every worker must join) and restore 
 `train/cluster.py` checks the cluster, handles SIGTERM on any worker and names a lost peer.
 
 Restarting the same command resumes from `model_dir/ckpt` at the saved step, learning rate,
-plateau state and random generator. The position within the epoch is restored as a step count: the
-rest of that epoch is drawn from a freshly shuffled stream, so a few images of the interrupted
-epoch may be seen twice and others not at all.
+plateau and at-chance state, random generator and dropout seeds. The position within the epoch is
+restored as a step count: the rest of that epoch is drawn from a freshly shuffled stream, so a few
+images of the interrupted epoch may be seen twice and others not at all; with `--deterministic`
+(train/determinism.py) it is the rest of the same epoch, and the run continues bit for bit.
 """
 
-import dataclasses
 import signal
 
 import keras
@@ -23,7 +23,9 @@ from absl import logging
 
 from train import checkpoints as checkpoints_lib
 from train import cluster
+from train import config as config_lib
 from train import data_service as data_service_lib
+from train import determinism
 from train import evaluation
 from train import input_pipeline
 from train import loop as loop_lib
@@ -35,43 +37,6 @@ from train import schedule
 from train import summaries
 from train.errors import NonFiniteError
 from train.errors import TrainingError
-
-PRECISION_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """The trainer's settings; the one home of their defaults, the paper's values.
-
-  `train/alexnet.flags` restates them with the paper's sections; a test keeps the two equal.
-  """
-  epochs: int = 90
-  max_steps: int = 0  # 0: no bound besides epochs.
-  batch_size: int = 128  # Global, over all replicas.
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  weight_decay: float = 0.0005
-  lr_schedule: str = "plateau"  # "plateau" or "step".
-  patience: int = 5  # Evaluations without a lower validation error before the rate drops.
-  max_lr_drops: int = 3
-  lr_step_epochs: tuple = (30, 60, 80)
-  dropout: float = 0.5
-  groups: int = 2
-  width: float = 1.0
-  precision: str = "fp32"
-  jit: bool = False
-  log_every: int = 100
-  checkpoint_every: int = 1000
-  eval_every_epochs: int = 1
-  ten_crop_eval: bool = False
-  skip_corrupt: bool = False
-  seed: int | None = None
-  shuffle_buffer: int = 10_000
-  # Steps per compiled call; a loop always ends at a log line, checkpoint, evaluation or epoch end,
-  # so this never makes them coarser. 10 removes most of the per-call dispatch (see train/loop.py).
-  steps_per_loop: int = 10
-  data_service: str | None = None  # HOST:PORT of a tf.data service dispatcher (train.data_service).
-
 
 def create_strategy(task=None):
   """MultiWorkerMirrored for a `cluster.Task`, else Mirrored over several GPUs (or logical CPUs)."""
@@ -98,15 +63,17 @@ def is_chief(strategy):
 
 
 def create_optimizer(config, learning_rate):
-  """SGD with momentum reading its rate from the `learning_rate` variable (the schedule's state).
+  """SGD with momentum reading its rate from the `learning_rate` variable (the schedule's state),
+  times the warm-up's share in the first `config.warmup_steps` steps.
 
   Keras' SGD computes v <- m v - lr g; w <- w + v, the paper's rule once the gradient includes the
   weight decay (see `train_step`). fp16 wraps it in a dynamic loss scale.
   """
-  optimizer = keras.optimizers.SGD(learning_rate=lambda: learning_rate, momentum=config.momentum)
-  if config.precision == "fp16":
-    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-  return optimizer
+  # The warm-up reads the optimizer's own step count, checkpointed with it.
+  sgd = keras.optimizers.SGD(
+      learning_rate=lambda: learning_rate * schedule.warmup_factor(config, sgd.iterations),
+      momentum=config.momentum)
+  return keras.optimizers.LossScaleOptimizer(sgd) if config.precision == "fp16" else sgd
 
 
 def train_step(model, optimizer, batch, prep, config, rng):
@@ -164,7 +131,8 @@ def _build(config, manifest, strategy):
   """The network, training state and optimizer, or a TrainingError naming the setting at fault."""
   with strategy.scope():
     try:
-      model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
+      model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width,
+                                config.bias_init)
     except ValueError as e:
       raise TrainingError(f"cannot build the network: {e}") from None
     state = schedule.create_state(config)
@@ -180,7 +148,7 @@ def train_and_evaluate(config, manifest, model_dir):
   the data) is checked before anything is written to `model_dir`.
 
   Args:
-    config: a `Config`.
+    config: a `train.config.Config`.
     manifest: the dataset's `common.manifest.Manifest`.
     model_dir: directory for config.json, mean.npy, checkpoints (ckpt/, best/) and summaries.
 
@@ -200,7 +168,11 @@ def train_and_evaluate(config, manifest, model_dir):
     # a share: most files would never be read. Not supported rather than silently wrong.
     raise TrainingError("--data_service with TF_CONFIG (several trainers) is not supported; "
                         "use one trainer per --data_service")
-  keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.precision])
+  if error := determinism.refusal(config, task):
+    raise TrainingError(error)
+  if config.deterministic:
+    determinism.enable(config)
+  keras.mixed_precision.set_global_policy(config_lib.PRECISION_POLICIES[config.precision])
   strategy = create_strategy(task)
   if task is not None:
     cluster.check_same_dataset(task, manifest)
@@ -222,8 +194,8 @@ def train_and_evaluate(config, manifest, model_dir):
   with model_dir_lib.lock(model_dir, chief):
     if chief:
       model_dir_lib.check(config, manifest, model_dir)
-    checkpoints = checkpoints_lib.Checkpoints(model_dir, chief, model=model,
-                                              optimizer=optimizer, **state)
+    checkpoints = checkpoints_lib.Checkpoints(model_dir, chief, model=model, optimizer=optimizer,
+                                              dropout_seeds=model_lib.seed_states(model), **state)
     step = int(state["step"].numpy())
     if step >= total_steps:
       logging.info("Step %d already reaches the %d steps asked for; nothing to train", step,
@@ -241,23 +213,34 @@ def train_and_evaluate(config, manifest, model_dir):
 
     def save_at(at):
       progress.check_finite(at)
+      progress.fold(at)
+      state["chance_since"].assign(-1 if progress.chance.since is None else progress.chance.since)
+      state["chance_partial"].assign(progress.chance.partial)
       checkpoints.save(at, model)
     # In a cluster SIGTERM goes to the handler, which makes every worker save the same step.
     preemption = task and cluster.Preemption(strategy, checkpoints.reader, save_at)
     signums = (signal.SIGTERM, signal.SIGINT) if task is None else (signal.SIGINT,)
-    iterator = iter(evaluation.distribute_dataset(
+    stream = {"deterministic": True, "start_epoch": step // steps_per_epoch,
+              "skip_batches": step % steps_per_epoch} if config.deterministic else {}
+    dataset = evaluation.distribute_dataset(
         strategy, manifest, "train", batch_size=config.batch_size, training=True,
         skip_corrupt=config.skip_corrupt, shuffle_buffer=config.shuffle_buffer, seed=config.seed,
-        data_service=config.data_service))
-    progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model)
+        data_service=config.data_service, **stream)
+    iterator = iter(dataset)
+    since = int(state["chance_since"].numpy())
+    progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model,
+                                     manifest.num_classes, None if since < 0 else since,
+                                     tuple(state["chance_partial"].numpy()))
     validation = None
     try:
       with stop.installed(signums), cluster.reporting_lost_peers(task, lambda: step):
         while step < total_steps and not stop.requested:
           if progress.fresh_start and step == progress.start_step:
             # The batch shown is drawn from the stream just before the first step's: one batch of
-            # a run's first epoch is shown and not trained on.
-            batch = evaluation.next_batch(iterator, manifest, "train")
+            # a run's first epoch is shown and not trained on (a stream of its own when
+            # deterministic, so that a resumed run's batches are an uninterrupted run's).
+            batch = evaluation.next_batch(iter(dataset) if config.deterministic else iterator,
+                                          manifest, "train")
             if batch is None:  # Only when --skip_corrupt has dropped every record.
               raise TrainingError(f"{manifest.directory}: no readable training records")
             writers.images(batch, strategy, prep, step)
@@ -269,8 +252,10 @@ def train_and_evaluate(config, manifest, model_dir):
           state["step"].assign(step)
           epoch, in_epoch = divmod(step, steps_per_epoch)
           state["epoch"].assign(epoch)
+          if step % progress.chance.window == 0:
+            progress.fold(step)
           if step % config.log_every == 0 or step == progress.start_step + 1:
-            progress.log(step, float(state["learning_rate"].numpy()), manifest.num_classes)
+            progress.log(step, schedule.rate_at(config, state, step))
           end_of_epoch = in_epoch == 0
           if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
                                  or step == total_steps):
@@ -285,10 +270,11 @@ def train_and_evaluate(config, manifest, model_dir):
             writers.scalars("eval", step, {"eval/loss": validation["loss"],
                                            "eval/top1": validation["top1"],
                                            "eval/top5": validation["top5"]})
-            if schedule.update_on_validation(config, state, 1.0 - validation["top1"]):
+            if schedule.update_on_validation(config, state, 1.0 - validation["top1"],
+                                             at_chance=progress.chance.at_chance):
               checkpoints.save_best(step, model)
-          if end_of_epoch and config.lr_schedule == "step":
-            state["learning_rate"].assign(schedule.step_schedule_rate(config, epoch))
+          if end_of_epoch:
+            schedule.end_epoch(config, state, epoch, progress.chance.at_chance)
           if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
             save_at(step)
           if preemption is not None:
@@ -298,7 +284,7 @@ def train_and_evaluate(config, manifest, model_dir):
           save_at(step)
     except NonFiniteError:
       progress_lib.log_closing("non-finite, this step not saved", step, steps_per_epoch,
-                               validation, checkpoints)
+                               validation, checkpoints, progress.chance.closing_note(step))
       raise
     writers.close()
   if task is not None:
@@ -307,5 +293,6 @@ def train_and_evaluate(config, manifest, model_dir):
   reason = (f"{stop.requested}; rerun the same command to resume" if stop.requested
             else f"reached --max_steps={config.max_steps}" if total_steps == config.max_steps
             else f"reached --epochs={config.epochs}")
-  progress_lib.log_closing(reason, step, steps_per_epoch, validation, checkpoints)
+  progress_lib.log_closing(reason, step, steps_per_epoch, validation, checkpoints,
+                           progress.chance.closing_note(step))
   return validation

@@ -16,6 +16,7 @@ from PIL import Image
 
 from common import manifest as manifest_lib
 from common import schema
+from train import config as config_lib
 from train import train
 
 CLASS_COLOURS = ((200, 40, 40), (40, 200, 40), (40, 40, 200))
@@ -113,5 +114,6 @@ def writable_dataset_dir(tmp_path):
 def trained_dir(dataset_dir, tmp_path_factory):
   """One epoch (4 steps) of training, shared read-only; tests that alter it work on a copy."""
   model_dir = str(tmp_path_factory.mktemp("trained") / "model")
-  train.train_and_evaluate(train.Config(**TINY_CONFIG), manifest_lib.load(dataset_dir), model_dir)
+  train.train_and_evaluate(config_lib.Config(**TINY_CONFIG), manifest_lib.load(dataset_dir),
+                           model_dir)
   return model_dir

@@ -8,6 +8,7 @@ import sys
 import pytest
 from absl import flags
 
+from train import config as config_lib
 from train import main
 from train import train
 
@@ -36,7 +37,8 @@ def run_main(*args):
     ("checkpoint_every", "0", "1"), ("eval_every_epochs", "0", "1"), ("seed", "-1", "0"),
     ("shuffle_buffer", "0", "1"), ("steps_per_loop", "0", "1"),
     ("lr_step_epochs", "30,20", "20,30"),
-    ("lr_step_epochs", "0,5", "5"), ("lr_step_epochs", "x", "1,2,3")])
+    ("lr_step_epochs", "0,5", "5"), ("lr_step_epochs", "x", "1,2,3"),
+    ("warmup_steps", "-1", "500")])
 def test_every_numeric_flag_has_a_range(flag, bad, good):
   with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag} must be"):
     _parse(f"--{flag}={bad}")
@@ -44,7 +46,7 @@ def test_every_numeric_flag_has_a_range(flag, bad, good):
 
 
 def test_every_numeric_setting_is_range_checked():
-  numeric = {name for name, field in train.Config.__dataclass_fields__.items()
+  numeric = {name for name, field in config_lib.Config.__dataclass_fields__.items()
              if field.type in (int, float, "int", "float", int | None)}
   assert numeric <= {name for name, *_ in main.RANGES}
 
@@ -73,7 +75,7 @@ def test_alexnet_flags_restate_the_defaults():
   stated = {name for name in flag_values if flag_values[name].present} - {"shards", "model_dir"}
   assert {"batch_size", "learning_rate", "momentum", "weight_decay", "dropout", "epochs",
           "groups", "width"} <= stated
-  defaults = train.Config()
+  defaults = config_lib.Config()
   for name in stated:
     value = flag_values[name].value
     if name == "lr_step_epochs":

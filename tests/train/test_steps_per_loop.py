@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from common import manifest as manifest_lib
+from train import config as config_lib
 from train import input_pipeline
 from train import loop as loop_lib
 from train import model as model_lib
@@ -19,7 +20,7 @@ from tests.train.test_train import _read_scalars
 
 
 def _config(**overrides):
-  return train.Config(**{**TINY_CONFIG, **overrides})
+  return config_lib.Config(**{**TINY_CONFIG, **overrides})
 
 
 @pytest.mark.parametrize("step, expected", [

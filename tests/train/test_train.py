@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from common import manifest as manifest_lib
+from train import config as config_lib
 from train import checkpoints as checkpoints_lib
 from train import input_pipeline
 from train import model as model_lib
@@ -34,7 +35,7 @@ STEPS_PER_EPOCH = 4
 
 
 def _config(**overrides):
-  return train.Config(**{**TINY_CONFIG, **overrides})
+  return config_lib.Config(**{**TINY_CONFIG, **overrides})
 
 
 def _prep(manifest):
@@ -171,8 +172,10 @@ def test_resume_continues_from_the_saved_step_and_learning_rate(trained_copy, da
 @pytest.mark.parametrize("overrides, flag, values", [
     (dict(learning_rate=0.5), "learning_rate", ("0.5", "0.01")),
     (dict(batch_size=2), "batch_size", ("2", "4")),
-    (dict(momentum=0.5), "momentum", ("0.5", "0.9"))], ids=["learning_rate", "batch_size",
-                                                              "momentum"])
+    (dict(momentum=0.5), "momentum", ("0.5", "0.9")),
+    (dict(bias_init="caffe"), "bias_init", ("caffe", "paper")),
+    (dict(warmup_steps=5), "warmup_steps", ("5", "0"))],
+    ids=["learning_rate", "batch_size", "momentum", "bias_init", "warmup_steps"])
 def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir, overrides,
                                                        flag, values):
   path = os.path.join(trained_copy, "config.json")
@@ -267,10 +270,10 @@ def test_first_loss_far_from_log_classes_warns(caplog):
   caplog.clear()
   # The trainer's first log line runs the check (and only the first: later losses may be anything).
   progress = progress_lib.Progress(_config(), 4, 8, 0, summaries.SummaryWriters("", False),
-                                model_lib.alexnet(3, width=0.0625))
+                                model_lib.alexnet(3, width=0.0625), num_classes=3)
   for step in (1, 2):
     progress.add(step, tf.constant([4 * 50.0, 0.0, 4.0, 4.0]))
-    progress.log(step, 0.01, 3)
+    progress.log(step, 0.01)
   assert caplog.text.count("First loss 50, expected about ln(3)=1.10") == 1
   assert "Loss: 50.0000" in caplog.text
 
@@ -373,13 +376,13 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from common import manifest as manifest_lib
-from train import input_pipeline, model as model_lib, schedule, train
+from train import config as config_lib, input_pipeline, model as model_lib, schedule, train
 from tests.train.conftest import TINY_CONFIG
 
 input_pipeline.LIGHTING_STDDEV = 0.0  # The replicas draw other random numbers than one device.
 dataset_dir, model_dir = sys.argv[1:]
 manifest = manifest_lib.load(dataset_dir)
-config = train.Config(**{**TINY_CONFIG, "dropout": 0.0})
+config = config_lib.Config(**{**TINY_CONFIG, "dropout": 0.0})
 prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
 initial = model_lib.alexnet(3, width=config.width).get_weights()
@@ -405,7 +408,7 @@ for name, strategy in (("single", tf.distribute.get_strategy()),
   losses = [float(step(distributed)[0]) for _ in range(3)]
   results[name] = {"replicas": strategy.num_replicas_in_sync, "losses": losses,
                    "fc8": model.get_layer("fc8").kernel.numpy().tolist()}
-validation = train.train_and_evaluate(train.Config(**TINY_CONFIG), manifest, model_dir)
+validation = train.train_and_evaluate(config_lib.Config(**TINY_CONFIG), manifest, model_dir)
 results["validation_count"] = validation["count"]
 print(json.dumps(results))
 """

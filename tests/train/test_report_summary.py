@@ -1,0 +1,44 @@
+"""The report's run summary: steps and epochs from the checkpoint; a run that ended at chance."""
+
+import pytest
+
+from common import manifest as manifest_lib
+from train import config as config_lib
+from train import model_dir as model_dir_lib
+from train import plot
+from train import report_page
+from train import train
+
+from tests.train.conftest import TINY_CONFIG
+
+PAGE_OPTIONS = dict(batch_size=4, neighbour_pool=0, num_queries=0, num_neighbours=1,
+                    num_predictions=2, num_confusions=1)
+
+
+@pytest.fixture(scope="module")
+def flat_run(dataset_dir, tmp_path_factory):
+  """12 steps (3 epochs of 4) logged only at step 1, at a rate that leaves the loss at ln(3)."""
+  model_dir = str(tmp_path_factory.mktemp("flat") / "model")
+  config = config_lib.Config(**{**TINY_CONFIG, "epochs": 3, "log_every": 100,
+                                "learning_rate": 1e-5})
+  train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
+  return model_dir
+
+
+def test_steps_and_epochs_come_from_the_checkpoint_not_the_logged_scalars(flat_run, dataset_dir):
+  manifest = manifest_lib.load(dataset_dir)
+  scalars = plot.read_curves(flat_run)
+  assert max(scalars["train/loss"][0]) == 1  # the only logged step
+  summary = report_page.run_summary(manifest, model_dir_lib.read_config(flat_run), scalars,
+                                    flat_run, None)
+  assert summary["steps"] == 12 and summary["epochs"] == pytest.approx(3.0)
+
+
+def test_a_run_that_ended_at_chance_says_so(flat_run, dataset_dir):
+  context = report_page.build_context(manifest_lib.load(dataset_dir), flat_run, "validation",
+                                      **PAGE_OPTIONS)
+  assert context["summary"]["at_chance"]["since"] == 0
+  assert context["summary"]["at_chance"]["steps"] == 12
+  page = report_page.render(context)
+  assert "The run ended at chance" in page and "ln(3) from step 0 on (12 steps)" in page
+  assert "--bias_init=caffe" in page

@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from common import imagenetv2
 from common import manifest as manifest_lib
 from train import evaluation
 from train import input_pipeline
@@ -24,6 +25,13 @@ from train import restore
 from train.errors import TrainingError
 
 FLAGS = flags.FLAGS
+
+
+def default_split(manifest):
+  """The split scored without --split: validation, or the test set of an ImageNetV2 dataset."""
+  if not manifest.has_split("validation") and imagenetv2.variant_of(manifest.data):
+    return imagenetv2.SPLIT
+  return "validation"
 
 
 def evaluate_model(manifest, model_dir, split, *, ten_crop=False, batch_size=128,
@@ -79,7 +87,8 @@ def define_flags():
   """Defines the flags, only when run as a command, so that entry modules import together."""
   flags.DEFINE_string("shards", None, "Dataset directory holding manifest.json and the shards.")
   flags.DEFINE_string("model_dir", None, "The trainer's --model_dir.")
-  flags.DEFINE_enum("split", "validation", ["validation", "test", "train"], "Split to score.")
+  flags.DEFINE_enum("split", None, ["validation", "test", "train"],
+                    "Split to score (default: validation, or an ImageNetV2 dataset's test).")
   flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops.")
   flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
   flags.DEFINE_bool("skip_corrupt", False, "Skip unreadable records (the count check then warns).")

@@ -80,8 +80,10 @@ def test_the_paper_row_appears_only_for_ilsvrc_on_its_own_split():
   assert release == "2012"
   metrics = report_sections.final_metrics(scores, release, "validation")
   assert metrics["rows"] == [{"method": "central crop", "top1": 0.5, "top5": 0.0, "count": 4}]
-  assert metrics["paper"]["top1"] == 0.407
-  assert report_sections.final_metrics(scores, release, "test")["paper"] is None
+  assert [(r["who"], r["top1"]) for r in metrics["references"]] == [
+      ("Krizhevsky et al. (2012)", 0.407), ("torchvision's AlexNet", pytest.approx(1 - 0.5652))]
+  assert metrics["real_left_out"] is None
+  assert report_sections.final_metrics(scores, release, "test")["references"] == []
   assert report_sections.ilsvrc_release(_manifest(1000, test_images=3)) == "2010"
   assert report_sections.ilsvrc_release(_manifest(10, {"x": "ILSVRC2012"})) is None
 

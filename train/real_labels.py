@@ -44,7 +44,7 @@ def top_k_correct_any(scores, label_sets, k):
   With one label per set this is exactly `metrics.top_k_correct`.
 
   Args:
-    scores: `[batch, num_classes]` real tensor.
+    scores: `[batch, num_classes]` float tensor.
     label_sets: `[batch, num_classes]` bool tensor, true for the example's labels.
     k: a Python int, at least 1.
 

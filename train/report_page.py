@@ -159,7 +159,7 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
       "curves": curves,
       "metrics": report_sections.final_metrics(
           scores, report_sections.ilsvrc_release(manifest.data), split,
-          imagenetv2.variant_of(manifest.data)),
+          report_sections.comparable_variant(manifest.data)),
       "variant_name": (f"ImageNetV2 {imagenetv2.VARIANTS[imagenetv2.variant_of(manifest.data)]}"
                        if imagenetv2.variant_of(manifest.data) else None),
       "classes_top": table[:VISIBLE_CLASSES], "classes_rest": table[VISIBLE_CLASSES:],

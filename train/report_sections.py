@@ -55,6 +55,14 @@ def ilsvrc_release(manifest_data):
   return "2010" if has_test else None
 
 
+def comparable_variant(manifest_data):
+  """The ImageNetV2 variant a dataset holds, when its figures compare with published ones (its
+  classes are ILSVRC-2012's 1,000); else None."""
+  if len(manifest_data["classes"]) != ILSVRC_CLASSES:
+    return None
+  return imagenetv2.variant_of(manifest_data)
+
+
 def final_metrics(scores, release, split, variant=None):
   """Our top-1/top-5 errors (central crop, ten crops, and ReaL's when scored) and the published
   figures they compare with, only where they apply.
@@ -63,7 +71,7 @@ def final_metrics(scores, release, split, variant=None):
     scores: the per-image arrays of `report_eval.score_split`.
     release: `ilsvrc_release(...)`.
     split: the split scored.
-    variant: `imagenetv2.variant_of(...)`: the ImageNetV2 variant the split is, or None.
+    variant: `comparable_variant(...)`: the ImageNetV2 variant the split is, or None.
 
   Returns:
     `{rows: [{method, top1, top5, count}], references: [{who, on, top1, top5, source}],

@@ -140,6 +140,7 @@ def test_classes_from_must_be_a_dataset(tmp_path):
 def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir, training_dir,
                                                                            tmp_path):
   from train import evaluate  # pylint: disable=import-outside-toplevel  (TensorFlow)
+  from train import report_page  # pylint: disable=import-outside-toplevel
   from train import train  # pylint: disable=import-outside-toplevel
   _, output = v2_dir
   model_dir = str(tmp_path / "model")
@@ -152,3 +153,10 @@ def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir
   assert result["count"] == NUM_CLASSES * PER_CLASS
   with pytest.raises(manifest_lib.ManifestError, match="no split 'train'"):
     train.train_and_evaluate(config, v2, str(tmp_path / "on_v2"))
+  context = report_page.build_context(v2, model_dir, imagenetv2.SPLIT, batch_size=6,
+                                      neighbour_pool=0, num_queries=1, num_neighbours=1,
+                                      num_predictions=2, num_confusions=1)
+  assert context["count"] == NUM_CLASSES * PER_CLASS
+  # Twelve classes: the published figures (1,000 classes) do not apply.
+  assert context["metrics"]["references"] == []
+  assert "central crop, test, ImageNetV2 MatchedFrequency" in report_page.render(context)

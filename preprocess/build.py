@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from preprocess import convert
 from preprocess import devkit
 from preprocess import faults
+from preprocess import imagenetv2
 from preprocess import indexing
 from preprocess import inputs
 from preprocess import kaggle
@@ -59,6 +60,7 @@ class BuildOptions:
   archives: dict = dataclasses.field(default_factory=dict)  # split -> archive named by a flag
   devkit_archive: str = None
   progress_seconds: float = 30.0
+  classes_from: str = None  # a training dataset: the input is ImageNetV2 (preprocess/imagenetv2.py)
 
 
 def plan_input(options, indexer=None):
@@ -66,6 +68,8 @@ def plan_input(options, indexer=None):
 
   Archives are indexed by `indexer` (an `indexing.ArchiveIndexer`), needed only if there are any.
   """
+  if options.classes_from:
+    return imagenetv2.plan_input(options, indexer)
   input_dir = options.input_dir.rstrip("/")
   found = inputs.find_inputs(input_dir, options.archives, options.devkit_archive, indexer)
   if "train" not in found.sources:
@@ -217,6 +221,8 @@ def run_build(options, pipeline_options):
     progress.stop()
   total_images = sum(listed.values())
   manifest, mean_image, skips = report.assemble_manifest(config, names, plans, specs, options)
+  if options.classes_from:  # evaluation-only: what a model trained on that dataset subtracts
+    mean_image, manifest["stats"] = imagenetv2.training_stats(options.classes_from)
   skipped = skips.count
   fraction = skipped / max(1, total_images)
   report_path = join(output_dir, output_folder.REPORT_NAME)

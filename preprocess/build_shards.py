@@ -79,6 +79,10 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_string("devkit_archive", None,
                       "The devkit's .tar.gz (meta.mat, validation ground truth; default: found at the "
                       "root of --input_dir by content).", **into)
+  flags.DEFINE_string("classes_from", None,
+                      "Build an evaluation-only ImageNetV2 dataset from --input_dir (a variant's "
+                      "folder, or its decompressed tar), in the classes of this training dataset "
+                      "(its --output_dir).", **into)
   flags.DEFINE_integer("max_pixels", 89_478_485,
                        "Images with more pixels are skipped as decompression bombs, before decoding.",
                        lower_bound=1, **into)
@@ -153,7 +157,7 @@ def main(argv):
       archives={"train": FLAGS.train_archive, "validation": FLAGS.validation_archive,
                 "test": FLAGS.test_archive},
       devkit_archive=FLAGS.devkit_archive,
-      progress_seconds=FLAGS.progress_seconds)
+      progress_seconds=FLAGS.progress_seconds, classes_from=FLAGS.classes_from)
   try:
     beam_options = pipeline_options(argv[1:])
     check_workers(beam_options)

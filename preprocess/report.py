@@ -157,7 +157,10 @@ def _labelled(plan):
 
 def _training_stats(tmp_dir):
   """(mean image, stats dict), or (None, {}) when no training image was written."""
-  with FileSystems.open(join(tmp_dir, pipeline_lib.STATS_NAME)) as f:
+  path = join(tmp_dir, pipeline_lib.STATS_NAME)
+  if not FileSystems.exists(path):  # no training split (ImageNetV2): no shard summed any pixel
+    return None, {}
+  with FileSystems.open(path) as f:
     image_stats = stats_lib.ImageStats.from_bytes(f.read())
   if image_stats.count == 0:
     return None, {}

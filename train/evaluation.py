@@ -2,12 +2,22 @@
 
 Takes explicit arguments (a strategy, a model, the dataset's `Preparation`, a batch size), never the
 trainer's configuration, so that `train.evaluate` and the training loop share it.
+
+`make_dataset`'s batches carry no file name, and its evaluation interleave mixes shards. Scorers
+that need each image's name (ImageNet-ReaL, the report) use `named_batches`, which streams each
+shard alone through a view of the manifest listing just it, keeping file order, and pairs its
+batches with the names `split_filenames` read from the same records. That costs one more read of
+the shards (parsing only), paid only by those scorers; plain evaluation is unchanged.
 """
+
+import copy
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import manifest as manifest_lib
+from common import schema
 from train import data_service as data_service_lib
 from train import input_pipeline
 from train import metrics
@@ -48,21 +58,24 @@ def per_crop(values, batch):
   return tf.reshape(values, [images, tf.size(batch["flipped"]) // images, -1])
 
 
-def eval_step(model, batch, prep):
-  """One replica's evaluation; ten-crop batches average the ten softmax outputs of each image."""
+def score_batch(model, batch, prep):
+  """`(probabilities [images, classes], batch_sums [4])` of a non-empty batch; ten-crop batches
+  average the ten softmax outputs of each image."""
   labels = batch["label"]
+  images = input_pipeline.prepare_batch(batch, prep, training=False)
+  probabilities = tf.reduce_mean(per_crop(tf.nn.softmax(model(images, training=False)), batch),
+                                 axis=1)
+  label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
+  per_example = -tf.math.log(tf.maximum(label_probability, np.finfo(np.float32).tiny))
+  return probabilities, metrics.batch_sums(per_example, probabilities, labels)
 
-  def score():
-    images = input_pipeline.prepare_batch(batch, prep, training=False)
-    probabilities = tf.reduce_mean(per_crop(tf.nn.softmax(model(images, training=False)), batch),
-                                   axis=1)
-    label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
-    per_example = -tf.math.log(tf.maximum(label_probability, np.finfo(np.float32).tiny))
-    return metrics.batch_sums(per_example, probabilities, labels)
 
+def eval_step(model, batch, prep):
+  """One replica's evaluation: `metrics.batch_sums` of its batch."""
   # The last batch of an evaluation can leave some replicas with no images, and a convolution of
   # an empty batch fails on CPU.
-  return tf.cond(tf.size(labels) > 0, score, lambda: tf.zeros([4]))
+  return tf.cond(tf.size(batch["label"]) > 0, lambda: score_batch(model, batch, prep)[1],
+                 lambda: tf.zeros([4]))
 
 
 def make_eval_fn(strategy, model, prep):
@@ -90,11 +103,82 @@ def evaluate_split(strategy, eval_fn, manifest, split, *, batch_size, ten_crop=F
   while (batch := next_batch(iterator, manifest, split)) is not None:
     totals += eval_fn(batch)
   loss, top1, top5, count = totals.numpy().tolist()
+  check_count(count, manifest, split, skip_corrupt)
+  count = max(count, 1.0)
+  return {"loss": loss / count, "top1": top1 / count, "top5": top5 / count, "count": int(count)}
+
+
+def check_count(count, manifest, split, skip_corrupt=False):
+  """Raises TrainingError when `count` images were scored and the manifest lists another number
+  (with `skip_corrupt`, warns instead)."""
   expected = manifest.num_examples(split)
   if int(count) != expected:
     message = f"{split}: scored {int(count)} images, the manifest lists {expected}"
     if not skip_corrupt:
       raise TrainingError(message)
     logging.warning("%s (%d skipped as corrupt)", message, expected - int(count))
-  count = max(count, 1.0)
-  return {"loss": loss / count, "top1": top1 / count, "top5": top5 / count, "count": int(count)}
+
+
+def shard_view(manifest, split, index):
+  """A `Manifest` whose `split` lists only its shard `index` (so make_dataset keeps file order)."""
+  data = copy.copy(manifest.data)
+  data["splits"] = dict(data["splits"])
+  split_data = dict(data["splits"][split])
+  split_data["shards"] = [split_data["shards"][index]]
+  split_data["num_examples"] = split_data["shards"][0]["num_examples"]
+  data["splits"][split] = split_data
+  return manifest_lib.Manifest(manifest.directory, data)
+
+
+def shard_filenames(path, limit=None):
+  """The `image/filename` of the records of one shard, in file order (at most `limit`)."""
+  records = tf.data.TFRecordDataset(path)
+  records = records.take(limit) if limit else records
+  parse = lambda record: schema.parse_example(record)[schema.FILENAME]  # noqa: E731
+  return [name.decode() for name in records.map(parse).as_numpy_iterator()]
+
+
+def split_filenames(manifest, split, limit_per_shard=None):
+  """`[[image/filename]]`: each shard's names in file order (at most `limit_per_shard` each).
+
+  Raises:
+    input_pipeline.CorruptDataError: naming the shard that failed to read.
+  """
+  try:
+    return [shard_filenames(path, limit_per_shard) for path in manifest.shard_paths(split)]
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    raise input_pipeline.locate_corrupt_shard(manifest, split, e) from None
+
+
+def named_batches(manifest, split, names, *, batch_size, ten_crop=False, limit_per_shard=None):
+  """Every evaluation batch of a split in file order, shard by shard, with its images' names.
+
+  Args:
+    manifest: the dataset's `Manifest`.
+    split: the split to read.
+    names: `split_filenames(manifest, split, limit_per_shard)`, read first so that a caller can
+      refuse the names before scoring anything.
+    batch_size: images per batch.
+    ten_crop: batches of the paper's ten crops.
+    limit_per_shard: read only this many records of each shard.
+
+  Yields:
+    `(shard, first record, names of the batch's images, batch)`.
+
+  Raises:
+    ValueError: a shard holds another number of records than of names (it changed meanwhile).
+    input_pipeline.CorruptDataError: naming the shard that failed to read.
+  """
+  for shard, path in enumerate(manifest.shard_paths(split)):
+    view = shard_view(manifest, split, shard)
+    dataset = input_pipeline.make_dataset(view, split, batch_size=batch_size, training=False,
+                                          ten_crop=ten_crop)
+    if limit_per_shard is not None:
+      dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)
+    record, iterator = 0, iter(dataset)
+    while (batch := next_batch(iterator, view, split)) is not None:
+      n = int(tf.size(batch["label"]))
+      yield shard, record, names[shard][record:record + n], batch
+      record += n
+    if record != len(names[shard]):
+      raise ValueError(f"{path}: {len(names[shard])} file names for {record} scored records")

@@ -1,9 +1,11 @@
 """One self-contained HTML page showing what a trained AlexNet learned and where it fails.
 
   python -m train.report --model_dir DIR [--shards DIR] [--split validation] [--output FILE.html]
+      [--real_labels real.json]
 
-Sections: run summary, learning curves, final metrics (central crop and ten crops, beside the paper's
-when comparable), per-class accuracy, confusions, predictions, and the paper's Figure 3 (conv1
+Sections: run summary, learning curves, final metrics (central crop and ten crops, ImageNet-ReaL's
+with --real_labels, beside the paper's and torchvision's published figures where they apply, also
+for an ImageNetV2 dataset), per-class accuracy, confusions, predictions, and the paper's Figure 3 (conv1
 kernels) and Figure 4 (nearest training images in fc7 space). The scoring and fc7 passes are cached
 in `model_dir/report_cache/`, so a second report only renders.
 """
@@ -18,8 +20,10 @@ from absl import flags
 from absl import logging
 
 from common import manifest as manifest_lib
-from train import report_page
+from train import evaluate
 from train import model_dir as model_dir_lib
+from train import real_labels
+from train import report_page
 
 DEFAULT_OUTPUT_NAME = "report.html"
 
@@ -34,12 +38,13 @@ def main(argv):
     shards = FLAGS.shards or model_dir_lib.read_config(FLAGS.model_dir).get("flags", {}).get("shards")
     if not shards:
       raise ValueError(f"{FLAGS.model_dir}/{model_dir_lib.CONFIG_NAME} names no dataset; pass --shards")
+    real = real_labels.load(FLAGS.real_labels) if FLAGS.real_labels else None
     manifest = manifest_lib.load(shards)
     context = report_page.build_context(
-        manifest, FLAGS.model_dir, FLAGS.split, batch_size=FLAGS.batch_size,
-        neighbour_pool=FLAGS.neighbour_pool, num_queries=FLAGS.num_queries,
-        num_neighbours=FLAGS.num_neighbours, num_predictions=FLAGS.num_predictions,
-        num_confusions=FLAGS.num_confusions)
+        manifest, FLAGS.model_dir, FLAGS.split or evaluate.default_split(manifest),
+        batch_size=FLAGS.batch_size, neighbour_pool=FLAGS.neighbour_pool,
+        num_queries=FLAGS.num_queries, num_neighbours=FLAGS.num_neighbours,
+        num_predictions=FLAGS.num_predictions, num_confusions=FLAGS.num_confusions, real=real)
     report_page.write_page(report_page.render(context), output)
   except ValueError as err:  # ManifestError, input_pipeline.DataError, restore's and ours.
     logging.error("%s", err)
@@ -51,7 +56,11 @@ def define_flags():
   """Defines the flags, only when run as a command, so that tests can import several commands."""
   flags.DEFINE_string("model_dir", None, "The trainer's model directory.")
   flags.DEFINE_string("shards", None, "Dataset directory; default: the one config.json names.")
-  flags.DEFINE_enum("split", "validation", ["validation", "test", "train"], "Split to score.")
+  flags.DEFINE_enum("split", None, ["validation", "test", "train"],
+                    "Split to score (default: validation, or an ImageNetV2 dataset's test).")
+  flags.DEFINE_string("real_labels", None,
+                      "ImageNet-ReaL's real.json: also score the ILSVRC-2012 validation images "
+                      "against every label ReaL gives them.")
   flags.DEFINE_string("output", None, f"HTML file to write; default model_dir/{DEFAULT_OUTPUT_NAME}.")
   flags.DEFINE_integer("batch_size", 32, "Images per batch (each image is ten crops).",
                        lower_bound=1)

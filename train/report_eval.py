@@ -8,15 +8,15 @@ gives both results: the central crop is the fifth of the ten windows
 outputs, as in `evaluation.eval_step`.
 
 `make_dataset` yields no file names, and its evaluation interleave mixes shards. So each shard is
-streamed alone (a view of the manifest listing just that shard), which keeps the records in file
-order, and the file names come from the same records through `common.schema.parse_example`.
+streamed alone (`evaluation.named_batches`), which keeps the records in file order, and the file
+names come from the same records through `common.schema.parse_example`. With ImageNet-ReaL's labels
+each image is also scored against them (`real_labels.top_k_correct_any`).
 
 Results are cached in `model_dir/report_cache/`, keyed by the checkpoint, the dataset and the
 settings, so a second report only renders.
 """
 
 import collections
-import copy
 import hashlib
 import io
 import json
@@ -28,12 +28,12 @@ import tensorflow as tf
 from absl import logging
 
 from common import image as image_lib
-from common import manifest as manifest_lib
 from common import schema
 from train import evaluation
 from train import input_pipeline
 from train import metrics
 from train import model_dir as model_dir_lib
+from train import real_labels
 from train import restore
 
 CACHE_DIR = "report_cache"
@@ -41,25 +41,6 @@ TOP_K = 5
 CENTRE_CROP = 4  # index of the unmirrored centre window in `ten_crop_windows`
 PROGRESS_BATCHES = 50  # a log line every this many batches, for splits of few large shards
 FEATURE_LAYER = "relu7"  # fc7's output after its ReLU (dropout is off at inference)
-
-
-def shard_view(manifest, split, index):
-  """A `Manifest` whose `split` lists only its shard `index` (so make_dataset keeps file order)."""
-  data = copy.copy(manifest.data)
-  data["splits"] = dict(data["splits"])
-  split_data = dict(data["splits"][split])
-  split_data["shards"] = [split_data["shards"][index]]
-  split_data["num_examples"] = split_data["shards"][0]["num_examples"]
-  data["splits"][split] = split_data
-  return manifest_lib.Manifest(manifest.directory, data)
-
-
-def shard_filenames(path, limit=None):
-  """The `image/filename` of the records of one shard, in file order (at most `limit`)."""
-  records = tf.data.TFRecordDataset(path)
-  records = records.take(limit) if limit else records
-  parse = lambda record: schema.parse_example(record)[schema.FILENAME]  # noqa: E731
-  return [name.decode() for name in records.map(parse).as_numpy_iterator()]
 
 
 def read_thumbnails(manifest, split, positions, size):
@@ -106,8 +87,9 @@ class Scorer:
     self.score = score
 
 
-def _summarise(probabilities, labels):
-  """Per image: cross-entropy loss, top-5 classes and probabilities, pessimistic top-1/5 hits."""
+def _summarise(probabilities, labels, label_sets=None):
+  """Per image: cross-entropy loss, top-5 classes and probabilities, pessimistic top-1/5 hits (and
+  ReaL's, against `label_sets`: False where an image has no ReaL label)."""
   # A dataset of fewer than five classes lists them all.
   top = tf.math.top_k(probabilities, min(TOP_K, probabilities.shape[-1]))
   label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
@@ -115,18 +97,14 @@ def _summarise(probabilities, labels):
           "top5_labels": top.indices.numpy().astype(np.int32),
           "top5_probs": top.values.numpy().astype(np.float32),
           "top1": metrics.top_k_correct(probabilities, labels, 1).numpy().astype(bool),
-          "top5": metrics.top_k_correct(probabilities, labels, TOP_K).numpy().astype(bool)}
-
-
-def _batches(dataset, manifest, split):
-  """The dataset's batches; a read or decode error names the shard at fault (as evaluation does)."""
-  iterator = iter(dataset)
-  while (batch := evaluation.next_batch(iterator, manifest, split)) is not None:
-    yield batch
+          "top5": metrics.top_k_correct(probabilities, labels, TOP_K).numpy().astype(bool),
+          **({} if label_sets is None else {
+              f"real_top{k}": real_labels.top_k_correct_any(probabilities, label_sets, k).numpy()
+              for k in (1, TOP_K)})}
 
 
 def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_rows=None,
-                limit_per_shard=None):
+                limit_per_shard=None, real=None):
   """Scores every image (or the first `limit_per_shard` of each shard) of a split, one by one.
 
   Args:
@@ -138,51 +116,53 @@ def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_r
     feature_rows: flat indices (in the returned order) of the images whose fc7 features to keep;
       None keeps every image's.
     limit_per_shard: score only this many records of each shard.
+    real: a `real_labels.RealLabels`: score each image against ImageNet-ReaL's labels too.
 
   Returns:
     A dict of per-image arrays: `label`, `shard`, `record` (position in its shard), `filename`,
     the `_summarise` fields prefixed `central_` (and `ten_crop_`), `features` (float16 fc7 of the
-    central crop) and `feature_rows` (which images those rows are).
+    central crop) and `feature_rows` (which images those rows are); with `real`, `real_labelled`
+    (the image has ReaL labels) and `<mode>_real_top1`, `<mode>_real_top5` (pessimistic hits).
+
+  Raises:
+    ValueError: classes or file names ReaL does not label, or a shard that changed meanwhile.
   """
   centre = CENTRE_CROP if ten_crop else 0
   columns = collections.defaultdict(list)
-  total = 0
-  paths = manifest.shard_paths(split)
-  for shard, path in enumerate(paths):
-    view = shard_view(manifest, split, shard)
-    dataset = input_pipeline.make_dataset(view, split, batch_size=batch_size, training=False,
-                                          ten_crop=ten_crop)
-    if limit_per_shard is not None:
-      dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)
-    record = 0
-    for batch in _batches(dataset, view, split):
-      probabilities, features = scorer.score(batch)
-      labels = batch["label"]
-      n = int(tf.size(labels))
-      modes = [("central", probabilities[:, centre])]
-      if ten_crop:
-        modes.append(("ten_crop", tf.reduce_mean(probabilities, axis=1)))
-      for mode, scores in modes:
-        for field, values in _summarise(scores, labels).items():
-          columns[f"{mode}_{field}"].append(values)
-      rows = np.arange(total, total + n)
-      if feature_rows is not None:
-        rows = rows[np.isin(rows, feature_rows)]
-      columns["features"].append(features[:, centre].numpy()[rows - total].astype(np.float16))
-      columns["feature_rows"].append(rows)
-      columns["label"].append(labels.numpy().astype(np.int32))
-      columns["shard"].append(np.full(n, shard, np.int32))
-      columns["record"].append(np.arange(record, record + n, dtype=np.int32))
-      record, total = record + n, total + n
-      if record % (PROGRESS_BATCHES * batch_size) < n:
-        logging.info("Report: %s shard %d/%d, %d images scored", split, shard + 1, len(paths),
-                     total)
-    names = shard_filenames(path, limit_per_shard)
-    if len(names) != record:
-      raise ValueError(f"{path}: {len(names)} file names for {record} scored records")
-    columns["filename"].append(np.array(names, dtype=str))
-    logging.info("Report: %s shard %d/%d scored (%d images so far)", split, shard + 1,
-                 len(paths), total)
+  if real is not None:
+    names, indices = real_labels.split_indices(manifest, split, real, limit_per_shard)
+  else:
+    names = evaluation.split_filenames(manifest, split, limit_per_shard)
+  total, paths = 0, manifest.shard_paths(split)
+  for shard, record, batch_names, batch in evaluation.named_batches(
+      manifest, split, names, batch_size=batch_size, ten_crop=ten_crop,
+      limit_per_shard=limit_per_shard):
+    probabilities, features = scorer.score(batch)
+    labels = batch["label"]
+    n = int(tf.size(labels))
+    modes = [("central", probabilities[:, centre])]
+    if ten_crop:
+      modes.append(("ten_crop", tf.reduce_mean(probabilities, axis=1)))
+    sets = None
+    if real is not None:
+      sets = real.label_sets(indices[shard][record:record + n], manifest.num_classes)
+      columns["real_labelled"].append(sets.any(axis=1))
+    for mode, scores in modes:
+      for field, values in _summarise(scores, labels, sets).items():
+        columns[f"{mode}_{field}"].append(values)
+    rows = np.arange(total, total + n)
+    if feature_rows is not None:
+      rows = rows[np.isin(rows, feature_rows)]
+    columns["features"].append(features[:, centre].numpy()[rows - total].astype(np.float16))
+    columns["feature_rows"].append(rows)
+    columns["label"].append(labels.numpy().astype(np.int32))
+    columns["shard"].append(np.full(n, shard, np.int32))
+    columns["record"].append(np.arange(record, record + n, dtype=np.int32))
+    columns["filename"].append(np.array(batch_names, dtype=str))
+    total += n
+    if (record + n) % (PROGRESS_BATCHES * batch_size) < n:
+      logging.info("Report: %s shard %d/%d, %d images scored", split, shard + 1, len(paths), total)
+  logging.info("Report: %s scored, %d images in %d shards", split, total, len(paths))
   return {key: np.concatenate(parts) for key, parts in columns.items()}
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from common import imagenetv2
 from train import chance
 from train import checkpoints as checkpoints_lib
 from train import plot
@@ -89,8 +90,10 @@ def _prediction(scores, index, class_names, thumbnails, key="central"):
 
 
 def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num_queries,
-                  num_neighbours, num_predictions, num_confusions):
+                  num_neighbours, num_predictions, num_confusions, real=None):
   """Runs (or reuses) the heavy passes and returns the template's variables.
+
+  `real`, a `real_labels.RealLabels`, adds ImageNet-ReaL's rows to the final metrics.
 
   Raises:
     ValueError: for an unusable model directory or dataset, or a scored count that differs from
@@ -100,10 +103,12 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
   class_names = manifest.class_names
   count = manifest.num_examples(split)
   queries = report_sections.spread_sample(count, num_queries)
-  settings = {"split": split, "queries": queries.tolist(), "version": CACHE_VERSION}
+  settings = {"split": split, "queries": queries.tolist(), "version": CACHE_VERSION,
+              "real": real.digest if real is not None else None}
   scores = report_eval.cached(
       model_dir, f"scores-{split}", report_eval.cache_key(scorer, manifest, split, settings),
-      lambda: report_eval.score_split(scorer, manifest, split, batch_size, feature_rows=queries))
+      lambda: report_eval.score_split(scorer, manifest, split, batch_size, feature_rows=queries,
+                                      real=real))
   if len(scores["label"]) != count:
     raise ValueError(f"{split}: scored {len(scores['label'])} images, {manifest.directory}'s "
                      f"manifest lists {count}")
@@ -166,7 +171,10 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
       "summary": run_summary(manifest, scorer.config, scalars, model_dir, scorer.checkpoint),
       "curves": curves,
       "metrics": report_sections.final_metrics(
-          scores, report_sections.ilsvrc_release(manifest.data), split),
+          scores, report_sections.ilsvrc_release(manifest.data), split,
+          report_sections.comparable_variant(manifest.data)),
+      "variant_name": (f"ImageNetV2 {imagenetv2.VARIANTS[imagenetv2.variant_of(manifest.data)]}"
+                       if imagenetv2.variant_of(manifest.data) else None),
       "classes_top": table[:VISIBLE_CLASSES], "classes_rest": table[VISIBLE_CLASSES:],
       "confusions": confusions,
       "predictions": [_prediction(scores, int(i), class_names, thumbs, mode) for i in shown],

@@ -8,6 +8,8 @@ import collections
 
 import numpy as np
 
+from common import imagenetv2
+
 # Krizhevsky et al. (2012), one network: Table 1 (ILSVRC-2010 test) and Table 2 (ILSVRC-2012
 # validation, "1 CNN"). Only a 1,000-class ILSVRC dataset is comparable.
 PAPER_ERRORS = {
@@ -17,6 +19,17 @@ PAPER_ERRORS = {
              "source": "ILSVRC-2012 validation set, one network (Table 2)"},
 }
 ILSVRC_CLASSES = 1000
+# torchvision's pretrained AlexNet, as imagenet-testbed (Taori et al. 2020,
+# modestyachts/imagenet-testbed) reports it: top-1 accuracy on ILSVRC-2012 validation and on each
+# ImageNetV2 variant (Recht et al. 2019). Its top-5 is not given there. No published ReaL figure for
+# torchvision's AlexNet was found (timm's ReaL results list only timm's own models).
+TESTBED_SOURCE = "imagenet-testbed (Taori et al. 2020)"
+TORCHVISION_TOP1_ACCURACY = {
+    "ILSVRC-2012 validation": 0.5652,
+    "ImageNetV2 MatchedFrequency": 0.4397,
+    "ImageNetV2 Threshold0.7": 0.5131,
+    "ImageNetV2 TopImages": 0.5817,
+}
 
 
 def ilsvrc_release(manifest_data):
@@ -32,7 +45,7 @@ def ilsvrc_release(manifest_data):
   Returns:
     "2010", "2012" or None.
   """
-  if len(manifest_data["classes"]) != ILSVRC_CLASSES:
+  if len(manifest_data["classes"]) != ILSVRC_CLASSES or imagenetv2.variant_of(manifest_data):
     return None
   text = " ".join(str(value) for value in manifest_data.get("args", {}).values())
   years = [year for year in PAPER_ERRORS if f"ILSVRC{year}" in text or f"ILSVRC-{year}" in text]
@@ -42,24 +55,56 @@ def ilsvrc_release(manifest_data):
   return "2010" if has_test else None
 
 
-def final_metrics(scores, release, split):
-  """Top-1/top-5 error with the central crop and ten crops, and the paper's row when comparable.
+def comparable_variant(manifest_data):
+  """The ImageNetV2 variant a dataset holds, when its figures compare with published ones (its
+  classes are ILSVRC-2012's 1,000); else None."""
+  if len(manifest_data["classes"]) != ILSVRC_CLASSES:
+    return None
+  return imagenetv2.variant_of(manifest_data)
+
+
+def final_metrics(scores, release, split, variant=None):
+  """Our top-1/top-5 errors (central crop, ten crops, and ReaL's when scored) and the published
+  figures they compare with, only where they apply.
 
   Args:
     scores: the per-image arrays of `report_eval.score_split`.
     release: `ilsvrc_release(...)`.
     split: the split scored.
+    variant: `comparable_variant(...)`: the ImageNetV2 variant the split is, or None.
 
   Returns:
-    `{rows: [{method, top1, top5, count}], paper: {top1, top5, source} or None}` (errors).
+    `{rows: [{method, top1, top5, count}], references: [{who, on, top1, top5, source}],
+    real_left_out: images without ReaL labels (None if ReaL was not scored)}`, all errors; a
+    reference's top5 is None where it was not published.
   """
-  rows = []
+  rows, references = [], []
+  labelled = scores.get("real_labelled")
   for mode, method in (("central", "central crop"), ("ten_crop", "ten crops (paper's test)")):
     if f"{mode}_top1" in scores:
       rows.append({"method": method, "top1": 1 - scores[f"{mode}_top1"].mean(),
                    "top5": 1 - scores[f"{mode}_top5"].mean(), "count": len(scores["label"])})
-  paper = PAPER_ERRORS.get(release)
-  return {"rows": rows, "paper": paper if paper and paper["split"] == split else None}
+  for mode, method in (("central", "ReaL, central crop"), ("ten_crop", "ReaL, ten crops")):
+    if f"{mode}_real_top1" in scores and labelled.any():
+      rows.append({"method": method, "top1": 1 - scores[f"{mode}_real_top1"][labelled].mean(),
+                   "top5": 1 - scores[f"{mode}_real_top5"][labelled].mean(),
+                   "count": int(labelled.sum())})
+  # ImageNetV2 replicates ILSVRC-2012's validation set: its figures sit beside that set's.
+  paper = PAPER_ERRORS["2012"] if variant else PAPER_ERRORS.get(release)
+  if paper and (paper["split"] == split or variant):
+    references.append({"who": "Krizhevsky et al. (2012)", "on": paper["source"],
+                       "top1": paper["top1"], "top5": paper["top5"], "source": "the paper"})
+  if variant or (release == "2012" and split == "validation"):
+    references.append(_torchvision("ILSVRC-2012 validation"))
+  if variant:
+    references.append(_torchvision(f"ImageNetV2 {imagenetv2.VARIANTS[variant]}"))
+  return {"rows": rows, "references": references,
+          "real_left_out": None if labelled is None else int((~labelled).sum())}
+
+
+def _torchvision(on):
+  return {"who": "torchvision's AlexNet", "on": on, "top1": 1 - TORCHVISION_TOP1_ACCURACY[on],
+          "top5": None, "source": TESTBED_SOURCE}
 
 
 def per_class_table(labels, top1, top5, class_names):

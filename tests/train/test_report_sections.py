@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from common import imagenetv2
 from train import report_sections
 
 
@@ -80,8 +81,10 @@ def test_the_paper_row_appears_only_for_ilsvrc_on_its_own_split():
   assert release == "2012"
   metrics = report_sections.final_metrics(scores, release, "validation")
   assert metrics["rows"] == [{"method": "central crop", "top1": 0.5, "top5": 0.0, "count": 4}]
-  assert metrics["paper"]["top1"] == 0.407
-  assert report_sections.final_metrics(scores, release, "test")["paper"] is None
+  assert [(r["who"], r["top1"]) for r in metrics["references"]] == [
+      ("Krizhevsky et al. (2012)", 0.407), ("torchvision's AlexNet", pytest.approx(1 - 0.5652))]
+  assert metrics["real_left_out"] is None
+  assert report_sections.final_metrics(scores, release, "test")["references"] == []
   assert report_sections.ilsvrc_release(_manifest(1000, test_images=3)) == "2010"
   assert report_sections.ilsvrc_release(_manifest(10, {"x": "ILSVRC2012"})) is None
 
@@ -99,3 +102,37 @@ def test_dataset_summary_counts_skips_and_repairs_by_reason():
 def test_spread_sample_covers_the_range():
   np.testing.assert_array_equal(report_sections.spread_sample(3, 5), [0, 1, 2])
   np.testing.assert_array_equal(report_sections.spread_sample(101, 3), [0, 50, 100])
+
+
+def _imagenetv2_manifest(num_classes, variant="threshold0.7"):
+  return {"classes": [{"label": i} for i in range(num_classes)], "args": {"classes_from": "/d"},
+          "splits": {"test": {"num_examples": 4,
+                              "input": imagenetv2.input_form(variant, "folder", "/v2")}}}
+
+
+def test_imagenetv2_sits_beside_ilsvrc_2012_and_torchvision_on_the_same_variant():
+  scores = {"label": np.zeros(4), "central_top1": np.array([1, 0, 0, 0], bool),
+            "central_top5": np.ones(4, bool)}
+  data = _imagenetv2_manifest(1000)
+  # A test split of 1,000 classes would otherwise read as ILSVRC-2010's test set.
+  assert report_sections.ilsvrc_release(data) is None
+  variant = report_sections.comparable_variant(data)
+  assert variant == "threshold0.7"
+  metrics = report_sections.final_metrics(scores, None, "test", variant)
+  assert [(r["on"], r["top1"]) for r in metrics["references"]] == [
+      ("ILSVRC-2012 validation set, one network (Table 2)", 0.407),
+      ("ILSVRC-2012 validation", pytest.approx(1 - 0.5652)),
+      ("ImageNetV2 Threshold0.7", pytest.approx(1 - 0.5131))]
+  assert report_sections.comparable_variant(_imagenetv2_manifest(12)) is None
+  assert report_sections.final_metrics(scores, None, "test", None)["references"] == []
+
+
+def test_real_rows_count_only_labelled_images():
+  scores = {"label": np.zeros(4), "central_top1": np.zeros(4, bool),
+            "central_top5": np.zeros(4, bool), "real_labelled": np.array([1, 1, 1, 0], bool),
+            "central_real_top1": np.array([1, 0, 0, 0], bool),
+            "central_real_top5": np.array([1, 1, 0, 0], bool)}
+  metrics = report_sections.final_metrics(scores, "2012", "validation")
+  assert metrics["rows"][1] == {"method": "ReaL, central crop", "top1": pytest.approx(2 / 3),
+                                "top5": pytest.approx(1 / 3), "count": 3}
+  assert metrics["real_left_out"] == 1

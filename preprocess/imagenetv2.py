@@ -113,8 +113,9 @@ def _entries(form, where):
   if form == "folder":
     parent, base = posixpath.split(where)
     # The canonical path is the file's path under the folder's parent: read as a loose file there.
+    # The size is what a resumed build compares (`resume.inputs_digest`); reads ignore it.
     return [("ignored" if sources.is_ignored(relative) else "image", f"{base}/{relative}",
-             (parent, 0, 0, "file")) for relative in sources.list_files(where)]
+             (parent, 0, size, "file")) for relative, size in sources.list_files_with_sizes(where)]
   entries = []
   with archives.open_range(where) as f:
     for name, offset, size, truncated in archives.tar_members(f, where, 0,

@@ -1,6 +1,7 @@
-"""Reading the shards without TensorFlow: TFRecord framing, the index beside each shard, pixels.
+"""TFRecord files without TensorFlow: framing, and the index beside each shard.
 
-For stage 1's own checks and for anyone training with PyTorch or JAX. A shard is a TFRecord file:
+The file level of the shards, for stage 1's writer and checks and for `common.reader` (PyTorch,
+JAX and other readers). A shard is a TFRecord file:
 each record is its length (uint64, little-endian), the masked CRC32C of those 8 bytes, the data (one
 `tf.train.Example`, see `common/schema.py`) and the masked CRC32C of the data. `frame_record` writes
 one; `iter_records` reads them back and checks both CRCs.
@@ -20,11 +21,6 @@ import io
 import struct
 
 import google_crc32c
-import numpy as np
-from PIL import Image
-
-from common import example_proto
-from common import schema
 
 HEADER_BYTES = 12  # uint64 length, masked CRC32C of it
 FOOTER_BYTES = 4  # masked CRC32C of the data
@@ -169,7 +165,8 @@ def verify_index(shard_path, index_path, opener=open):
       if offset + framed > size:
         raise ValueError(f"{shard_path}: truncated record at byte {offset}")
       if count >= len(listed) or listed[count] != (offset, framed):
-        found = listed[count] if count < len(listed) else "nothing"
+        found = (f"byte {listed[count][0]} with {listed[count][1]} bytes" if count < len(listed)
+                 else f"only {len(listed)} records")
         raise ValueError(f"{shard_path}: record {count} is at byte {offset} with {framed} bytes, "
                          f"its index {index_path} lists {found}")
       f.seek(offset + framed)
@@ -204,112 +201,3 @@ def worker_share(index, worker, num_workers):
   first, last = len(index) * worker // num_workers, len(index) * (worker + 1) // num_workers
   end_of = lambda i: index[i][0] if i < len(index) else index[-1][0] + index[-1][1]
   return end_of(first), end_of(last)
-
-
-def parse_example(data, where="record"):
-  """Parses one record into a dict keyed like `schema.FEATURE_TYPES`: bytes, or Python ints.
-
-  Args:
-    data: the record's bytes (from `iter_records`).
-    where: what to name in errors.
-
-  Returns:
-    {key: value}, with `schema.FEATURE_TYPES`' keys.
-
-  Raises:
-    ValueError: naming `where`, for malformed bytes or a feature missing or of another type.
-  """
-  return example_proto.parse_example(data, schema.FEATURE_TYPES, where)
-
-
-def decode_image(example, image_format, image_size=schema.IMAGE_SIZE):
-  """Decodes the image of a parsed record to uint8 RGB pixels, as `common.image.decode_image`.
-
-  JPEG goes through Pillow, whose libjpeg-turbo uses the accurate integer IDCT by default: the
-  same method as TensorFlow's `dct_method="INTEGER_ACCURATE"` that `common.image` asks for
-  (`tests/common/test_records.py` compares the two on built shards).
-
-  Args:
-    example: a dict from `parse_example`.
-    image_format: the manifest's `encoding`, `schema.FORMAT_JPEG` or `schema.FORMAT_RAW`.
-    image_size: side of the stored square image.
-
-  Returns:
-    A uint8 array of shape `[image_size, image_size, 3]`.
-
-  Raises:
-    ValueError: for an unknown format, or pixels that do not make that shape.
-  """
-  encoded = example[schema.ENCODED]
-  if image_format == schema.FORMAT_JPEG:
-    with Image.open(io.BytesIO(encoded)) as image:
-      pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-  elif image_format == schema.FORMAT_RAW:
-    pixels = np.frombuffer(encoded, np.uint8)
-    if pixels.size != image_size * image_size * schema.CHANNELS:
-      raise ValueError(f"raw image of {pixels.size} bytes, expected "
-                       f"{image_size}x{image_size}x{schema.CHANNELS}")
-    pixels = pixels.reshape(image_size, image_size, schema.CHANNELS)
-  else:
-    raise ValueError(f"unknown image format {image_format!r}, expected one of {schema.FORMATS}")
-  if pixels.shape != (image_size, image_size, schema.CHANNELS):
-    raise ValueError(f"image of shape {pixels.shape}, expected ({image_size}, {image_size}, 3)")
-  return pixels
-
-
-def read_examples(shard_path, index_path=None, worker=0, num_workers=1, opener=open):
-  """Yields the parsed records of a shard, or of one worker's share of it.
-
-  Args:
-    shard_path: the shard.
-    index_path: its index; needed when `num_workers` > 1.
-    worker: this worker's number.
-    num_workers: how many workers share the shard.
-    opener: as for `iter_records`.
-
-  Yields:
-    `parse_example` dicts, in file order.
-
-  Raises:
-    ValueError: naming the file and byte offset of a bad record, or a share without an index.
-  """
-  start, end = 0, None
-  if num_workers > 1:
-    if index_path is None:
-      raise ValueError(f"{shard_path}: reading a share of {num_workers} needs the index")
-    start, end = worker_share(read_index(index_path, opener), worker, num_workers)
-    if start == end:
-      return
-  for offset, data in iter_records(shard_path, start, end, opener):
-    yield parse_example(data, f"{shard_path}: record at byte {offset}")
-
-
-def read_shards(shard_paths, worker=0, num_workers=1, opener=open):
-  """Yields the parsed records one of `num_workers` readers reads from a list of shards.
-
-  With at least as many shards as workers, each worker reads whole shards, every `num_workers`-th
-  from its own number on (sequential reads); with fewer, each reads its share of every shard
-  through the shard's index (`index_name`). Either way the workers' records are disjoint and
-  together every record once. This is how a PyTorch `DataLoader`'s workers split a split
-  (README.md: "Using the shards elsewhere").
-
-  Args:
-    shard_paths: the shards, in the same order in every worker.
-    worker: this reader's number, 0 <= worker < num_workers.
-    num_workers: how many readers share the shards.
-    opener: as for `iter_records`.
-
-  Yields:
-    `parse_example` dicts.
-
-  Raises:
-    ValueError: a worker number out of range, or a bad record (naming its file and offset).
-  """
-  if not 0 <= worker < num_workers:
-    raise ValueError(f"worker {worker} is not in 0..{num_workers - 1}")
-  if len(shard_paths) >= num_workers:
-    for path in shard_paths[worker::num_workers]:
-      yield from read_examples(path, opener=opener)
-  else:
-    for path in shard_paths:
-      yield from read_examples(path, index_name(path), worker, num_workers, opener)

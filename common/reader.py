@@ -45,7 +45,7 @@ def decode_image(example, image_format, image_size=schema.IMAGE_SIZE):
     image_size: side of the stored square image.
 
   Returns:
-    A uint8 array of shape `[image_size, image_size, 3]`.
+    A writable uint8 array of shape `[image_size, image_size, 3]` (`torch.from_numpy` takes it).
 
   Raises:
     ValueError: for an unknown format, or pixels that do not make that shape.
@@ -53,13 +53,13 @@ def decode_image(example, image_format, image_size=schema.IMAGE_SIZE):
   encoded = example[schema.ENCODED]
   if image_format == schema.FORMAT_JPEG:
     with Image.open(io.BytesIO(encoded)) as image:
-      pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+      pixels = np.array(image.convert("RGB") if image.mode != "RGB" else image)
   elif image_format == schema.FORMAT_RAW:
     pixels = np.frombuffer(encoded, np.uint8)
     if pixels.size != image_size * image_size * schema.CHANNELS:
       raise ValueError(f"raw image of {pixels.size} bytes, expected "
                        f"{image_size}x{image_size}x{schema.CHANNELS}")
-    pixels = pixels.reshape(image_size, image_size, schema.CHANNELS)
+    pixels = pixels.reshape(image_size, image_size, schema.CHANNELS).copy()  # writable
   else:
     raise ValueError(f"unknown image format {image_format!r}, expected one of {schema.FORMATS}")
   if pixels.shape != (image_size, image_size, schema.CHANNELS):

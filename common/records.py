@@ -1,10 +1,10 @@
 """TFRecord files without TensorFlow: framing, and the index beside each shard.
 
 The file level of the shards, for stage 1's writer and checks and for `common.reader` (PyTorch,
-JAX and other readers). A shard is a TFRecord file:
-each record is its length (uint64, little-endian), the masked CRC32C of those 8 bytes, the data (one
-`tf.train.Example`, see `common/schema.py`) and the masked CRC32C of the data. `frame_record` writes
-one; `iter_records` reads them back and checks both CRCs.
+JAX and other readers). A shard is a TFRecord file: each record is its length (uint64,
+little-endian), the masked CRC32C of those 8 bytes, the data (one `tf.train.Example`, see
+`common/schema.py`) and the masked CRC32C of the data. `frame_record` writes one; `iter_records`
+reads them back and checks both CRCs.
 
 The index (`<shard>.idx`) is the format NVIDIA DALI's `fn.readers.tfrecord` and the `tfrecord`
 package on pip read: one text line per record, `"<byte offset> <record length>\\n"`, the length
@@ -157,7 +157,8 @@ def verify_index(shard_path, index_path, opener=open):
   """
   listed = read_index(index_path, opener)
   with opener(shard_path, "rb") as f:
-    size = f.seek(0, io.SEEK_END)
+    f.seek(0, io.SEEK_END)
+    size = f.tell()
     f.seek(0)
     offset, count = 0, 0
     while offset < size:
@@ -198,6 +199,6 @@ def worker_share(index, worker, num_workers):
     raise ValueError(f"worker {worker} is not in 0..{num_workers - 1}")
   if not index:
     return 0, 0
-  first, last = len(index) * worker // num_workers, len(index) * (worker + 1) // num_workers
-  end_of = lambda i: index[i][0] if i < len(index) else index[-1][0] + index[-1][1]
-  return end_of(first), end_of(last)
+  starts = [offset for offset, _ in index] + [index[-1][0] + index[-1][1]]  # and the end
+  return (starts[len(index) * worker // num_workers],
+          starts[len(index) * (worker + 1) // num_workers])

@@ -42,6 +42,9 @@ def test_frames_are_tensorflows_and_the_shard_writers(tmp_path):
   for payload in payloads:
     assert records.frame_record(payload) == shard_writer.frame_record(payload)
   assert records.index_line(0, 16) == b"0 16\n"
+  # Any opener of seekable binary files will do: here TensorFlow's, which also reads gs:// and s3://.
+  assert [data for _, data in records.iter_records(path, opener=tf.io.gfile.GFile)] == payloads
+  assert records.verify_index(path, records.index_name(path), opener=tf.io.gfile.GFile) == 3
 
 
 def test_the_index_lists_every_record_of_every_built_shard(interop_built):

@@ -1,4 +1,4 @@
-"""`tf.train.Example` wire format, written without TensorFlow or protobuf.
+"""`tf.train.Example` wire format, written and read without TensorFlow or protobuf.
 
 The bytes are exactly what `tf.train.Example.SerializeToString(deterministic=True)` gives for a
 record of scalar features (a test compares the two on real records). The messages involved, from
@@ -12,7 +12,8 @@ tensorflow/core/example/{example,feature}.proto:
     Int64List { repeated int64 value = 1 [packed = true]; }
 
 Deterministic serialization writes map entries sorted by key, which is what makes a record's bytes
-the same in every process.
+the same in every process. `parse_example` reads what any protobuf writer may produce (fields in any
+order, int64 lists packed or not, fields it does not know), as `tf.io.parse_single_example` does.
 """
 
 import operator
@@ -101,3 +102,124 @@ def serialize_example(values, types):
     else:
       parts.extend(_map_entry(key, _int64_feature(key, value), b""))
   return b"".join([_header(1, sum(map(len, parts))), *parts])
+
+
+# Wire types (https://protobuf.dev/programming-guides/encoding/): what follows a field's tag.
+_VARINT, _FIXED64, _FIXED32 = 0, 1, 5
+
+
+def _read_varint(buffer, position, where):
+  """The varint at `position` of a memoryview and the position after it."""
+  value, shift = 0, 0
+  while True:
+    if position >= len(buffer) or shift > 63:
+      raise ValueError(f"{where}: truncated or overlong varint")
+    byte = buffer[position]
+    value |= (byte & 0x7F) << shift
+    position, shift = position + 1, shift + 7
+    if byte < 0x80:
+      return value, position
+
+
+def _fields(buffer, where):
+  """Yields (field number, wire type, value) of a message: a memoryview for length-delimited
+  fields, an int for varints, and None for fixed-width fields, whose bytes are skipped."""
+  position = 0
+  while position < len(buffer):
+    tag, position = _read_varint(buffer, position, where)
+    number, wire_type = tag >> 3, tag & 7
+    if wire_type == _VARINT:
+      value, position = _read_varint(buffer, position, where)
+    elif wire_type == _LENGTH_DELIMITED:
+      length, position = _read_varint(buffer, position, where)
+      if position + length > len(buffer):
+        raise ValueError(f"{where}: field {number} runs past the end of its message")
+      value, position = buffer[position:position + length], position + length
+    elif wire_type in (_FIXED64, _FIXED32):
+      value, position = None, position + (8 if wire_type == _FIXED64 else 4)
+      if position > len(buffer):
+        raise ValueError(f"{where}: field {number} runs past the end of its message")
+    else:
+      raise ValueError(f"{where}: unsupported wire type {wire_type} in field {number}")
+    yield number, wire_type, value
+
+
+def _int64s(buffer, where):
+  """The values of an Int64List, packed (as proto3 writes them) or one field per value."""
+  values = []
+  for number, wire_type, value in _fields(buffer, where):
+    if number != 1:
+      continue
+    if wire_type == _VARINT:
+      values.append(value)
+    elif wire_type == _LENGTH_DELIMITED:
+      position = 0
+      while position < len(value):
+        item, position = _read_varint(value, position, where)
+        values.append(item)
+  # Two's complement back to a signed int64.
+  return [v - (1 << 64) if v > _INT64_MAX else v for v in values]
+
+
+def _feature(buffer, where):
+  """A Feature as (list type, values): bytes for a BytesList, int for an Int64List."""
+  kind, values = None, []
+  for number, wire_type, value in _fields(buffer, where):
+    if wire_type != _LENGTH_DELIMITED:
+      continue
+    if number == 1:  # BytesList; a oneof's last field wins, as in protobuf.
+      kind = bytes
+      values = [bytes(v) for n, t, v in _fields(value, where) if n == 1 and t == _LENGTH_DELIMITED]
+    elif number == 2:
+      kind, values = float, None  # FloatList: no feature of ours has it; named in the error.
+    elif number == 3:
+      kind, values = int, _int64s(value, where)
+  return kind, values
+
+
+def parse_example(serialized, types, where="record"):
+  """Parses one serialized Example whose features each hold a single value.
+
+  The inverse of `serialize_example`, with the rules of `tf.io.parse_single_example` given a
+  scalar `FixedLenFeature` per key: every key of `types` must hold exactly one value of its type;
+  features not in `types` are ignored.
+
+  Args:
+    serialized: the Example's bytes (bytes, bytearray or memoryview).
+    types: a dict from each wanted key to `bytes` or `int`.
+    where: what to name in errors (a file and byte offset, say).
+
+  Returns:
+    A dict from each key of `types` to its value: bytes, or a Python int.
+
+  Raises:
+    ValueError: malformed bytes, a missing key, or a feature of another type or length.
+  """
+  buffer = memoryview(serialized).cast("B")
+  entries = {}
+  for number, wire_type, features in _fields(buffer, where):
+    if number != 1 or wire_type != _LENGTH_DELIMITED:
+      continue
+    for entry_number, entry_type, entry in _fields(features, where):
+      if entry_number != 1 or entry_type != _LENGTH_DELIMITED:
+        continue
+      key, feature = b"", memoryview(b"")
+      for field, field_type, value in _fields(entry, where):
+        if field_type == _LENGTH_DELIMITED and field == 1:
+          key = bytes(value)
+        elif field_type == _LENGTH_DELIMITED and field == 2:
+          feature = value
+      entries[key.decode("utf-8", "replace")] = feature  # a map's last entry for a key wins
+  values = {}
+  for key, kind in types.items():
+    if key not in entries:
+      raise ValueError(f"{where}: feature {key!r} is missing")
+    found, items = _feature(entries[key], where)
+    if found is not kind:
+      name = {bytes: "bytes", int: "int64", float: "float", None: "no"}
+      raise ValueError(f"{where}: feature {key!r} holds a {name[found]} list, expected "
+                       f"{name[kind]}")
+    if len(items) != 1:
+      raise ValueError(f"{where}: feature {key!r} holds {len(items)} values, expected 1")
+    values[key] = items[0]
+  return values

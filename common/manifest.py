@@ -12,7 +12,7 @@ Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
   schema_version, image_size, encoding, label_base,
   classes [{label, synset, name}],
   splits {<split>: {num_examples, class_counts {<wnid>: <count>},
-                    shards [{file, num_examples, size_bytes, sha256}],
+                    shards [{file, num_examples, size_bytes, sha256, index_file}],
                     layout, input, files_seen, skipped, repaired, ignored}},
   skipped [{split, path, reason, detail}], repaired [{split, path, fix}], ignored, ignored_files,
   stats {mean_file, num_images, channel_mean, rgb_covariance, rgb_eigval, rgb_eigvec},
@@ -59,7 +59,7 @@ TOP_KEYS = ("schema_version", "image_size", "encoding", "label_base", "classes",
 CLASS_KEYS = ("label", "synset", "name")
 SPLIT_KEYS = ("num_examples", "class_counts", "shards", "layout", "input", "files_seen", "skipped",
               "repaired", "ignored")
-SHARD_KEYS = ("file", "num_examples", "size_bytes", "sha256")
+SHARD_KEYS = ("file", "num_examples", "size_bytes", "sha256", "index_file")
 SKIPPED_KEYS = ("split", "path", "reason", "detail")
 REPAIRED_KEYS = ("split", "path", "fix")
 STATS_KEYS = ("mean_file", "num_images", "channel_mean", "rgb_covariance", "rgb_eigval", "rgb_eigvec")
@@ -76,7 +76,7 @@ def join(directory, name):
   return posixpath.join(directory, name) if "://" in directory else tf.io.gfile.join(directory, name)
 
 
-def make_shard(file, num_examples, size_bytes, sha256):
+def make_shard(file, num_examples, size_bytes, sha256, index_file=None):
   """One entry of `splits.<split>.shards`.
 
   Args:
@@ -84,12 +84,14 @@ def make_shard(file, num_examples, size_bytes, sha256):
     num_examples: records in the shard.
     size_bytes: the file's size.
     sha256: hex SHA-256 of the file.
+    index_file: its index (`common.records`: DALI's and the `tfrecord` package's format), or None
+      where there is none.
 
   Returns:
     A dict with `SHARD_KEYS`.
   """
   return {"file": file, "num_examples": int(num_examples), "size_bytes": int(size_bytes),
-          "sha256": sha256}
+          "sha256": sha256, "index_file": index_file}
 
 
 def make_split(shards, class_counts, layout="folders", input_form="extracted", skipped=0, repaired=0,
@@ -295,6 +297,9 @@ def parse(text, path):
     for info in splits.values():
       if isinstance(info, dict):  # Written before archives could be read: an extracted folder.
         info.setdefault("input", "extracted")
+        for shard in info.get("shards", []):  # Written before shards had an index.
+          if isinstance(shard, dict):
+            shard.setdefault("index_file", None)
   if isinstance(splits, dict) and "resume" not in data:  # Written before builds could resume.
     data["resume"] = make_resume(num_shards=sum(
         len(info.get("shards", [])) for info in splits.values() if isinstance(info, dict)))
@@ -432,3 +437,10 @@ def _verify_shard(path, shard, check_hash):
                         "(truncated or replaced)")
   if check_hash and file_sha256(path) != shard["sha256"]:
     raise ManifestError(f"{path}: SHA-256 differs from {MANIFEST_NAME} (corrupt or replaced)")
+  if check_hash and shard["index_file"]:
+    from common import records  # pylint: disable=import-outside-toplevel
+    index_path = path[:-len(shard["file"])] + shard["index_file"]  # beside the shard
+    try:
+      records.verify_index(path, index_path, opener=tf.io.gfile.GFile)
+    except (ValueError, tf.errors.OpError) as e:
+      raise ManifestError(str(e).splitlines()[0]) from None

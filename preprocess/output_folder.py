@@ -13,6 +13,8 @@ from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
+from common import records
+from common import tfds_metadata
 from preprocess import report
 from preprocess.errors import BuildError
 from preprocess import resume
@@ -21,8 +23,10 @@ from preprocess.sources import join
 TMP_NAME = ".build_tmp"
 INDEX_NAME = ".build_index"  # the archive index: written while planning, before TMP_NAME is cleared
 REPORT_NAME = "report.json"
-_SHARD_FILE = re.compile(r"^(train|validation|test)-\d{5}-of-\d{5}\.tfrecord$")
-_REWRITTEN = (manifest_lib.MEAN_NAME, REPORT_NAME)
+# A shard and its index (common/records.py) go together.
+_SHARD_FILE = re.compile(r"^(train|validation|test)-\d{5}-of-\d{5}\.tfrecord(\.idx)?$")
+# What every run writes again: the mean, a failed run's report, TFDS's files (common/tfds_metadata).
+_REWRITTEN = (manifest_lib.MEAN_NAME, REPORT_NAME) + tfds_metadata.FILE_NAMES
 
 
 def check(output_dir, overwrite):
@@ -57,7 +61,7 @@ def prepare(output_dir, overwrite):
 def remove_unplanned(output_dir, specs):
   """After the manifest: shards of an earlier plan that this one has not, and every shard result
   (the manifest now holds what they said)."""
-  planned = {spec.file for spec in specs}
+  planned = {name for spec in specs for name in (spec.file, records.index_name(spec.file))}
   stale = [path for path, name in _files(output_dir) if _SHARD_FILE.match(name) and
            name not in planned]
   if stale:

@@ -12,7 +12,9 @@ from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
+from common import records
 from common import schema
+from common import tfds_metadata
 from preprocess import pipeline as pipeline_lib
 from preprocess import resume
 from preprocess import shard_writer
@@ -114,7 +116,8 @@ def assemble_manifest(config, names, plans, specs, options):
     _check_accounting(plan, shards)
     repaired.extend(split_repaired)
     splits[plan.name] = manifest_lib.make_split(
-        [manifest_lib.make_shard(r["file"], r["num_examples"], r["size_bytes"], r["sha256"])
+        [manifest_lib.make_shard(r["file"], r["num_examples"], r["size_bytes"], r["sha256"],
+                                 records.index_name(r["file"]))
          for r in shards],
         class_counts, layout=plan.layout, input_form=plan.source,
         skipped=sum(s["num_skipped"] for s in shards),
@@ -173,11 +176,16 @@ def options_as_args(options):
 
 
 def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image, skips):
-  """Writes mean.npy, then manifest.json last (through a temporary name) so it marks completion."""
+  """Writes mean.npy and TFDS's metadata, then manifest.json last (through a temporary name) so it
+  marks completion."""
   buffer = io.BytesIO()
   np.save(buffer, mean_image)
   with FileSystems.create(join(output_dir, manifest_lib.MEAN_NAME)) as f:
     f.write(buffer.getvalue())
+  # TFDS's files, derived from the manifest, so `tfds.builder_from_directory` reads the shards.
+  for name, data in tfds_metadata.metadata_files(manifest).items():
+    with FileSystems.create(join(output_dir, name)) as f:
+      f.write(data)
   temp_path = join(tmp_dir, manifest_lib.MANIFEST_NAME)
   write_json(temp_path, manifest, skips)
   FileSystems.rename([temp_path], [join(output_dir, manifest_lib.MANIFEST_NAME)])

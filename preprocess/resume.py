@@ -28,6 +28,7 @@ from PIL import features as pil_features
 from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
+from common import records
 from common import schema
 from preprocess.sources import join
 
@@ -37,6 +38,7 @@ OPTIONS_DIFFER = "options differ"
 INPUTS_DIFFER = "inputs differ"
 SHARD_DIFFERS = "shard file differs"
 STATS_DIFFER = "statistics file differs"
+INDEX_DIFFERS = "index file differs"
 UNREADABLE = "result unreadable"
 # Fields of `BuildConfig` that say where things are, not what the records hold.
 _LOCATIONS = ("input_dir", "output_dir", "tmp_dir", "read_from")
@@ -118,6 +120,9 @@ def kept_result(config, spec, digest):
     return None, SHARD_DIFFERS
   if earlier["stats_sha256"] and file_sha256(stats_path(config, spec)) != earlier["stats_sha256"]:
     return None, STATS_DIFFER
+  index = join(config.output_dir, records.index_name(spec.file))
+  if file_sha256(index) != earlier.get("index_sha256"):
+    return None, INDEX_DIFFERS
   if not FileSystems.exists(skip_list_path(config, spec)):
     return None, UNREADABLE
   return earlier, None

@@ -12,12 +12,11 @@ import dataclasses
 import hashlib
 import io
 import json
-import struct
 import uuid
 
-import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 
+from common import records
 from common import schema
 from preprocess import archives
 from preprocess import convert
@@ -54,17 +53,6 @@ class ShardSpec:
     return f"{self.split}-{self.index:05d}-of-{self.num_shards:05d}.tfrecord"
 
 
-def _masked_crc(data):
-  crc = google_crc32c.value(data)
-  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def frame_record(data):
-  """One TFRecord: length, masked CRC32C of the length, data, masked CRC32C of the data."""
-  length = struct.pack("<Q", len(data))
-  return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
-
-
 def read_file(path):
   with FileSystems.open(path) as f:
     return f.read()
@@ -95,7 +83,7 @@ def write_shard(config, spec, entries):
   image_format = schema.format_of_encoding(config.encoding)
   final_path = join(config.output_dir, spec.file)
   temp_path = join(config.tmp_dir, f"{spec.file}.{uuid.uuid4().hex}")
-  digest_of_file, size = hashlib.sha256(), 0
+  digest_of_file, size, index = hashlib.sha256(), 0, []
   class_counts, skipped, repaired = collections.Counter(), [], []
   image_stats = stats_lib.ImageStats((schema.IMAGE_SIZE, schema.IMAGE_SIZE, schema.CHANNELS))
   reader = archives.Reader(config.input_dir, config.read_from)
@@ -115,10 +103,11 @@ def write_shard(config, spec, entries):
         skipped.append((relative, label, convert.UNREADABLE, f"{e.__class__.__name__}: {e}"))
         continue
       synset = config.synsets[label]
-      record = frame_record(schema.make_example(
+      record = records.frame_record(schema.make_example(
           encoded=image.encoded, image_format=image_format, label=label, synset=synset,
           filename=relative, original_height=image.original_height,
           original_width=image.original_width))
+      index.append(records.index_line(size, len(record)))
       out.write(record)
       digest_of_file.update(record)
       size += len(record)
@@ -128,6 +117,10 @@ def write_shard(config, spec, entries):
         image_stats.add(image.pixels)
   reader.close()
   FileSystems.rename([temp_path], [final_path])
+  # DALI's and the `tfrecord` package's index, beside the shard (common/records.py reads it).
+  index_bytes = b"".join(index)
+  with FileSystems.create(join(config.output_dir, records.index_name(spec.file))) as f:
+    f.write(index_bytes)
   write_skip_list(resume.skip_list_path(config, spec), spec.split, skipped)
   stats_sha256 = None
   if spec.split == "train":
@@ -143,6 +136,7 @@ def write_shard(config, spec, entries):
       "skipped_classes": dict(collections.Counter(config.synsets[s[1]] for s in skipped)),
       "skipped_reasons": dict(collections.Counter(s[2] for s in skipped)),
       "repaired": repaired, "digest": digest, "stats_sha256": stats_sha256,
+      "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
   }
   resume.write_result(config, spec, result)  # last: it says the three files above are complete
   return _with_paths(config, spec, result, kept=False, rebuilt=rebuilt)

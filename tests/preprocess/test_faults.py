@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
+from common import records
 from preprocess import faults
 from preprocess import resume
-from preprocess import shard_writer
 from tests import helpers
 
 
@@ -52,7 +52,7 @@ def test_a_runner_that_never_stops_after_losing_a_worker_is_stopped_in_one_line(
 
 def test_a_full_disk_stops_in_one_line_and_keeps_the_finished_shards(sample, tmp_path,
                                                                       monkeypatch):
-  real = shard_writer.frame_record
+  real = records.frame_record
   written = []
 
   def fill_the_disk(data):  # the third shard's first record finds the disk full
@@ -64,7 +64,7 @@ def test_a_full_disk_stops_in_one_line_and_keeps_the_finished_shards(sample, tmp
   real_write = resume.write_result
   monkeypatch.setattr(resume, "write_result",
                       lambda *args: written.append(args[1].file) or real_write(*args))
-  monkeypatch.setattr(shard_writer, "frame_record", fill_the_disk)
+  monkeypatch.setattr(records, "frame_record", fill_the_disk)
   with pytest.raises(faults.Stopped) as stop:
     helpers.build_dataset(sample[0], tmp_path / "out", num_shards={"train": 3})
   assert stop.value.exit_code == 1

@@ -141,10 +141,11 @@ def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir
                                                                            tmp_path):
   from train import evaluate  # pylint: disable=import-outside-toplevel  (TensorFlow)
   from train import report_page  # pylint: disable=import-outside-toplevel
+  from train import config as config_lib  # pylint: disable=import-outside-toplevel
   from train import train  # pylint: disable=import-outside-toplevel
   _, output = v2_dir
   model_dir = str(tmp_path / "model")
-  config = train.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
+  config = config_lib.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
                         checkpoint_every=100, shuffle_buffer=8, seed=0)
   train.train_and_evaluate(config, manifest_lib.load(training_dir), model_dir)
   v2 = manifest_lib.load(output)

@@ -10,6 +10,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
+from common import records
 from preprocess import build
 from preprocess import convert
 from preprocess import output_folder
@@ -65,13 +66,15 @@ def test_a_retried_shard_write_gives_the_same_single_file(sample, tmp_path):
   with open(tmp_path / spec.file, "rb") as f:
     assert f.read() == first_bytes
   assert sorted(os.listdir(tmp_path)) == sorted([output_folder.TMP_NAME, resume.RESULTS_NAME,
-                                                 spec.file])
+                                                 spec.file, records.index_name(spec.file)])
+  assert records.verify_index(str(tmp_path / spec.file),
+                              str(tmp_path / records.index_name(spec.file))) == len(entries)
   # Temporaries were renamed into place; the result and skip list stay for the manifest step.
   assert os.listdir(tmp_path / output_folder.TMP_NAME) == []
   assert sorted(os.listdir(tmp_path / resume.RESULTS_NAME)) == [f"{spec.file}.json",
                                                                  f"{spec.file}.skipped.jsonl"]
-  records = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
-  assert len(records) == first["num_examples"] == len(entries)
+  read_back = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
+  assert len(read_back) == first["num_examples"] == len(entries)
 
 
 def test_a_finished_shard_is_kept_only_while_it_verifies(sample, tmp_path, monkeypatch):
@@ -108,6 +111,8 @@ def test_a_finished_shard_is_kept_only_while_it_verifies(sample, tmp_path, monke
   with open(resume.stats_path(config, spec), "ab") as f:
     f.write(b"x")
   rewrite(resume.STATS_DIFFER)
+  os.remove(tmp_path / records.index_name(spec.file))
+  rewrite(resume.INDEX_DIFFERS)
   with open(resume.result_path(config, spec), "w") as f:
     f.write('{"split": "tr')  # torn
   assert dict(rewrite(resume.UNREADABLE), rebuilt=None) == first

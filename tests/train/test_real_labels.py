@@ -17,6 +17,7 @@ from train import report_page
 from train import restore
 from train import model_dir as model_dir_lib
 from train import input_pipeline
+from train import config as config_lib
 from train import train
 from tests import named_dataset
 
@@ -117,7 +118,7 @@ def ilsvrc_like(tmp_path_factory):
                                                    "validation": validation},
                               num_shards={"validation": 3})
   model_dir = str(tmp_path_factory.mktemp("ilsvrc_model") / "model")
-  config = train.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
+  config = config_lib.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
                         checkpoint_every=100, shuffle_buffer=8, seed=0)
   train.train_and_evaluate(config, manifest_lib.load(directory), model_dir)
   return manifest_lib.load(directory), model_dir

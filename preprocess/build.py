@@ -15,6 +15,7 @@ from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
 from preprocess import convert
+from common import records
 from preprocess import devkit
 from preprocess import faults
 from preprocess import imagenetv2
@@ -236,7 +237,8 @@ def run_build(options, pipeline_options):
   empty_shard = report.empty_shard_error(manifest, plans, options.seed, skips)
   if empty_shard:  # Fail rather than re-plan: an explicit count is the user's, and rare otherwise.
     report.write_json(report_path, manifest, skips)
-    FileSystems.delete([join(output_dir, spec.file) for spec in specs] +
+    FileSystems.delete([join(output_dir, name) for spec in specs
+                        for name in (spec.file, records.index_name(spec.file))] +
                        [config.tmp_dir, resume.results_dir(config)])
     raise BuildError(f"{empty_shard}; no shard was kept, see {report_path}")
   if fraction > WARN_SKIP_FRACTION:

@@ -88,10 +88,13 @@ def test_the_step_schedule_counts_only_epochs_that_end_above_chance():
 
 
 def test_a_run_at_chance_warns_holds_its_rate_and_says_so_at_the_end(dataset_dir, tmp_path,
-                                                                     caplog):
+                                                                     caplog, monkeypatch):
   """At a rate too small to move the narrow network of TINY_CONFIG its loss stays at ln(3) (at
   0.01 a running mean of batches of 4 over 4 steps swings in and out of the band)."""
   caplog.set_level(logging.INFO, logger="absl")
+  # Batches of 4 images of 3 classes swing more than ImageNet's 1% below ln(3); what is tested here
+  # (warning, held rate, closing line) does not depend on the band's width.
+  monkeypatch.setattr(chance, "BAND_BELOW", 0.1)
   model_dir = str(tmp_path / "model")
   train.train_and_evaluate(_config(epochs=3, patience=1, learning_rate=1e-5),
                            manifest_lib.load(dataset_dir), model_dir)

@@ -3,6 +3,7 @@
 import pytest
 
 from common import manifest as manifest_lib
+from train import chance
 from train import config as config_lib
 from train import model_dir as model_dir_lib
 from train import plot
@@ -21,7 +22,11 @@ def flat_run(dataset_dir, tmp_path_factory):
   model_dir = str(tmp_path_factory.mktemp("flat") / "model")
   config = config_lib.Config(**{**TINY_CONFIG, "epochs": 3, "log_every": 100,
                                 "learning_rate": 1e-5})
-  train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
+  # Batches of 4 images of 3 classes swing more than ImageNet's 1% below ln(3); the summary's
+  # reading of the run's verdict does not depend on the band's width.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(chance, "BAND_BELOW", 0.1)
+    train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
   return model_dir
 
 

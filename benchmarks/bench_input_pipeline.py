@@ -1,12 +1,13 @@
 """Images/s of the training input pipeline and of the training step, measured in one run.
 
-  python -m benchmarks.bench_input_pipeline [--shards DIR] [--seconds 15]
+  python -m benchmarks.bench_input_pipeline [--shards DIR] [--seconds 15] [--jpeg_subsampling 4:2:0]
 
 Prints (a) TensorFlow's decode alone (parse + decode_jpeg, parallel map, batch), (b) the full
 training input pipeline of `train.input_pipeline.make_dataset` without a model, (c) the training
 step of the paper's network (groups=2) on in-memory batches, and (d) the same step fed by the real
 pipeline, with the ratios b/a (target >= 0.9) and d/c (target >= 0.95). Without --shards it first
-writes a synthetic dataset of 256x256 JPEGs cut from scikit-image's photographs.
+writes a synthetic dataset of 256x256 JPEGs cut from scikit-image's photographs, with stage 1's
+quality and, unless --jpeg_subsampling says otherwise, its default chroma subsampling.
 """
 
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
@@ -27,6 +28,7 @@ from skimage import data as skimage_data
 from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
+from preprocess import convert
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
@@ -38,7 +40,8 @@ FLAGS = flags.FLAGS
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
 
 
-def write_synthetic_dataset(directory, num_images, num_shards=8, seed=0):
+def write_synthetic_dataset(directory, num_images, num_shards=8, seed=0,
+                            subsampling=convert.JPEG_SUBSAMPLING):
   """Writes `num_images` random 256x256 crops of photographs as a JPEG dataset with a manifest."""
   rng = np.random.default_rng(seed)
   photos = [Image.fromarray(getattr(skimage_data, name)()).convert("RGB") for name in PHOTOS]
@@ -55,7 +58,7 @@ def write_synthetic_dataset(directory, num_images, num_shards=8, seed=0):
     crop = photo.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
     pixel_sum += np.asarray(crop)
     buffer = io.BytesIO()
-    crop.save(buffer, format="JPEG", quality=95)
+    crop.save(buffer, format="JPEG", quality=95, subsampling=subsampling)
     writers[index % num_shards].write(schema.make_example(
         encoded=buffer.getvalue(), image_format=schema.FORMAT_JPEG, label=label,
         synset=f"n{label:08d}", filename=f"{index}.JPEG", original_height=side,
@@ -129,7 +132,8 @@ def make_train_fn(manifest, batch_size):
 def main(argv):
   del argv
   with tempfile.TemporaryDirectory() as scratch:
-    shards = FLAGS.shards or write_synthetic_dataset(scratch, FLAGS.num_images)
+    shards = FLAGS.shards or write_synthetic_dataset(scratch, FLAGS.num_images,
+                                                     subsampling=FLAGS.jpeg_subsampling)
     manifest = manifest_lib.load(shards)
     seconds = FLAGS.seconds
     pipeline = lambda batch_size: input_pipeline.make_dataset(  # noqa: E731
@@ -158,6 +162,8 @@ def define_flags():
   """Defines the flags, only when run as a command, like every entry module."""
   flags.DEFINE_string("shards", None, "A dataset directory; default: write a synthetic one.")
   flags.DEFINE_integer("num_images", 3000, "Images in the synthetic dataset.", lower_bound=1)
+  flags.DEFINE_enum("jpeg_subsampling", convert.JPEG_SUBSAMPLING, list(convert.JPEG_SUBSAMPLINGS),
+                    "Chroma subsampling of the synthetic dataset's JPEGs.")
   flags.DEFINE_integer("pipeline_batch_size", 128, "Batch size of measurements (a) and (b).",
                        lower_bound=1)
   flags.DEFINE_integer("step_batch_size", 32, "Batch size of measurements (c) and (d).",

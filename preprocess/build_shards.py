@@ -53,7 +53,7 @@ def define_flags(flag_values=FLAGS):
                        upper_bound=100, **into)
   flags.DEFINE_enum("jpeg_subsampling", convert.JPEG_SUBSAMPLING, list(convert.JPEG_SUBSAMPLINGS),
                     "Chroma subsampling of the stored JPEGs. 4:4:4 keeps the source's colour "
-                    "detail; 4:2:0 halves the colour resolution for ~25% fewer bytes (saturated fine "
+                    "detail; 4:2:0 halves the colour resolution for ~20% fewer bytes (saturated fine "
                     "detail drops below 30 dB PSNR).", **into)
   flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders "
                        "them.", lower_bound=0, **into)

@@ -84,7 +84,7 @@ FAST_PATH_MAX_MEAN_ABS_DIFF = 1.0
 # Chroma subsampling of the stored JPEG, always explicit so the stored format cannot drift with
 # Pillow's or libjpeg's defaults. 4:2:0 (libjpeg's default) halves the colour resolution: on
 # photographs with saturated fine detail that alone leaves the stored pixels 13-29 dB from a
-# full-resolution reference, where 4:4:4 keeps every tested photograph above 33 dB, for about 35%
+# full-resolution reference, where 4:4:4 keeps every tested photograph above 33 dB, for about 30%
 # more bytes (WORKSPACE.md, "JPEG or raw", has the table; benchmarks/bench_subsampling.py measures it).
 JPEG_SUBSAMPLINGS = ("4:4:4", "4:2:0")
 JPEG_SUBSAMPLING = "4:4:4"  # the default

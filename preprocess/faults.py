@@ -97,6 +97,9 @@ class _Watch:
   def _bound_the_wait(self):
     if self._finished.wait(self._grace):
       return
+    # The job ends here: other threads' tracebacks from now on only repeat it.
+    threading.excepthook = lambda args: None
+    beam_logs.relay().discard()
     beam_logs.restore_stderr()
     logging.error("%s (the runner had not stopped %.0f s after losing it, so the job was stopped)",
                   self.lost_worker_message(), self._grace)

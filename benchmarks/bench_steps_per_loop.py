@@ -46,16 +46,17 @@ def main(argv):
   dataset = tf.data.Dataset.from_tensors(batch).repeat()
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   train_loop = loop_lib.make_train_loop(
-      strategy, lambda b: train.train_step(model, optimizer, b, prep, config, state["rng"]))
+      strategy, lambda b, measure: train.train_step(model, optimizer, b, prep, config,
+                                                    state["rng"], measure))
   lengths = [int(steps_per_loop) for steps_per_loop in FLAGS.steps_per_loop]
   seconds_per_step = {steps_per_loop: float("inf") for steps_per_loop in lengths}
   # Alternating rounds, keeping each length's best: on a shared machine, load comes and goes.
   for _ in range(FLAGS.rounds):
     for steps_per_loop in lengths:
-      loop_lib.run_loop(train_loop, iterator, steps_per_loop, manifest).numpy()  # Warm-up.
+      loop_lib.run_loop(train_loop, iterator, steps_per_loop, manifest)[0].numpy()  # Warm-up.
       steps, start = 0, time.perf_counter()
       while time.perf_counter() - start < FLAGS.seconds:
-        loop_lib.run_loop(train_loop, iterator, steps_per_loop, manifest).numpy()
+        loop_lib.run_loop(train_loop, iterator, steps_per_loop, manifest)[0].numpy()
         steps += steps_per_loop
       seconds_per_step[steps_per_loop] = min(seconds_per_step[steps_per_loop],
                                              (time.perf_counter() - start) / steps)

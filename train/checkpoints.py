@@ -14,15 +14,18 @@ from train.errors import TrainingError
 MAX_TO_KEEP = 3
 # Training state added after checkpoints were first written: a checkpoint without an entry restores
 # the rest, the entry keeping its initial value (no time at chance, the dropout seeds' first state).
-LATER_ADDITIONS = ("chance_since", "chance_partial", "epochs_at_chance", "dropout_seeds")
+LATER_ADDITIONS = ("chance_since", "chance_partial", "epochs_at_chance", "dropout_seeds",
+                   "dead_at")
 
 
 def read_run_state(model_dir):
-  """What the latest checkpoint says of the run: the steps trained, full epochs, and the step
-  from which it was at chance (None when it was not, or the checkpoint predates the check).
+  """What the latest checkpoint says of the run: the steps trained, full epochs, the step
+  from which it was at chance and the step at which it was found dead (each None when it was not,
+  or the checkpoint predates the check).
 
   Returns:
-    `{"step", "epoch", "chance_since"}`, or None when `model_dir/ckpt/` holds no checkpoint.
+    `{"step", "epoch", "chance_since", "dead_at"}`, or None when `model_dir/ckpt/` holds no
+    checkpoint.
   """
   prefix = tf.train.latest_checkpoint(os.path.join(model_dir, model_dir_lib.LATEST_SUBDIR))
   if prefix is None:
@@ -30,9 +33,10 @@ def read_run_state(model_dir):
   reader = tf.train.load_checkpoint(prefix)
   value = lambda name: (int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
                         if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else None)
-  since = value("chance_since")
+  since, dead_at = value("chance_since"), value("dead_at")
   return {"step": value("step"), "epoch": value("epoch"),
-          "chance_since": since if since is not None and since >= 0 else None}
+          "chance_since": since if since is not None and since >= 0 else None,
+          "dead_at": dead_at if dead_at is not None and dead_at >= 0 else None}
 
 
 def all_finite(variables):

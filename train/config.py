@@ -27,6 +27,10 @@ class Config:
   groups: int = 2
   width: float = 1.0
   bias_init: str = "paper"  # A key of train.model.POSITIVE_BIAS: "paper" (1) or "caffe" (0.1).
+  # A key of train.model.WEIGHT_STDDEV_OF: "paper" (N(0, 0.01)) or "caffe" (fc6, fc7 N(0, 0.005)).
+  weight_init: str = "paper"
+  bias_lr_mult: float = 1.0  # The biases' rate over the weights' (Caffe's lr_mult: 2).
+  lighting: bool = True  # Section 4.1's PCA colour noise (bvlc_alexnet trains without it).
   precision: str = "fp32"
   jit: bool = False
   log_every: int = 100

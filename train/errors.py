@@ -7,3 +7,7 @@ class TrainingError(ValueError):
 
 class NonFiniteError(TrainingError):
   """The loss or the weights became NaN or infinite."""
+
+
+class DeadNetworkError(TrainingError):
+  """A layer of the network stopped firing for every image: it cannot learn any more."""

@@ -218,7 +218,7 @@ class Preparation:
                tf.constant(stats["rgb_eigvec"], tf.float32))
 
 
-def prepare_batch(batch, prep, training, rng=None):
+def prepare_batch(batch, prep, training, rng=None, lighting=True):
   """The first operations of a step: uint8 crops to mirrored, mean-subtracted float32 pixels.
 
   In training, adds the paper's PCA lighting (section 4.1): for each image, `eigvec @ (alpha *
@@ -230,8 +230,9 @@ def prepare_batch(batch, prep, training, rng=None):
   Args:
     batch: a batch dict from `make_dataset`; ten-crop batches are flattened to `[batch * 10, ...]`.
     prep: the dataset's `Preparation` (mean image and colour eigen-decomposition).
-    training: add the lighting noise.
+    training: add the lighting noise (if `lighting`).
     rng: a `tf.random.Generator` for the lighting noise (training only).
+    lighting: whether training adds it (bvlc_alexnet's recipe does not).
 
   Returns:
     float32 `[n, 227, 227, 3]`, n = batch (times 10 with ten crops).
@@ -241,7 +242,7 @@ def prepare_batch(batch, prep, training, rng=None):
   offsets = tf.reshape(batch["offset"], [-1, 2])
   flipped = tf.reshape(batch["flipped"], [-1])
   pixels = image_lib.subtract_mean(mirror(images, flipped), prep.mean_image, offsets, flipped)
-  if training:
+  if training and lighting:
     alpha = rng.normal([tf.shape(pixels)[0], 3], stddev=LIGHTING_STDDEV)
     shift = tf.linalg.matvec(prep.eigvec, alpha * prep.eigval)
     pixels += shift[:, tf.newaxis, tf.newaxis, :] / PIXEL_MAX

@@ -7,7 +7,11 @@ at 150 steps a second would feel (benchmarks/bench_steps_per_loop.py). `make_tra
 `steps_per_execution` and the TF model garden do. Python sees the model only between loops, so a
 loop ends wherever Python must act: a log line, a checkpoint, an epoch's end (evaluation, the step
 schedule), the end of each window of the at-chance check (train/chance.py) and the last step.
+The last step of each loop also measures which units fired (train/liveness.py), so that every log
+line can say whether the network is alive while the other steps do not pay for it.
 """
+
+import functools
 
 import tensorflow as tf
 
@@ -21,18 +25,25 @@ def make_train_loop(strategy, step_fn):
 
   Args:
     strategy: the `tf.distribute.Strategy` the iterator belongs to.
-    step_fn: one replica's step, batch in, `metrics.batch_sums` out.
+    step_fn: one replica's step, `step_fn(batch, measure)`: `metrics.batch_sums` out, and with
+      `measure` also `liveness.alive_units`.
 
   Returns:
-    `train_loop(iterator, steps)`, returning the steps' statistics summed over replicas and steps.
+    `train_loop(iterator, steps)`, returning the steps' statistics summed over replicas and steps,
+    and the last step's `alive_units` summed over replicas (a unit that fired on any replica is
+    positive).
   """
+  total = functools.partial(strategy.reduce, tf.distribute.ReduceOp.SUM, axis=None)
+
   @tf.function
   def train_loop(iterator, steps):
     stats = tf.zeros([4])
-    for _ in tf.range(steps):
-      replica_stats = strategy.run(step_fn, args=(next(iterator),))
-      stats += strategy.reduce(tf.distribute.ReduceOp.SUM, replica_stats, axis=None)
-    return stats
+    for _ in tf.range(steps - 1):
+      stats += total(strategy.run(functools.partial(step_fn, measure=False),
+                                  args=(next(iterator),)))
+    last_stats, alive = strategy.run(functools.partial(step_fn, measure=True),
+                                     args=(next(iterator),))
+    return stats + total(last_stats), total(alive)
 
   return train_loop
 
@@ -52,7 +63,8 @@ def loop_length(step, config, steps_per_epoch, total_steps, start_step):
 
 
 def run_loop(train_loop, iterator, steps, manifest):
-  """Runs one loop; returns its summed statistics. A read error names the shard at fault."""
+  """Runs one loop; returns its summed statistics and its last step's units that fired (see
+  `make_train_loop`). A read error names the shard at fault."""
   try:
     # A tensor, not a Python int: one trace serves every loop length.
     return train_loop(iterator, tf.constant(steps))

@@ -37,7 +37,8 @@ RANGES = (("epochs", 1, None, False, False), ("max_steps", 0, None, False, False
           ("width", 0, None, True, False), ("log_every", 1, None, False, False),
           ("checkpoint_every", 1, None, False, False), ("eval_every_epochs", 1, None, False, False),
           ("seed", 0, None, False, False), ("shuffle_buffer", 1, None, False, False),
-          ("steps_per_loop", 1, None, False, False), ("warmup_steps", 0, None, False, False))
+          ("steps_per_loop", 1, None, False, False), ("warmup_steps", 0, None, False, False),
+          ("bias_lr_mult", 0, None, True, False))
 
 
 def _range_text(low, high, low_open, high_open):
@@ -110,6 +111,15 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_enum("bias_init", defaults.bias_init, list(model_lib.POSITIVE_BIAS),
                     "Starting bias of conv2, conv4, conv5, fc6, fc7: paper (1) or caffe "
                     "(bvlc_alexnet's 0.1).", **into)
+  flags.DEFINE_enum("weight_init", defaults.weight_init, list(model_lib.WEIGHT_STDDEV_OF),
+                    "Weights from N(0, 0.01) (paper), or fc6 and fc7 from N(0, 0.005) (caffe: "
+                    "bvlc_alexnet's).", **into)
+  flags.DEFINE_float("bias_lr_mult", defaults.bias_lr_mult,
+                     "The biases' learning rate over the weights' (1: the paper; 2: Caffe's).",
+                     **into)
+  flags.DEFINE_bool("lighting", defaults.lighting,
+                    "Add the paper's PCA colour noise to training images (bvlc_alexnet: no).",
+                    **into)
   flags.DEFINE_enum("precision", defaults.precision, list(config_lib.PRECISION_POLICIES),
                     "fp32, or bf16/fp16 mixed precision (fp16 with dynamic loss scaling).", **into)
   flags.DEFINE_bool("jit", defaults.jit, "XLA-compile the forward and backward passes.", **into)

@@ -29,9 +29,13 @@ LRN_BETA = 0.75
 WEIGHT_STDDEV = 0.01
 BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 # The starting value of those biases: "paper" is section 5's 1; "caffe" is BVLC's bvlc_alexnet
-# (Caffe PR #327 lowered it to 0.1 because 1 gave a flat loss). Only these biases differ: Caffe's
-# other departures (fc6/fc7 weights from N(0, 0.005)) are not taken.
+# (Caffe PR #327 lowered it to 0.1 because 1 gave a flat loss).
 POSITIVE_BIAS = {"paper": 1.0, "caffe": 0.1}
+# The weights' standard deviation where it departs from WEIGHT_STDDEV, by `weight_init`: bvlc_alexnet
+# draws fc6 and fc7 from N(0, 0.005) (its train_val.prototxt), every other layer as the paper does.
+WEIGHT_STDDEV_OF = {"paper": {}, "caffe": {"fc6": 0.005, "fc7": 0.005}}
+# The ReLU layers, in the order of the network; `with_activations` returns their outputs.
+RELU_LAYERS = ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7")
 
 
 @keras.saving.register_keras_serializable(package="alexnet")
@@ -128,7 +132,16 @@ def _scaled(units, width, groups):
   return groups * max(1, round(units * width / groups))
 
 
-def alexnet(num_classes, groups=2, dropout=0.5, width=1.0, bias_init="paper"):
+def with_activations(model):
+  """The same network (the same layers and weights), returning `(logits, activations)`:
+  `activations` maps each of `RELU_LAYERS` to its output `[batch, ..., units]`, before dropout.
+  Computing them costs nothing more: the backward pass keeps them anyway."""
+  return keras.Model(model.input, (model.output,
+                                   {name: model.get_layer(name).output for name in RELU_LAYERS}),
+                     name=f"{model.name}_with_activations")
+
+
+def alexnet(num_classes, groups=2, dropout=0.5, width=1.0, bias_init="paper", weight_init="paper"):
   """Builds AlexNet, taking 227x227x3 mean-subtracted float32 pixels (NHWC) to logits.
 
   Shapes: 227 -> conv1 55 -> pool 27 -> conv2 27 -> pool 13 -> conv3, conv4, conv5 13 -> pool 6 ->
@@ -146,13 +159,15 @@ def alexnet(num_classes, groups=2, dropout=0.5, width=1.0, bias_init="paper"):
     width: multiplier on every layer's channel or unit count except fc8's, e.g. 0.25 for a narrow
       network that trains quickly on a CPU; 1.0 is the paper's network.
     bias_init: a key of `POSITIVE_BIAS`: the starting bias of conv2, conv4, conv5, fc6 and fc7.
+    weight_init: a key of `WEIGHT_STDDEV_OF`: "paper" draws every weight from N(0, 0.01),
+      "caffe" those of fc6 and fc7 from N(0, 0.005).
 
   Returns:
     An uncompiled `keras.Model` named "alexnet" whose output is float32 logits `[batch, num_classes]`.
 
   Raises:
     ValueError: if `num_classes` or `groups` is below 1, `width` is not positive, `dropout` is
-      outside [0, 1), or `bias_init` is unknown.
+      outside [0, 1), or `bias_init` or `weight_init` is unknown.
   """
   if num_classes < 1:
     raise ValueError(f"alexnet: num_classes must be at least 1, got {num_classes}")
@@ -165,7 +180,11 @@ def alexnet(num_classes, groups=2, dropout=0.5, width=1.0, bias_init="paper"):
   if bias_init not in POSITIVE_BIAS:
     raise ValueError(f"alexnet: bias_init must be one of {sorted(POSITIVE_BIAS)}, got "
                      f"{bias_init!r}")
+  if weight_init not in WEIGHT_STDDEV_OF:
+    raise ValueError(f"alexnet: weight_init must be one of {sorted(WEIGHT_STDDEV_OF)}, got "
+                     f"{weight_init!r}")
   positive_bias = POSITIVE_BIAS[bias_init]
+  stddev_of = WEIGHT_STDDEV_OF[weight_init]
 
   def conv(x, name, filters, kernel_size, strides=1, padding="SAME", conv_groups=1):
     # For the stride-1 layers SAME is the paper's symmetric padding of (kernel_size - 1) / 2.
@@ -176,7 +195,8 @@ def alexnet(num_classes, groups=2, dropout=0.5, width=1.0, bias_init="paper"):
   def dense(x, name, units):
     return keras.layers.Dense(
         units, name=name,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
+        kernel_initializer=keras.initializers.RandomNormal(
+            stddev=stddev_of.get(name, WEIGHT_STDDEV)),
         bias_initializer=keras.initializers.Constant(
             positive_bias if name in BIAS_ONE_LAYERS else 0.0))(x)
 

@@ -27,7 +27,7 @@ LATEST_SUBDIR, BEST_SUBDIR = "ckpt", "best"
 CHECKPOINT_SUBDIRS = (BEST_SUBDIR, LATEST_SUBDIR)
 
 # Settings a resumed run must keep: they shape the network or the optimisation, or (the batch size)
-# the meaning of a step, which the checkpoint counts in; the warm-up and the starting biases say how
+# the meaning of a step, which the checkpoint counts in; the warm-up and the initialisation say how
 # the run began, and another value would describe a run that never happened. The learning rate is
 # the schedule's state, restored from the checkpoint, so a new --learning_rate could not be
 # honoured either. Every other setting (epochs, steps, logging, checkpointing, evaluation, data
@@ -35,7 +35,7 @@ CHECKPOINT_SUBDIRS = (BEST_SUBDIR, LATEST_SUBDIR)
 # the change is logged.
 FIXED_ON_RESUME = ("batch_size", "learning_rate", "momentum", "weight_decay", "lr_schedule",
                    "lr_step_epochs", "warmup_steps", "dropout", "groups", "width", "bias_init",
-                   "precision")
+                   "weight_init", "bias_lr_mult", "lighting", "precision")
 
 
 @contextlib.contextmanager

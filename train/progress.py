@@ -3,7 +3,8 @@
 Statistics stay on the device between log lines (no synchronisation per step); every log line
 and every save first checks that no loss since the last check, and no weight, is NaN or infinite.
 The end of each of `chance.ChanceWatch`'s windows and every save fold the statistics into it; it
-warns while the network still predicts at chance.
+warns while the network still predicts at chance. At the same points and at every log line,
+`death` reads which units fired (train/liveness.py) and names a dead network.
 """
 
 import contextlib
@@ -19,6 +20,7 @@ from absl import logging
 
 from train import chance as chance_lib
 from train import checkpoints as checkpoints_lib
+from train import liveness
 from train.errors import NonFiniteError
 
 
@@ -33,13 +35,18 @@ class Progress:
     self.start_step = self.last_check = self.last_log = self.last_fold = start_step
     self.fresh_start = start_step == 0
     self.window = self.epoch = self.unfolded = tf.zeros([4])
+    # The last loop's `liveness.alive_units`, on the device until read; what it said when last read.
+    self.alive, self.silent, self.last_alive_step = None, None, None
+    self.unit_counts = liveness.unit_counts(model)
+    self.loss_history = []  # (first step, last step, mean loss) of each log line, for the death.
     self.last_log_time = time.monotonic()
     self.chance = chance_lib.ChanceWatch(
         num_classes, chance_lib.window_steps(steps_per_epoch), config.batch_size,
         since=chance_since, partial=chance_partial)
 
-  def add(self, first_step, stats):
-    """Adds the summed statistics of a loop from `first_step` (on device: no synchronisation).
+  def add(self, first_step, stats, alive=None):
+    """Adds the summed statistics of a loop from `first_step`, and its last step's units that
+    fired (on device: no synchronisation).
 
     A loop never crosses an epoch's end (`train.loop.loop_length`), so it belongs to one epoch.
     """
@@ -48,6 +55,24 @@ class Progress:
     self.window += stats
     self.epoch += stats
     self.unfolded += stats
+    self.alive = alive
+
+  def death(self, step):
+    """Reads the last loop's units that fired (a synchronisation: at log lines and the at-chance
+    windows' ends only). Returns None while the network is alive, else the error line that says
+    it is dead (`liveness.describe_death`)."""
+    if self.alive is None:
+      return None
+    self.silent = liveness.silent_fractions(self.alive.numpy(), self.unit_counts)
+    layer = liveness.dead_layer(self.silent)
+    if layer is None:
+      self.last_alive_step = step
+      return None
+    history = list(self.loss_history)
+    window = self.window.numpy()
+    if step > self.last_log and window[3]:
+      history.append((self.last_log + 1, step, float(window[0] / window[3])))
+    return liveness.describe_death(step, layer, self.last_alive_step, history)
 
   def fold(self, step):
     """Folds the steps since the last fold into `self.chance` (a synchronisation: at its windows'
@@ -82,16 +107,21 @@ class Progress:
     if self.fresh_start and step == self.start_step + 1:
       check_first_loss(loss, self.num_classes)
     eta = (self.total_steps - step) * (now - self.last_log_time) / max(steps, 1)
+    self.loss_history.append((self.last_log + 1, step, float(loss)))
+    silent = self.silent or {}
+    most_silent = max(silent, key=silent.get, default=None)
     logging.info(
         "Time: %s Epoch: %d Batch: %d/%d Loss: %.4f Avg loss: %.4f Accuracy: %.4f "
-        "Avg Accuracy: %.4f Top 5 Accuracy: %.4f LR: %.3g Images/s: %.1f ETA: %s",
+        "Avg Accuracy: %.4f Top 5 Accuracy: %.4f LR: %.3g Images/s: %.1f ETA: %s%s",
         datetime.datetime.now().strftime("%H:%M:%S"), (step - 1) // self.steps_per_epoch + 1,
         (step - 1) % self.steps_per_epoch + 1, self.steps_per_epoch, loss, epoch[0] / epoch[3],
         top1, epoch[1] / epoch[3], top5, learning_rate, images_per_sec,
-        datetime.timedelta(seconds=round(eta)))
+        datetime.timedelta(seconds=round(eta)),
+        f" Silent: {most_silent} {silent[most_silent]:.1%}" if most_silent else "")
     self.writers.scalars("train", step, {
         "train/loss": loss, "train/top1": top1, "train/top5": top5,
-        "train/learning_rate": learning_rate, "perf/images_per_sec": images_per_sec})
+        "train/learning_rate": learning_rate, "perf/images_per_sec": images_per_sec,
+        **{f"train/silent_units/{layer}": fraction for layer, fraction in silent.items()}})
     self.window, self.last_log, self.last_log_time = tf.zeros([4]), step, now
 
 

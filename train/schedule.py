@@ -29,6 +29,8 @@ def create_state(config):
           # The loss sum and examples of the at-chance check's current window.
           "chance_partial": tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False),
           "epochs_at_chance": tf.Variable(0, dtype=tf.int64, trainable=False),
+          # The step at which a layer was found silent (train/liveness.py), -1 while alive.
+          "dead_at": tf.Variable(-1, dtype=tf.int64, trainable=False),
           "rng": rng}
 
 

@@ -28,6 +28,7 @@ from train import data_service as data_service_lib
 from train import determinism
 from train import evaluation
 from train import input_pipeline
+from train import liveness
 from train import loop as loop_lib
 from train import metrics
 from train import model as model_lib
@@ -35,6 +36,7 @@ from train import model_dir as model_dir_lib
 from train import progress as progress_lib
 from train import schedule
 from train import summaries
+from train.errors import DeadNetworkError
 from train.errors import NonFiniteError
 from train.errors import TrainingError
 
@@ -76,35 +78,45 @@ def create_optimizer(config, learning_rate):
   return keras.optimizers.LossScaleOptimizer(sgd) if config.precision == "fp16" else sgd
 
 
-def train_step(model, optimizer, batch, prep, config, rng):
-  """One replica's step; returns `metrics.batch_sums` of the cross-entropy.
+def train_step(model, optimizer, batch, prep, config, rng, measure=False):
+  """One replica's step; returns `metrics.batch_sums` of the cross-entropy, and with `measure` also
+  `liveness.alive_units` of the batch (which units of each ReLU layer fired).
 
   The loss is the mean over the global batch plus 0.5 * weight_decay * |w|^2 over the kernels, whose
   gradient adds weight_decay * w to the gradient before momentum: the paper's update rule, not the
   decoupled decay of Keras' `weight_decay`. Biases are not decayed: cuda-convnet, in which the
-  paper's network was trained, has a weight cost for weights only. With `config.jit` the forward
-  and backward passes are XLA-compiled; the update stays outside, where the cross-replica gradient
-  sum happens.
+  paper's network was trained, has a weight cost for weights only; with `config.bias_lr_mult` their
+  gradient is scaled (Caffe's `lr_mult: 2`, which with momentum SGD is the same as a doubled rate).
+  With `config.jit` the forward and backward passes are XLA-compiled; the update stays outside,
+  where the cross-replica gradient sum happens.
   """
   num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-  images = input_pipeline.prepare_batch(batch, prep, training=True, rng=rng)
+  images = input_pipeline.prepare_batch(batch, prep, training=True, rng=rng,
+                                        lighting=config.lighting)
   labels = batch["label"]
   variables = model.trainable_variables
+  network = model_lib.with_activations(model) if measure else model
 
   def gradients(images, labels):
     with tf.GradientTape() as tape:
-      logits = model(images, training=True)
+      logits, activations = network(images, training=True) if measure else (
+          network(images, training=True), None)
       per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
       decay = tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables
                         if v.path.endswith("kernel")])
       loss = (tf.reduce_sum(per_example) / config.batch_size
               + 0.5 * config.weight_decay * decay / num_replicas)
       scaled_loss = optimizer.scale_loss(loss)
-    return tape.gradient(scaled_loss, variables), metrics.batch_sums(per_example, logits, labels)
+    stats = metrics.batch_sums(per_example, logits, labels)
+    return (tape.gradient(scaled_loss, variables), stats,
+            liveness.alive_units(activations) if measure else ())
 
-  grads, stats = tf.function(gradients, jit_compile=config.jit)(images, labels)
+  grads, stats, alive = tf.function(gradients, jit_compile=config.jit)(images, labels)
+  if config.bias_lr_mult != 1:
+    grads = [g * config.bias_lr_mult if v.path.endswith("bias") else g
+             for g, v in zip(grads, variables)]
   optimizer.apply(grads, variables)
-  return stats
+  return (stats, alive) if measure else stats
 
 
 def _steps_per_epoch(config, manifest):
@@ -132,7 +144,7 @@ def _build(config, manifest, strategy):
   with strategy.scope():
     try:
       model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width,
-                                config.bias_init)
+                                config.bias_init, config.weight_init)
     except ValueError as e:
       raise TrainingError(f"cannot build the network: {e}") from None
     state = schedule.create_state(config)
@@ -206,7 +218,8 @@ def train_and_evaluate(config, manifest, model_dir):
     prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
     train_loop = loop_lib.make_train_loop(
-        strategy, lambda batch: train_step(model, optimizer, batch, prep, config, state["rng"]))
+        strategy, lambda batch, measure: train_step(model, optimizer, batch, prep, config,
+                                                    state["rng"], measure))
     eval_fn = evaluation.make_eval_fn(strategy, model, prep)
     writers = summaries.SummaryWriters(model_dir, chief)
     stop = progress_lib.StopFlag()
@@ -214,6 +227,7 @@ def train_and_evaluate(config, manifest, model_dir):
     def save_at(at):
       progress.check_finite(at)
       progress.fold(at)
+      state["dead_at"].assign(at if death else -1)
       state["chance_since"].assign(-1 if progress.chance.since is None else progress.chance.since)
       state["chance_partial"].assign(progress.chance.partial)
       checkpoints.save(at, model)
@@ -231,7 +245,7 @@ def train_and_evaluate(config, manifest, model_dir):
     progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model,
                                      manifest.num_classes, None if since < 0 else since,
                                      tuple(state["chance_partial"].numpy()))
-    validation = None
+    validation, death = None, None
     try:
       with stop.installed(signums), cluster.reporting_lost_peers(task, lambda: step):
         while step < total_steps and not stop.requested:
@@ -246,15 +260,19 @@ def train_and_evaluate(config, manifest, model_dir):
             writers.images(batch, strategy, prep, step)
           steps = loop_lib.loop_length(step, config, steps_per_epoch, total_steps,
                                        progress.start_step)
-          loop_stats = loop_lib.run_loop(train_loop, iterator, steps, manifest)
-          progress.add(step + 1, loop_stats)
+          loop_stats, alive = loop_lib.run_loop(train_loop, iterator, steps, manifest)
+          progress.add(step + 1, loop_stats, alive)
           step += steps
           state["step"].assign(step)
           epoch, in_epoch = divmod(step, steps_per_epoch)
           state["epoch"].assign(epoch)
+          logs = step % config.log_every == 0 or step == progress.start_step + 1
+          # Before the at-chance verdict, whose advice (wait) is for a network that is alive.
+          if (logs or step % progress.chance.window == 0) and (death := progress.death(step)):
+            break
           if step % progress.chance.window == 0:
             progress.fold(step)
-          if step % config.log_every == 0 or step == progress.start_step + 1:
+          if logs:
             progress.log(step, schedule.rate_at(config, state, step))
           end_of_epoch = in_epoch == 0
           if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
@@ -280,8 +298,12 @@ def train_and_evaluate(config, manifest, model_dir):
           if preemption is not None:
             preemption.after_step(step)
             stop.requested = stop.requested or preemption.requested
-        if stop.requested:
+        if stop.requested or death:
           save_at(step)
+      if death:  # Training on would only burn GPU hours.
+        progress_lib.log_closing("the network is dead", step, steps_per_epoch, validation,
+                                 checkpoints)
+        raise DeadNetworkError(death)
     except NonFiniteError:
       progress_lib.log_closing("non-finite, this step not saved", step, steps_per_epoch,
                                validation, checkpoints, progress.chance.closing_note(step))

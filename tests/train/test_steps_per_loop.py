@@ -52,9 +52,9 @@ def _train(manifest, calls, steps_per_call):
   dataset = input_pipeline.make_dataset(manifest, "train", batch_size=3, training=False).repeat()
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   train_loop = loop_lib.make_train_loop(
-      strategy, lambda batch: train.train_step(model, optimizer, batch, prep, config,
-                                               state["rng"]))
-  sums = [loop_lib.run_loop(train_loop, iterator, steps_per_call, manifest).numpy()
+      strategy, lambda batch, measure: train.train_step(model, optimizer, batch, prep, config,
+                                                        state["rng"], measure))
+  sums = [loop_lib.run_loop(train_loop, iterator, steps_per_call, manifest)[0].numpy()
           for _ in range(calls)]
   return np.sum(sums, axis=0), [w.numpy() for w in model.weights]
 

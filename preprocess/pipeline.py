@@ -55,6 +55,7 @@ class ListFilesFn(beam.DoFn):
     self._labels = {synset: label for label, synset in enumerate(config.synsets)}
     self._read_from = {path: number for number, path in enumerate(config.read_from)}
     self._listed = Metrics.counter("build_shards", "images_listed")
+    self._outside_subset = Metrics.counter("build_shards", "images_outside_subset")
 
   def process(self, unit):
     split, kind, where, canonical, ground_truth = unit
@@ -69,6 +70,7 @@ class ListFilesFn(beam.DoFn):
       wnids = [path.split("/")[1] for path, _, _ in images]
     for (path, size, location), wnid in zip(images, wnids):
       if not self._selection.keeps(split, path, wnid):
+        self._outside_subset.inc()
         continue
       label = self._labels[wnid]
       key = shard_key(self._config.seed, path)

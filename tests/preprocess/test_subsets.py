@@ -87,6 +87,10 @@ def test_the_manifest_records_the_subset_and_labels_follow_its_sorted_wnids(rele
       "name": str(root / "classes.txt"), "wnids": list(wnids), "digest": digest.hexdigest(),
       "per_class": PER_CLASS, "train_list": None, "short_classes": {}, "unmatched": []}
   assert manifest["args"]["classes"] == str(root / "classes.txt")
+  # What the trainer and TFDS read: a dataset like any other, in the subset's classes.
+  assert manifest_lib.load(str(root / "reference"), verify="sha256").synsets == list(wnids)
+  labels = (root / "reference" / "image.class.label.labels.txt").read_text().split()
+  assert labels == list(wnids)
 
 
 def test_per_class_is_the_same_on_every_runner_and_rerun_and_follows_the_seed(release, tmp_path):

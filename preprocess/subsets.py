@@ -110,7 +110,7 @@ def read_request(classes=None, per_class=None, train_list=None):
 def _read_list(path, flag):
   if not FileSystems.exists(path):
     raise BuildError(f"{flag} {path}: no such file")
-  text = sources.read_text(path)
+  text = sources.read_text(path).lstrip("\ufeff")  # a list saved by Notepad starts with a BOM
   return [line.strip() for line in text.splitlines()
           if line.strip() and not line.strip().startswith("#")]
 

@@ -32,9 +32,10 @@ def release(tmp_path_factory):
   root = tmp_path_factory.mktemp("subsets")
   info = make_sample_data.make_sample_tree(root / "tree", images_per_class_train=4,
                                            images_per_class_val=2, val_layout="flat")
-  # Unsorted, with a duplicate and a `<wnid> <words>` line: the list is read as a set.
+  # Unsorted, with a byte-order mark, CRLF, a duplicate and a `<wnid> <words>` line: read as a set.
   wnids = (info.classes[6], info.classes[1], info.classes[3])
-  (root / "classes.txt").write_text(f"{wnids[0]}\n{wnids[1]} words\n\n{wnids[2]}\n{wnids[0]}\n")
+  (root / "classes.txt").write_text(f"\ufeff{wnids[0]}\r\n{wnids[1]} words\n\n{wnids[2]}\n"
+                                    f"{wnids[0]}\n", newline="")
   manifest = _build(root, root / "tree", root / "reference")
   return root, info, tuple(sorted(wnids)), manifest
 

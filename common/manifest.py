@@ -17,6 +17,7 @@ Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
   skipped [{split, path, reason, detail}], repaired [{split, path, fix}], ignored, ignored_files,
   stats {mean_file, num_images, channel_mean, rgb_covariance, rgb_eigval, rgb_eigvec},
   resume {kept_shards, kept_images, num_shards, rebuilt},
+  subset {name, wnids, digest, per_class, train_list, short_classes, unmatched},
   args
 
 Counts are integers and paths relative to the dataset directory. `encoding` is "JPEG" or "RAW",
@@ -29,7 +30,11 @@ order and `rgb_eigvec[i][j]` is component i (R, G, B) of eigenvector j; they are
 build's report.json, where no training image was written. `resume` says what the run kept of a
 stopped earlier one: shards and images kept as they were, of all shards, and in `rebuilt`
 ({reason: count}) the shards an earlier run had finished that were converted again (zeros and an
-empty `rebuilt` for a build from nothing). `args` holds the resolved options of the run that wrote the manifest. The manifests of two
+empty `rebuilt` for a build from nothing). `subset` is empty for the whole release; for a subset
+(`preprocess/subsets.py`) it holds the list `--classes` named (or None), the kept WNIDs, the SHA-256
+of those WNIDs and of the training files `--per_class` or `--train_list` chose (one a line), those
+two options, the classes that had fewer training files than `per_class` ({wnid: count kept}) and the
+list's names that matched no training file. `args` holds the resolved options of the run that wrote the manifest. The manifests of two
 builds of the same input differ only in `args` and `resume`.
 
 The readers (`load`, `read_mean_image`, `file_sha256`, `join`) go through `tf.io.gfile` and import
@@ -55,7 +60,7 @@ LAYOUTS = ("folders", "flat")
 
 # The layout, once: the builders below produce exactly these keys and `check_layout` accepts only them.
 TOP_KEYS = ("schema_version", "image_size", "encoding", "label_base", "classes", "splits", "skipped",
-            "repaired", "ignored", "ignored_files", "stats", "resume", "args")
+            "repaired", "ignored", "ignored_files", "stats", "resume", "subset", "args")
 CLASS_KEYS = ("label", "synset", "name")
 SPLIT_KEYS = ("num_examples", "class_counts", "shards", "layout", "input", "files_seen", "skipped",
               "repaired", "ignored")
@@ -64,6 +69,7 @@ SKIPPED_KEYS = ("split", "path", "reason", "detail")
 REPAIRED_KEYS = ("split", "path", "fix")
 STATS_KEYS = ("mean_file", "num_images", "channel_mean", "rgb_covariance", "rgb_eigval", "rgb_eigvec")
 RESUME_KEYS = ("kept_shards", "kept_images", "num_shards", "rebuilt")
+SUBSET_KEYS = ("name", "wnids", "digest", "per_class", "train_list", "short_classes", "unmatched")
 
 
 class ManifestError(ValueError):
@@ -142,7 +148,7 @@ def make_resume(kept_shards=0, kept_images=0, num_shards=0, rebuilt=None):
 
 
 def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), repaired=(),
-                  ignored_files=(), stats=None, resume=None, args=None):
+                  ignored_files=(), stats=None, resume=None, subset=None, args=None):
   """The whole manifest.
 
   Args:
@@ -156,6 +162,8 @@ def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), r
     ignored_files: paths of the ignored files.
     stats: `STATS_KEYS` of the training images, or None when none was written.
     resume: a `make_resume` dict (default: nothing kept).
+    subset: a dict with `SUBSET_KEYS` describing a subset of a release, or None for the whole
+      release.
     args: the run's resolved options.
 
   Returns:
@@ -181,6 +189,7 @@ def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), r
       "stats": dict(stats or {}),
       "resume": dict(resume or make_resume(
           num_shards=sum(len(info["shards"]) for info in splits.values()))),
+      "subset": dict(subset or {}),
       "args": dict(args or {}),
   }
 
@@ -206,6 +215,8 @@ def check_layout(manifest, where=MANIFEST_NAME):
   if manifest["stats"]:
     _check_keys(manifest["stats"], STATS_KEYS, f"{where}: stats")
   _check_keys(manifest["resume"], RESUME_KEYS, f"{where}: resume")
+  if manifest["subset"]:
+    _check_keys(manifest["subset"], SUBSET_KEYS, f"{where}: subset")
 
 
 def _check_keys(entry, keys, where):
@@ -303,6 +314,7 @@ def parse(text, path):
   if isinstance(splits, dict) and "resume" not in data:  # Written before builds could resume.
     data["resume"] = make_resume(num_shards=sum(
         len(info.get("shards", [])) for info in splits.values() if isinstance(info, dict)))
+  data.setdefault("subset", {})  # Written before subsets: the whole release.
   check_layout(data, path)
   return data
 

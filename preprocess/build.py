@@ -27,6 +27,7 @@ from preprocess import pipeline as pipeline_lib
 from preprocess import report
 from preprocess import resume
 from preprocess import sources
+from preprocess import subsets
 from preprocess.errors import BuildError
 from preprocess.shard_writer import BuildConfig
 from preprocess.shard_writer import ShardSpec
@@ -62,6 +63,9 @@ class BuildOptions:
   devkit_archive: str = None
   progress_seconds: float = 30.0
   classes_from: str = None  # a training dataset: the input is ImageNetV2 (preprocess/imagenetv2.py)
+  classes: str = None  # a subset (preprocess/subsets.py): a named list or a file of WNIDs
+  per_class: int = None
+  train_list: str = None
 
 
 def plan_input(options, indexer=None):
@@ -174,10 +178,19 @@ def run_build(options, pipeline_options):
   start = time.time()
   output_dir = options.output_dir.rstrip("/")
   # Before indexing, which writes into the output folder.
+  request = subsets.read_request(options.classes, options.per_class, options.train_list)
+  if options.classes_from and request.active:
+    raise BuildError("--classes, --per_class and --train_list choose from a training release; an "
+                     "ImageNetV2 build (--classes_from) takes its training dataset's classes")
   output_folder.check(output_dir, options.overwrite)
   indexer = indexing.ArchiveIndexer(join(output_dir, output_folder.INDEX_NAME), pipeline_options,
                                     options.progress_seconds)
-  synsets, names, plans, notes = plan_input(options, indexer)
+  release, names, plans, notes = plan_input(options, indexer)
+  try:
+    synsets, plans, selection, subset = subsets.narrow(request, release, plans, options.seed)
+  except BuildError:
+    indexer.remove()  # a subset the release cannot give leaves nothing behind
+    raise
   for split, count in options.num_shards.items():
     if count and split not in {plan.name for plan in plans}:
       raise BuildError(f"--num_shards_{split}={count}, but --input_dir has no {split} split")
@@ -193,7 +206,8 @@ def run_build(options, pipeline_options):
                        encoding=options.encoding, quality=options.quality,
                        jpeg_subsampling=options.jpeg_subsampling,
                        max_pixels=options.max_pixels, seed=options.seed,
-                       read_from=tuple(sorted({path for plan in plans for path in plan.read_from})))
+                       read_from=tuple(sorted({path for plan in plans for path in plan.read_from})),
+                       subset=subset.get("digest", ""))
   for plan in plans:
     classes = (len({p.split("/")[1] for p in plan.candidates}) if plan.layout == "folders" else
                len(set(plan.ground_truth)))
@@ -217,11 +231,12 @@ def run_build(options, pipeline_options):
   try:
     with faults.watch(kept_so_far):
       with beam.Pipeline(options=pipeline_options) as root:
-        pipeline_lib.build(root, config, plans, specs)
+        pipeline_lib.build(root, config, plans, specs, selection)
   finally:
     progress.stop()
   total_images = sum(listed.values())
-  manifest, mean_image, skips = report.assemble_manifest(config, names, plans, specs, options)
+  manifest, mean_image, skips = report.assemble_manifest(config, names, plans, specs, options,
+                                                         subset)
   if options.classes_from:  # evaluation-only: what a model trained on that dataset subtracts
     mean_image, manifest["stats"] = imagenetv2.training_stats(options.classes_from)
   skipped = skips.count
@@ -249,6 +264,7 @@ def run_build(options, pipeline_options):
   FileSystems.delete([config.tmp_dir])
   indexer.remove()
   report.log_summary(manifest, skips.reasons, time.time() - start)
+  subsets.log_summary(subset)
   for note in notes:
     logging.info("%s", note)
   return manifest

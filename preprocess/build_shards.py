@@ -26,6 +26,7 @@ from absl import logging  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from preprocess import build  # noqa: E402
+from preprocess import class_lists  # noqa: E402
 from preprocess import convert  # noqa: E402
 from preprocess import faults  # noqa: E402
 from preprocess import runners  # noqa: E402
@@ -83,6 +84,18 @@ def define_flags(flag_values=FLAGS):
                       "Build an evaluation-only ImageNetV2 dataset from --input_dir (a variant's "
                       "folder, or its decompressed tar), in the classes of this training dataset "
                       "(its --output_dir).", **into)
+  flags.DEFINE_string("classes", None,
+                      "Keep only these classes: a file of WNIDs (one a line) or a list this project "
+                      f"ships ({', '.join(sorted(class_lists.NAMED))}). Labels are 0-based over "
+                      "them in sorted WNID order; validation and test keep the same classes.",
+                      **into)
+  flags.DEFINE_integer("per_class", None,
+                       "Keep N training images per class, chosen by the hash of each file name and "
+                       "--seed (the same on every input form and runner); a class with fewer keeps "
+                       "all.", lower_bound=1, **into)
+  flags.DEFINE_string("train_list", None,
+                      "Keep exactly the training files named in this file, one name a line (the "
+                      "form of SimCLR's 1percent.txt, e.g. n01440764_10026.JPEG).", **into)
   flags.DEFINE_integer("max_pixels", 89_478_485,
                        "Images with more pixels are skipped as decompression bombs, before decoding.",
                        lower_bound=1, **into)
@@ -157,7 +170,8 @@ def main(argv):
       archives={"train": FLAGS.train_archive, "validation": FLAGS.validation_archive,
                 "test": FLAGS.test_archive},
       devkit_archive=FLAGS.devkit_archive,
-      progress_seconds=FLAGS.progress_seconds, classes_from=FLAGS.classes_from)
+      progress_seconds=FLAGS.progress_seconds, classes_from=FLAGS.classes_from,
+      classes=FLAGS.classes, per_class=FLAGS.per_class, train_list=FLAGS.train_list)
   try:
     beam_options = pipeline_options(argv[1:])
     check_workers(beam_options)

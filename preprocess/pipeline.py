@@ -17,6 +17,7 @@ from preprocess import archives
 from preprocess import shard_writer
 from preprocess import sources
 from preprocess import stats as stats_lib
+from preprocess import subsets
 from preprocess.sources import join
 
 RESULTS_NAME = "results.json"
@@ -31,7 +32,8 @@ def shard_key(seed, relative_path):
 
 def listing_units(plans):
   """The listing units of every split: (split, kind, where, canonical folder, flat ground truth)."""
-  return [(plan.name, kind, where, canonical, "\n".join(plan.ground_truth).encode())
+  return [(plan.name, kind, where, canonical,
+           "\n".join(plan.listed_ground_truth or plan.ground_truth).encode())
           for plan in plans for kind, where, canonical in plan.units]
 
 
@@ -42,16 +44,18 @@ class ListFilesFn(beam.DoFn):
   the file's location appended otherwise (an archive member, or Kaggle's tree), its archive or folder
   given by its index in `config.read_from`: a number, not a path repeated 1.28M times in what the
   runner groups and hands to the workers. Ignored files (not images, or nested too deep) are left out
-  here; the driver's listing counts them.
+  here; the driver's listing counts them. So are images outside the subset (`subsets.Selection`).
   """
 
-  def __init__(self, config, shard_bases, num_shards):
+  def __init__(self, config, shard_bases, num_shards, selection=None):
     self._config = config
+    self._selection = selection or subsets.Selection()
     self._shard_bases = shard_bases
     self._num_shards = num_shards
     self._labels = {synset: label for label, synset in enumerate(config.synsets)}
     self._read_from = {path: number for number, path in enumerate(config.read_from)}
     self._listed = Metrics.counter("build_shards", "images_listed")
+    self._outside_subset = Metrics.counter("build_shards", "images_outside_subset")
 
   def process(self, unit):
     split, kind, where, canonical, ground_truth = unit
@@ -62,10 +66,13 @@ class ListFilesFn(beam.DoFn):
       if len(images) != len(wnids):
         raise ValueError(f"{where}: {len(images)} images now, {len(wnids)} when the job was "
                          "planned; the input changed during the run")
-      labels = [self._labels[w] for w in wnids]
     else:
-      labels = [self._labels[path.split("/")[1]] for path, _, _ in images]
-    for (path, size, location), label in zip(images, labels):
+      wnids = [path.split("/")[1] for path, _, _ in images]
+    for (path, size, location), wnid in zip(images, wnids):
+      if not self._selection.keeps(split, path, wnid):
+        self._outside_subset.inc()
+        continue
+      label = self._labels[wnid]
       key = shard_key(self._config.seed, path)
       self._listed.inc()
       yield (self._shard_bases[split] + key % self._num_shards[split],
@@ -133,7 +140,7 @@ class MergeResultsFn(beam.DoFn):
     yield len(results)
 
 
-def build(root, config, plans, specs):
+def build(root, config, plans, specs, selection):
   """Adds the job to a pipeline.
 
   Args:
@@ -141,6 +148,7 @@ def build(root, config, plans, specs):
     config: a `shard_writer.BuildConfig`.
     plans: the `sources.SplitPlan`s to write.
     specs: list of `shard_writer.ShardSpec`, indexed by global shard index, split after split.
+    selection: the `subsets.Selection` every listing applies.
   """
   shard_bases, num_shards = {}, {}
   for index, spec in enumerate(specs):
@@ -148,7 +156,7 @@ def build(root, config, plans, specs):
     num_shards[spec.split] = spec.num_shards
   return (root
           | "create_listing_units" >> beam.Create(listing_units(plans))
-          | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards))
+          | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards, selection))
           | "group_by_shard" >> beam.GroupByKey()
           | "write_shards" >> beam.ParDo(WriteShardFn(config, specs))
           | "key_for_merge" >> beam.Map(lambda result: (0, result))

@@ -86,7 +86,7 @@ def write_json(path, manifest, skips):
     manifest_lib.write(manifest, f, skips.entries())
 
 
-def assemble_manifest(config, names, plans, specs, options):
+def assemble_manifest(config, names, plans, specs, options, subset=None):
   """Builds the manifest from the pipeline's merged results and checks that the accounting closes.
 
   Returns:
@@ -132,7 +132,7 @@ def assemble_manifest(config, names, plans, specs, options):
           kept_shards=len(kept), kept_images=sum(r["num_examples"] for r in kept),
           num_shards=len(results),
           rebuilt=collections.Counter(r["rebuilt"] for r in results if r["rebuilt"])),
-      args=options_as_args(options))
+      subset=subset, args=options_as_args(options))
   return manifest, mean_image, SkipList(results)
 
 

@@ -40,6 +40,9 @@ class BuildConfig:
   # The archives (and Kaggle's image folder) images are read from: an image's location names one by
   # its index here, so the 1.28M grouped entries do not each carry the archive's path.
   read_from: tuple = ()
+  # The subset's digest (`subsets`), "" for the whole release: part of what a kept shard is checked
+  # against (`resume.options_digest`).
+  subset: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

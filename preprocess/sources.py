@@ -48,6 +48,9 @@ class SplitPlan:
     source: how the split was given, e.g. "extracted" or "tar ILSVRC2012_img_val.tar".
     read_from: the archives its images are read from, or the folder its canonical paths start in
       when that is not the input (`tree_root`); empty for an extracted tree.
+    listed_ground_truth: for a flat split narrowed to a subset (`subsets`), the WNID of every image
+      its listing finds, in listing order, as the listing workers label them; else empty and
+      `ground_truth` is that list.
   """
   name: str
   folder: str
@@ -58,6 +61,7 @@ class SplitPlan:
   units: tuple = ()
   source: str = "extracted"
   read_from: tuple = ()
+  listed_ground_truth: tuple = ()
 
 
 def is_ignored(relative_path):

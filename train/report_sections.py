@@ -45,7 +45,8 @@ def ilsvrc_release(manifest_data):
   Returns:
     "2010", "2012" or None.
   """
-  if len(manifest_data["classes"]) != ILSVRC_CLASSES or imagenetv2.variant_of(manifest_data):
+  if (len(manifest_data["classes"]) != ILSVRC_CLASSES or imagenetv2.variant_of(manifest_data)
+      or manifest_data.get("subset")):  # 1% of the training images is no longer the paper's run
     return None
   text = " ".join(str(value) for value in manifest_data.get("args", {}).values())
   years = [year for year in PAPER_ERRORS if f"ILSVRC{year}" in text or f"ILSVRC-{year}" in text]
@@ -211,13 +212,15 @@ def nearest_neighbours(queries, pool, k):
 
 
 def dataset_summary(manifest_data):
-  """Images per split, classes, and skipped and repaired files counted by reason.
+  """Images per split, classes, the subset, and skipped and repaired files counted by reason.
 
   Returns:
-    `{classes, splits: [{split, images}], skipped: [(reason, count)], repaired: [(fix, count)]}`.
+    `{classes, subset, splits: [{split, images}], skipped: [(reason, count)], repaired: [(fix,
+    count)]}`; `subset` is None for a whole release.
   """
   return {
       "classes": len(manifest_data["classes"]),
+      "subset": subset_name(manifest_data.get("subset")),
       "splits": [{"split": split, "images": data.get("num_examples", 0)}
                  for split, data in sorted(manifest_data["splits"].items())],
       "skipped": sorted(collections.Counter(s["reason"] for s in manifest_data.get("skipped", []))
@@ -225,3 +228,16 @@ def dataset_summary(manifest_data):
       "repaired": sorted(collections.Counter(r["fix"] for r in manifest_data.get("repaired", []))
                          .items()),
   }
+
+
+def subset_name(subset):
+  """How the report names a subset (`common/manifest.py`'s `subset`), or None for a whole release."""
+  if not subset:
+    return None
+  classes = f"{len(subset['wnids'])} classes"
+  parts = [f"{subset['name']} ({classes})" if subset["name"] else classes]
+  if subset["train_list"]:
+    parts.append(f"training files of {subset['train_list']}")
+  if subset["per_class"]:
+    parts.append(f"{subset['per_class']} training images per class")
+  return ", ".join(parts) + f" (digest {subset['digest'][:12]})"

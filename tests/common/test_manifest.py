@@ -14,7 +14,7 @@ from preprocess import convert
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KEY_TUPLES = (manifest_lib.TOP_KEYS, manifest_lib.CLASS_KEYS, manifest_lib.SPLIT_KEYS,
               manifest_lib.SHARD_KEYS, manifest_lib.SKIPPED_KEYS, manifest_lib.REPAIRED_KEYS,
-              manifest_lib.STATS_KEYS, manifest_lib.RESUME_KEYS)
+              manifest_lib.STATS_KEYS, manifest_lib.RESUME_KEYS, manifest_lib.SUBSET_KEYS)
 
 
 @pytest.fixture
@@ -119,13 +119,14 @@ def test_docstring_layout_is_exactly_the_key_tuples():
   doc = manifest_lib.__doc__
   block = doc[doc.index("  schema_version"):doc.index("\n\n", doc.index("  schema_version"))]
   groups = {name: re.search(rf"\b{name} \[?\{{([^{{}}]*)\}}", block).group(1)
-            for name in ("classes", "shards", "skipped", "repaired", "stats", "resume")}
+            for name in ("classes", "shards", "skipped", "repaired", "stats", "resume", "subset")}
   assert _names(groups["classes"]) == manifest_lib.CLASS_KEYS
   assert _names(groups["shards"]) == manifest_lib.SHARD_KEYS
   assert _names(groups["skipped"]) == manifest_lib.SKIPPED_KEYS
   assert _names(groups["repaired"]) == manifest_lib.REPAIRED_KEYS
   assert _names(groups["stats"]) == manifest_lib.STATS_KEYS
   assert _names(groups["resume"]) == manifest_lib.RESUME_KEYS
+  assert _names(groups["subset"]) == manifest_lib.SUBSET_KEYS
   split = re.search(r"\{<split>: \{(.*)\}\}", block, re.DOTALL).group(1)
   assert _names(split) == manifest_lib.SPLIT_KEYS
   assert _names(block) == manifest_lib.TOP_KEYS
@@ -174,6 +175,16 @@ def test_a_manifest_from_before_archive_input_reads_as_extracted(dataset):
   del data["splits"]["train"]["input"]
   (directory / "manifest.json").write_text(json.dumps(data))
   assert manifest_lib.load(str(directory)).data["splits"]["train"]["input"] == "extracted"
+
+
+def test_a_manifest_from_before_subsets_reads_as_the_whole_release(dataset):
+  directory, data = dataset
+  assert data.pop("subset") == {}
+  (directory / "manifest.json").write_text(json.dumps(data))
+  assert manifest_lib.load(str(directory)).data["subset"] == {}
+  data["subset"] = {"name": "imagenette"}
+  with pytest.raises(manifest_lib.ManifestError, match=r"subset: missing keys \['digest'"):
+    manifest_lib.dumps(data)
 
 
 def _small_manifest():

@@ -99,6 +99,23 @@ def test_dataset_summary_counts_skips_and_repairs_by_reason():
   assert summary["classes"] == 3
 
 
+def test_a_subset_is_named_and_gets_no_published_figures():
+  data = _manifest(1000, {"devkit_meta": "/data/ILSVRC2012_devkit_t12/data/meta.mat"})
+  assert report_sections.ilsvrc_release(data) == "2012"
+  assert report_sections.dataset_summary(data)["subset"] is None
+  # SimCLR's 1%: all 1,000 classes, but not the training set the published figures come from.
+  data["subset"] = {"name": None, "wnids": [f"n{i:08d}" for i in range(1000)], "digest": "ab" * 32,
+                    "per_class": None, "train_list": "/lists/1percent.txt", "short_classes": {},
+                    "unmatched": []}
+  assert report_sections.ilsvrc_release(data) is None
+  assert report_sections.dataset_summary(data)["subset"] == (
+      "1000 classes, training files of /lists/1percent.txt (digest abababababab)")
+  data["subset"].update(name="imagenette", wnids=data["subset"]["wnids"][:10], per_class=50,
+                        train_list=None)
+  assert report_sections.dataset_summary(data)["subset"] == (
+      "imagenette (10 classes), 50 training images per class (digest abababababab)")
+
+
 def test_spread_sample_covers_the_range():
   np.testing.assert_array_equal(report_sections.spread_sample(3, 5), [0, 1, 2])
   np.testing.assert_array_equal(report_sections.spread_sample(101, 3), [0, 50, 100])

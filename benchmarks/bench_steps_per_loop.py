@@ -31,23 +31,30 @@ from train import train
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  del argv
+def one_batch_trainer(width, batch_size):
+  """The trainer's parts for the paper's optimiser on one in-memory batch, repeated: `(manifest,
+  iterator, step)`, `step(batch, measure)` being `train.train_step` as the trainer calls it."""
   with tempfile.TemporaryDirectory() as scratch:
-    manifest = manifest_lib.load(write_synthetic_dataset(scratch, 4 * FLAGS.batch_size))
-    batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=FLAGS.batch_size,
+    manifest = manifest_lib.load(write_synthetic_dataset(scratch, 4 * batch_size))
+    batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=batch_size,
                                                   training=True, shuffle_buffer=16)))
     prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-  config = config_lib.Config(batch_size=FLAGS.batch_size, width=FLAGS.width)
+  config = config_lib.Config(batch_size=batch_size, width=width)
   strategy = tf.distribute.get_strategy()
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  dataset = tf.data.Dataset.from_tensors(batch).repeat()
-  iterator = iter(strategy.experimental_distribute_dataset(dataset))
-  train_loop = loop_lib.make_train_loop(
-      strategy, lambda b, measure: train.train_step(model, optimizer, b, prep, config,
-                                                    state["rng"], measure))
+  iterator = iter(strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(batch).repeat()))
+  return manifest, iterator, lambda b, measure: train.train_step(
+      model, optimizer, b, prep, config, state["rng"], measure)
+
+
+def main(argv):
+  del argv
+  strategy = tf.distribute.get_strategy()
+  manifest, iterator, step = one_batch_trainer(FLAGS.width, FLAGS.batch_size)
+  train_loop = loop_lib.make_train_loop(strategy, step)
   lengths = [int(steps_per_loop) for steps_per_loop in FLAGS.steps_per_loop]
   seconds_per_step = {steps_per_loop: float("inf") for steps_per_loop in lengths}
   # Alternating rounds, keeping each length's best: on a shared machine, load comes and goes.

@@ -112,12 +112,22 @@ def check_port_free(task):
           "task index") from None
 
 
-def create_strategy(task):
-  """`MultiWorkerMirroredStrategy` for `task`; it waits until every worker of the cluster is up.
+def create_strategy(task=None):
+  """`MultiWorkerMirroredStrategy` for a `Task` (it waits until every worker of the cluster is up);
+  without one, `MirroredStrategy` over several GPUs (or logical CPUs, as the tests configure), else
+  the default strategy.
 
   Raises:
     TrainingError: if the task's port is taken or its server cannot start.
   """
+  if task is None:
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(gpus) > 1:
+      return tf.distribute.MirroredStrategy()
+    if not gpus and len(cpus) > 1:
+      return tf.distribute.MirroredStrategy([d.name for d in cpus])
+    return tf.distribute.get_strategy()
   check_port_free(task)
   logging.info("This is %s of a cluster of %d: waiting for every worker to start",
                task.name(task.type, task.index), sum(map(len, task.cluster.values())))
@@ -127,6 +137,17 @@ def create_strategy(task):
     message = getattr(e, "message", None) or str(e)
     raise TrainingError(f"TF_CONFIG: {task.name(task.type, task.index)} cannot join the cluster "
                         f"({message.strip().splitlines()[0]})") from None
+
+
+def is_chief(strategy):
+  """Whether this process writes the model directory (always, unless it is a non-chief worker)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == "chief":
+    return True
+  return (resolver.task_type == "worker" and resolver.task_id == 0
+          and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def log_share(task, strategy, manifest, batch_size):

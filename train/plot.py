@@ -42,7 +42,7 @@ def _scalar_value(value):
   return value.simple_value if value.HasField("simple_value") else None
 
 
-def _scalar_records(log_dir):
+def scalar_records(log_dir):
   """Every scalar of the event files in one directory, as `(wall_time, tag, step, value)`."""
   paths = sorted(tf.io.gfile.glob(os.path.join(log_dir, EVENT_PATTERN)))
   records = []
@@ -74,7 +74,7 @@ def read_scalars(log_dir):
     directory holds no event files.
   """
   by_tag = collections.defaultdict(dict)
-  for _, tag, step, number in sorted(_scalar_records(log_dir), key=lambda record: record[0]):
+  for _, tag, step, number in sorted(scalar_records(log_dir), key=lambda record: record[0]):
     by_tag[tag][step] = number
   return {tag: (np.array(sorted(values), np.int64),
                 np.array([values[step] for step in sorted(values)], np.float64))
@@ -86,7 +86,7 @@ def wall_time_span(log_dir):
 
   A resumed run's pause between its sessions is included.
   """
-  times = [record[0] for record in _scalar_records(log_dir)]
+  times = [record[0] for record in scalar_records(log_dir)]
   return max(times) - min(times) if times else None
 
 

@@ -3,8 +3,8 @@
 Statistics stay on the device between log lines (no synchronisation per step); every log line
 and every save first checks that no loss since the last check, and no weight, is NaN or infinite.
 The end of each of `chance.ChanceWatch`'s windows and every save fold the statistics into it; it
-warns while the network still predicts at chance. At the same points and at every log line,
-`death` reads which units fired (train/liveness.py) and names a dead network.
+warns while the network still predicts at chance. At the end of every loop, `death` reads which
+units fired (train/liveness.py) and names a dead network.
 """
 
 import contextlib
@@ -36,7 +36,8 @@ class Progress:
     self.fresh_start = start_step == 0
     self.window = self.epoch = self.unfolded = tf.zeros([4])
     # The last loop's `liveness.alive_units`, on the device until read; what it said when last read.
-    self.alive, self.silent, self.last_alive_step = None, None, None
+    self.alive, self.silent, self.last_alive_step, self.silent_checks = None, None, None, 0
+    self.silent_since = None
     self.unit_counts = liveness.unit_counts(model)
     self.loss_history = []  # (first step, last step, mean loss) of each log line, for the death.
     self.last_log_time = time.monotonic()
@@ -58,21 +59,28 @@ class Progress:
     self.alive = alive
 
   def death(self, step):
-    """Reads the last loop's units that fired (a synchronisation: at log lines and the at-chance
-    windows' ends only). Returns None while the network is alive, else the error line that says
-    it is dead (`liveness.describe_death`)."""
+    """Reads the last loop's units that fired (at every loop's end: the loop has returned, so this
+    waits for nothing). Returns None while the network is alive, else the error line that says it
+    is dead (`liveness.describe_death`): a layer silent at `liveness.CONFIRMATIONS` loop ends in a
+    row, so that momentum left over from before the death has had its chance to revive it."""
     if self.alive is None:
       return None
     self.silent = liveness.silent_fractions(self.alive.numpy(), self.unit_counts)
-    layer = liveness.dead_layer(self.silent)
+    window = self.window.numpy()
+    at_chance = bool(window[3]) and chance_lib.in_band(window[0] / window[3], self.num_classes)
+    layer = liveness.dead_layer(self.silent, at_chance)
+    self.silent_checks = self.silent_checks + 1 if layer else 0
     if layer is None:
       self.last_alive_step = step
+    elif self.silent_checks == 1:
+      self.silent_since = step
+    if self.silent_checks < liveness.CONFIRMATIONS:
       return None
     history = list(self.loss_history)
-    window = self.window.numpy()
     if step > self.last_log and window[3]:
       history.append((self.last_log + 1, step, float(window[0] / window[3])))
-    return liveness.describe_death(step, layer, self.last_alive_step, history)
+    return liveness.describe_death(step, layer, self.silent[layer], self.silent_since,
+                                   self.last_alive_step, history)
 
   def fold(self, step):
     """Folds the steps since the last fold into `self.chance` (a synchronisation: at its windows'

@@ -18,6 +18,7 @@ from PIL import Image
 from common import imagenetv2
 from train import chance
 from train import checkpoints as checkpoints_lib
+from train import liveness
 from train import plot
 from train import report_eval
 from train import report_sections
@@ -47,17 +48,20 @@ def jpeg_uri(pixels, quality=85):
 
 def training_progress(manifest, config, model_dir):
   """The steps and epochs trained, read from the latest checkpoint (the logged scalars miss the
-  steps between log lines), and whether the run ended at chance (train/chance.py)."""
+  steps between log lines), and whether the run ended dead (train/liveness.py) or, alive, at
+  chance (train/chance.py)."""
   state = checkpoints_lib.read_run_state(model_dir) or {}
   steps, since = state.get("step"), state.get("chance_since")
   batch_size = config.get("flags", {}).get("batch_size")
   steps_per_epoch = (manifest.num_examples("train") // batch_size
                      if batch_size and manifest.has_split("train") else 0)
-  at_chance = None
-  if since is not None:
+  at_chance, dead = None, None
+  if state.get("dead_at") is not None:
+    dead = {"at": state["dead_at"], "advice": liveness.ADVICE}
+  elif since is not None:
     at_chance = {"since": since, "steps": steps - since, "classes": manifest.num_classes,
                  "advice": chance.ADVICE}
-  return {"steps": steps, "at_chance": at_chance,
+  return {"steps": steps, "at_chance": at_chance, "dead": dead,
           "epochs": steps / steps_per_epoch if steps is not None and steps_per_epoch else None}
 
 

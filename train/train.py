@@ -6,7 +6,8 @@ configure) the trainer uses `MirroredStrategy`; with `TF_CONFIG` set it uses
 storage all can reach, `TF_CONFIG` naming the cluster and the machine's index; worker 0 (the chief)
 writes config, summaries and the real checkpoints, the others save into a temporary directory of
 their own (saving is a collective operation every worker must join) and restore from the chief's.
-`train/cluster.py` checks the cluster, handles SIGTERM on any worker and names a lost peer.
+`train/cluster.py` chooses the strategy, checks the cluster, handles SIGTERM on any worker and
+names a lost peer.
 
 Restarting the same command resumes from `model_dir/ckpt` at the saved step, learning rate,
 plateau and at-chance state, random generator and dropout seeds. The position within the epoch is
@@ -39,30 +40,6 @@ from train import summaries
 from train.errors import DeadNetworkError
 from train.errors import NonFiniteError
 from train.errors import TrainingError
-
-def create_strategy(task=None):
-  """MultiWorkerMirrored for a `cluster.Task`, else Mirrored over several GPUs (or logical CPUs)."""
-  if task is not None:
-    return cluster.create_strategy(task)
-  gpus = tf.config.list_logical_devices("GPU")
-  cpus = tf.config.list_logical_devices("CPU")
-  if len(gpus) > 1:
-    return tf.distribute.MirroredStrategy()
-  if not gpus and len(cpus) > 1:
-    return tf.distribute.MirroredStrategy([d.name for d in cpus])
-  return tf.distribute.get_strategy()
-
-
-def is_chief(strategy):
-  """Whether this process writes the model directory (always, unless it is a non-chief worker)."""
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not resolver.task_type:
-    return True
-  if resolver.task_type == "chief":
-    return True
-  return (resolver.task_type == "worker" and resolver.task_id == 0
-          and "chief" not in resolver.cluster_spec().as_dict())
-
 
 def create_optimizer(config, learning_rate):
   """SGD with momentum reading its rate from the `learning_rate` variable (the schedule's state),
@@ -185,7 +162,7 @@ def train_and_evaluate(config, manifest, model_dir):
   if config.deterministic:
     determinism.enable(config)
   keras.mixed_precision.set_global_policy(config_lib.PRECISION_POLICIES[config.precision])
-  strategy = create_strategy(task)
+  strategy = cluster.create_strategy(task)
   if task is not None:
     cluster.check_same_dataset(task, manifest)
     cluster.log_share(task, strategy, manifest, config.batch_size)
@@ -202,7 +179,7 @@ def train_and_evaluate(config, manifest, model_dir):
     logging.warning("%s has no validation split: no evaluation, and no plateau schedule",
                     manifest.directory)
   model, state, optimizer = _build(config, manifest, strategy)
-  chief = is_chief(strategy)
+  chief = cluster.is_chief(strategy)
   with model_dir_lib.lock(model_dir, chief):
     if chief:
       model_dir_lib.check(config, manifest, model_dir)
@@ -268,7 +245,7 @@ def train_and_evaluate(config, manifest, model_dir):
           state["epoch"].assign(epoch)
           logs = step % config.log_every == 0 or step == progress.start_step + 1
           # Before the at-chance verdict, whose advice (wait) is for a network that is alive.
-          if (logs or step % progress.chance.window == 0) and (death := progress.death(step)):
+          if death := progress.death(step):
             break
           if step % progress.chance.window == 0:
             progress.fold(step)

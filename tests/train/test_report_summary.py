@@ -9,8 +9,10 @@ from train import model_dir as model_dir_lib
 from train import plot
 from train import report_page
 from train import train
+from train.errors import DeadNetworkError
 
 from tests.train.conftest import TINY_CONFIG
+from tests.train.test_liveness import KILLING_RATE
 
 PAGE_OPTIONS = dict(batch_size=4, neighbour_pool=0, num_queries=0, num_neighbours=1,
                     num_predictions=2, num_confusions=1)
@@ -47,3 +49,17 @@ def test_a_run_that_ended_at_chance_says_so(flat_run, dataset_dir):
   page = report_page.render(context)
   assert "The run ended at chance" in page and "ln(3) from step 0 on (12 steps)" in page
   assert "--bias_init=caffe" in page
+
+
+def test_a_run_that_died_says_so_and_not_that_it_was_at_chance(dataset_dir, tmp_path):
+  model_dir = str(tmp_path / "model")
+  config = config_lib.Config(**{**TINY_CONFIG, "epochs": 3, "learning_rate": KILLING_RATE})
+  with pytest.raises(DeadNetworkError):
+    train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
+  summary = report_page.training_progress(manifest_lib.load(dataset_dir),
+                                          model_dir_lib.read_config(model_dir), model_dir)
+  assert summary["dead"]["at"] == summary["steps"] and summary["at_chance"] is None
+  page = report_page.render({**report_page.build_context(
+      manifest_lib.load(dataset_dir), model_dir, "validation", **PAGE_OPTIONS)})
+  assert f"The network died at step {summary['steps']}" in page
+  assert "The run ended at chance" not in page

@@ -76,7 +76,9 @@ def test_training_writes_config_mean_checkpoints_and_summaries(trained_dir, data
   assert _checkpoint_steps(os.path.join(trained_dir, "best")) == [STEPS_PER_EPOCH]
   train_scalars = _read_scalars(os.path.join(trained_dir, "train"))
   assert set(train_scalars) == {"train/loss", "train/top1", "train/top5", "train/learning_rate",
-                                "perf/images_per_sec"}
+                                "perf/images_per_sec"} | {
+                                    f"train/silent_units/{layer}" for layer in
+                                    ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")}
   assert len(train_scalars["train/loss"]) == STEPS_PER_EPOCH
   assert train_scalars["train/learning_rate"] == [pytest.approx(0.01)] * STEPS_PER_EPOCH
   assert set(_read_scalars(os.path.join(trained_dir, "eval"))) == {"eval/loss", "eval/top1",
@@ -376,7 +378,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from common import manifest as manifest_lib
-from train import config as config_lib, input_pipeline, model as model_lib, schedule, train
+from train import cluster, config as config_lib, input_pipeline, model as model_lib, schedule, train
 from tests.train.conftest import TINY_CONFIG
 
 input_pipeline.LIGHTING_STDDEV = 0.0  # The replicas draw other random numbers than one device.
@@ -388,7 +390,7 @@ batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, t
 initial = model_lib.alexnet(3, width=config.width).get_weights()
 results = {}
 for name, strategy in (("single", tf.distribute.get_strategy()),
-                       ("mirrored", train.create_strategy())):
+                       ("mirrored", cluster.create_strategy())):
   with strategy.scope():
     model = model_lib.alexnet(3, width=config.width, dropout=0.0)
     model.set_weights(initial)

@@ -42,6 +42,8 @@ RECIPES = {
     "paper": ["--flagfile=train/alexnet.flags"],
     "caffe": ["--flagfile=train/caffe.flags"],
     "paper_warmup": ["--flagfile=train/alexnet.flags", "--warmup_steps=500"],
+    # Caffe's recipe at the paper's batch of 128: twice the updates per epoch.
+    "caffe_batch128": ["--flagfile=train/caffe.flags", "--batch_size=128"],
 }
 TORCHVISION = "torchvision"
 
@@ -70,28 +72,58 @@ def save_results(results, path):
   os.replace(path + ".tmp", path)
 
 
-def run_ours(name, args, shards, work_dir, epochs, record):
-  """Trains one of our recipes up to `epochs` (resuming), then records the epochs it finished."""
+def _evaluations(model_dir):
+  """{step: {"wall", "top1", "top5", "loss"}} of the validations in a model directory so far."""
+  by_step = {}
+  try:
+    records = plot.scalar_records(os.path.join(model_dir, "eval"))
+  except (OSError, ValueError):  # no event file yet
+    return by_step
+  for wall, tag, step, value in records:
+    entry = by_step.setdefault(step, {"wall": wall})
+    entry["wall"] = max(entry["wall"], wall)
+    entry[tag.split("/")[-1]] = value
+  return by_step
+
+
+def run_ours(name, args, shards, work_dir, epochs, recipe, record):
+  """Trains one of our recipes up to `epochs` (resuming), recording each epoch as it is validated.
+
+  The validations are read from the run's event files every few seconds, so a benchmark stopped
+  mid-recipe keeps every epoch it finished. An epoch's seconds run from the previous validation
+  (or this run's start, after a resume: the time spent before the interruption is not counted).
+  """
   model_dir = os.path.join(work_dir, name)
   started = time.time()
-  process = subprocess.run(
-      [sys.executable, "-m", "train.main", *args, f"--shards={shards}", f"--model_dir={model_dir}",
-       f"--epochs={epochs}", f"--seed={FLAGS.seed}"], cwd=REPO, capture_output=True, text=True,
-      check=False)
-  evals = sorted((wall, tag, step, value) for wall, tag, step, value
-                 in plot.scalar_records(os.path.join(model_dir, "eval")) if wall >= started)
-  by_step = {}
-  for wall, tag, step, value in evals:
-    by_step.setdefault(step, {"wall": wall})[tag.split("/")[-1]] = value
-  previous = started
-  for step in sorted(by_step):
-    entry = by_step[step]
-    record(name, {"top1": entry.get("top1"), "top5": entry.get("top5"), "loss": entry.get("loss"),
-                  "step": step, "seconds": entry["wall"] - previous})
-    previous = entry["wall"]
-  lines = (process.stderr + process.stdout).splitlines()
-  errors = [line for line in lines if line.startswith("E") or "is dead" in line]
+  done = {row["step"] for row in recipe["epochs"]}
+  previous = [started]
+
+  def collect():
+    for step, entry in sorted(_evaluations(model_dir).items()):
+      if step in done:
+        continue
+      done.add(step)
+      # A validation from before this run's start (one the killed benchmark never read) has no
+      # time of its own here.
+      seconds = entry["wall"] - previous[0] if entry["wall"] >= previous[0] else None
+      record(name, {"top1": entry.get("top1"), "top5": entry.get("top5"),
+                    "loss": entry.get("loss"), "step": step, "seconds": seconds})
+      previous[0] = max(previous[0], entry["wall"])
+
+  log_path = os.path.join(work_dir, f"{name}.log")
+  with open(log_path, "a") as log:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "train.main", *args, f"--shards={shards}",
+         f"--model_dir={model_dir}", f"--epochs={epochs}", f"--seed={FLAGS.seed}"], cwd=REPO,
+        stdout=log, stderr=subprocess.STDOUT, text=True)
+    while process.poll() is None:
+      time.sleep(10)
+      collect()
+  collect()
+  with open(log_path) as f:
+    lines = f.read().splitlines()
   if process.returncode:
+    errors = [line for line in lines if line.startswith("E") or "is dead" in line]
     logging.warning("%s stopped with exit %d: %s", name, process.returncode,
                     errors[-1] if errors else lines[-1] if lines else "")
     return "dead" if any("is dead" in line for line in errors) else "stopped"
@@ -100,16 +132,18 @@ def run_ours(name, args, shards, work_dir, epochs, record):
 
 def write_table(results, path):
   """learning.md: one row per recipe and epoch."""
-  rows = ["| recipe | epoch | top-1 | top-5 | wall time (cumulative) | machine | date |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
+  rows = ["| recipe | epoch | top-1 | top-5 | wall time (cumulative) | load (5 min) | machine "
+          "| date |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
   for name, recipe in sorted(results.items()):
     total = 0.0
     for row in recipe["epochs"]:
-      total += row["seconds"]
+      total += row["seconds"] or 0.0
       rows.append(f"| {name} | {row['epoch']} | {row['top1']:.4f} | {row['top5']:.4f} | "
-                  f"{total / 60:.1f} min | {row['machine']} | {row['date']} |")
+                  f"{total / 60:.1f} min | {row.get('load', float('nan')):.1f} | {row['machine']} | "
+                  f"{row['date']} |")
     if recipe.get("ended") == "dead":
-      rows.append(f"| {name} | - | the network died (see its log) | | | | |")
+      rows.append(f"| {name} | - | the network died (see {name}.log) | | | | | |")
   with open(path, "w") as f:
     f.write("\n".join(rows) + "\n")
 
@@ -125,7 +159,7 @@ def write_plot(results, path):
     top1 = [row["top1"] for row in recipe["epochs"]]
     minutes, total = [], 0.0
     for row in recipe["epochs"]:
-      total += row["seconds"]
+      total += row["seconds"] or 0.0
       minutes.append(total / 60)
     by_epoch.plot(epochs, top1, marker="o", label=name)
     by_time.plot(minutes, top1, marker="o", label=name)
@@ -163,10 +197,10 @@ def main(argv):
       continue
 
     def record(recipe_name, row, recipe=recipe):
-      row.update(epoch=len(recipe["epochs"]) + 1, machine=machine(),
+      row.update(epoch=len(recipe["epochs"]) + 1, machine=machine(), load=os.getloadavg()[1],
                  date=datetime.date.today().isoformat())
       recipe["epochs"].append(row)
-      logging.info("%s epoch %d: top-1 %.4f top-5 %.4f, %.0f s", recipe_name, row["epoch"],
+      logging.info("%s epoch %d: top-1 %.4f top-5 %.4f, %s s", recipe_name, row["epoch"],
                    row["top1"], row["top5"], row["seconds"])
       save_results(results, results_path)
 
@@ -176,7 +210,8 @@ def main(argv):
           lambda epoch, metrics, seconds: record(name, {**metrics, "seconds": seconds}))
       recipe["ended"] = "finished"
     else:
-      recipe["ended"] = run_ours(name, args, shards, FLAGS.work_dir, FLAGS.epochs, record)
+      recipe["ended"] = run_ours(name, args, shards, FLAGS.work_dir, FLAGS.epochs, recipe,
+                                 record)
     save_results(results, results_path)
   write_table(results, os.path.join(FLAGS.work_dir, "learning.md"))
   write_plot(results, os.path.join(FLAGS.work_dir, "learning.png"))

@@ -4,11 +4,11 @@
 
 A synthetic problem that a network can learn and that starts at chance exactly as ImageNet does:
 each class is a smooth random colour pattern (an 8x8 random field, enlarged to 227x227) under
-per-image noise, and `train.train.train_step` trains on it with the paper's optimiser (SGD, momentum
+per-image noise, and `train.run.train.train_step` trains on it with the paper's optimiser (SGD, momentum
 0.9, weight decay 0.0005, dropout 0.5, the lighting noise) at each setting. The images are made in
 NumPy per step, so the figures are the network's, not a JPEG decoder's. For each setting it
-reports the first step at which the mean training loss of a window of steps (`train.chance`'s
-aligned windows) falls below the band around ln(classes) that `train.chance` calls "at chance"
+reports the first step at which the mean training loss of a window of steps (`train.run.chance`'s
+aligned windows) falls below the band around ln(classes) that `train.run.chance` calls "at chance"
 (the network learns), and how far the windows' means went below and above ln(classes) before
 (the band must hold the first).
 Run by hand, never in the tests; a narrowed network (--width) is what a shared 2-core machine
@@ -27,12 +27,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from train import chance
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
-from train import schedule
-from train import train
+from train import preparation
+from train.run import chance
+from train.run import schedule
+from train.run import train
 
 FLAGS = flags.FLAGS
 SETTINGS = {"paper": {}, "caffe_biases": {"bias_init": "caffe"},
@@ -92,7 +93,7 @@ def main(argv):
   rng = np.random.default_rng(FLAGS.seed)
   patterns = class_patterns(FLAGS.classes, FLAGS.amplitude, rng)
   size = input_pipeline.CROP_SIZE
-  prep = input_pipeline.Preparation(tf.fill([size, size, 3], 128.0),
+  prep = preparation.Preparation(tf.fill([size, size, 3], 128.0),
                                     tf.constant([0.2, 0.02, 0.005]) * 255 ** 2, tf.eye(3))
   logging.info("%d classes, width %g, batch %d, window %d steps, band %.1f%% below / %.1f%% above "
                "ln(%d)=%.4f, at most %d steps, seed %d", FLAGS.classes, FLAGS.width,

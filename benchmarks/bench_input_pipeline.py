@@ -32,8 +32,9 @@ from preprocess import convert
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
-from train import schedule
-from train import train
+from train import preparation
+from train.run import schedule
+from train.run import train
 
 FLAGS = flags.FLAGS
 
@@ -120,7 +121,7 @@ def make_train_fn(manifest, batch_size):
   model = model_lib.alexnet(1000, groups=2)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
   @tf.function
   def train_fn(batch):

@@ -33,7 +33,7 @@ from absl import logging
 
 from benchmarks import torch_recipe
 from common import manifest as manifest_lib
-from train import plot
+from train.report import curves
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +76,7 @@ def _evaluations(model_dir):
   """{step: {"wall", "top1", "top5", "loss"}} of the validations in a model directory so far."""
   by_step = {}
   try:
-    records = plot.scalar_records(os.path.join(model_dir, "eval"))
+    records = curves.scalar_records(os.path.join(model_dir, "eval"))
   except (OSError, ValueError):  # no event file yet
     return by_step
   for wall, tag, step, value in records:
@@ -140,8 +140,8 @@ def write_table(results, path):
     for row in recipe["epochs"]:
       total += row["seconds"] or 0.0
       rows.append(f"| {name} | {row['epoch']} | {row['top1']:.4f} | {row['top5']:.4f} | "
-                  f"{total / 60:.1f} min | {row.get('load', float('nan')):.1f} | {row['machine']} | "
-                  f"{row['date']} |")
+                  f"{total / 60:.1f} min | {row.get('load', float('nan')):.1f} | "
+                  f"{row['machine']} | {row['date']} |")
     if recipe.get("ended") == "dead":
       rows.append(f"| {name} | - | the network died (see {name}.log) | | | | | |")
   with open(path, "w") as f:

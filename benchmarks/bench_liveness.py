@@ -2,10 +2,10 @@
 
   python -m benchmarks.bench_liveness [--width 1.0] [--batch_size 128] [--steps_per_loop 10]
 
-Times `train.loop.make_train_loop` around `train.train_step` on one in-memory batch (the input
-pipeline does not count), alternating two loops: the trainer's, whose last step measures which
-ReLU units fired (train/liveness.py), and the same loop with that step measuring nothing. Prints
-the cost per loop and per step as a share of the step time. Run by hand; not part of the tests.
+Times `train.run.loop.make_train_loop` around `train.run.train.train_step` on one in-memory batch
+(the input pipeline does not count), alternating two loops: the trainer's, whose last step measures
+which ReLU units fired (train/run/liveness.py), and the same loop with that step measuring nothing.
+Prints the cost per loop and per step as a share of the step time. Run by hand; not in the tests.
 """
 
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
@@ -19,7 +19,7 @@ from absl import flags
 from absl import logging
 
 from benchmarks import bench_steps_per_loop
-from train import loop as loop_lib
+from train.run import loop as loop_lib
 
 FLAGS = flags.FLAGS
 

@@ -5,7 +5,8 @@
 A narrow network and small batches on the CPU make each step short, so the cost of calling a
 `tf.function` from Python once per step shows, as it does for the paper's network on a fast
 accelerator. The batches come from memory (one batch, repeated), so the input pipeline does not
-count. The loop is the trainer's own (`train.loop.make_train_loop` around `train.train_step`).
+count. The loop is the trainer's own (`train.run.loop.make_train_loop` around
+`train.run.train.train_step`).
 """
 
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
@@ -23,22 +24,24 @@ from benchmarks.bench_input_pipeline import write_synthetic_dataset
 from common import manifest as manifest_lib
 from train import config as config_lib
 from train import input_pipeline
-from train import loop as loop_lib
 from train import model as model_lib
-from train import schedule
-from train import train
+from train import preparation
+from train.run import loop as loop_lib
+from train.run import schedule
+from train.run import train
 
 FLAGS = flags.FLAGS
 
 
 def one_batch_trainer(width, batch_size):
   """The trainer's parts for the paper's optimiser on one in-memory batch, repeated: `(manifest,
-  iterator, step)`, `step(batch, measure)` being `train.train_step` as the trainer calls it."""
+  iterator, step)`, `step(batch, measure)` being `train.run.train.train_step` as the trainer calls
+  it."""
   with tempfile.TemporaryDirectory() as scratch:
     manifest = manifest_lib.load(write_synthetic_dataset(scratch, 4 * batch_size))
     batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=batch_size,
                                                   training=True, shuffle_buffer=16)))
-    prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+    prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   config = config_lib.Config(batch_size=batch_size, width=width)
   strategy = tf.distribute.get_strategy()
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)

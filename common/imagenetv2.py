@@ -13,6 +13,8 @@ VARIANTS = {
     "threshold0.7": "Threshold0.7",
     "top-images": "TopImages",
 }
+# Images in each variant as released: 10 for each of the 1,000 classes.
+NUM_IMAGES = 10_000
 # The split an ImageNetV2 dataset holds: it is a test set, as TFDS's `imagenet_v2` calls it.
 SPLIT = "test"
 _PREFIX = "imagenetv2"
@@ -68,3 +70,11 @@ def variant_of(manifest_data):
   if len(words) >= 2 and words[0] == _PREFIX and words[1] in VARIANTS:
     return words[1]
   return None
+
+
+def not_for_training(directory, variant):
+  """The one line that refuses to train on an ImageNetV2 dataset, saying what to do instead."""
+  return (f"{directory}: an ImageNetV2 {VARIANTS[variant]} dataset (stage 1's --classes_from), a "
+          f"test set only, with no training split; train on the dataset whose classes it took "
+          f"(the --classes_from of its build), then score this one with python -m train.evaluate "
+          f"--shards {directory} --model_dir DIR")

@@ -16,8 +16,9 @@ from sample import make_sample_data
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
-from train import schedule
-from train import train
+from train import preparation
+from train.run import schedule
+from train.run import train
 from tests import helpers
 
 
@@ -67,7 +68,7 @@ def test_training_steps_on_sample_shards_lower_the_loss(tmp_path):
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   # The evaluation order is deterministic, so every run takes the same eight images.
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=8, training=False)))
   step = tf.function(lambda b: train.train_step(model, optimizer, b, prep, config, state["rng"]))

@@ -41,7 +41,7 @@ class Config:
   seed: int | None = None
   shuffle_buffer: int = 10_000
   # Steps per compiled call; a loop always ends at a log line, checkpoint, evaluation or epoch end,
-  # so this never makes them coarser. 10 removes most of the per-call dispatch (see train/loop.py).
+  # so this never makes them coarser. 10 removes most of the per-call dispatch (see train/run/loop.py).
   steps_per_loop: int = 10
   data_service: str | None = None  # HOST:PORT of a tf.data service dispatcher (train.data_service).
-  deterministic: bool = False  # Bit-for-bit repeatable runs and resumes (train/determinism.py).
+  deterministic: bool = False  # Bit-for-bit repeatable runs and resumes (train/run/determinism.py).

@@ -5,9 +5,9 @@
 
 Restores `model_dir/best` if present, else the latest `model_dir/ckpt`, and scores each image of the
 split exactly once (the count is checked against the manifest). Errors are pessimistic: an image tied
-with other classes at the boundary counts as a miss (see `train/metrics.py`). With `--real_labels`
+with other classes at the boundary counts as a miss (see `train/evaluation/metrics.py`). With `--real_labels`
 the ILSVRC-2012 validation images are also scored against ImageNet-ReaL's labels
-(`train/real_labels.py`). An ImageNetV2 dataset (`build_shards --classes_from`) is scored like any
+(`train/evaluation/real_labels.py`). An ImageNetV2 dataset (`build_shards --classes_from`) is scored like any
 other, its test split by default.
 """
 
@@ -15,71 +15,28 @@ from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imp
 
 import sys
 
-import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
 from common import imagenetv2
 from common import manifest as manifest_lib
-from train import evaluation
-from train import input_pipeline
-from train import model_dir as model_dir_lib
-from train import real_labels
-from train import restore
-from train.errors import TrainingError
+from train.evaluation import real_labels
+from train.evaluation import trained
 
 FLAGS = flags.FLAGS
 
 
-def default_split(manifest):
-  """The split scored without --split: validation, or the test set of an ImageNetV2 dataset."""
-  if not manifest.has_split("validation") and imagenetv2.variant_of(manifest.data):
-    return imagenetv2.SPLIT
-  return "validation"
-
-
-def evaluate_model(manifest, model_dir, split, *, ten_crop=False, batch_size=128,
-                   skip_corrupt=False, real=None):
-  """Scores a trained model on one split of a dataset.
-
-  Args:
-    manifest: the dataset's `Manifest`.
-    model_dir: the trainer's model directory.
-    split: the split to score.
-    ten_crop: average the softmax outputs of the paper's ten crops instead of the central crop.
-    batch_size: images per batch.
-    skip_corrupt: skip unreadable records instead of failing.
-    real: a `real_labels.RealLabels` to score ImageNet-ReaL too.
-
-  Returns:
-    `{loss, top1, top5, count, checkpoint}` where top1 and top5 are accuracies; with `real`, also
-    `real_top1`, `real_top5`, `real_count` and `real_left_out` (see `real_labels.evaluate_split`).
-
-  Raises:
-    ValueError: if the model was trained on another label map, or the model directory or the
-      checkpoint is unusable, or ReaL does not label the split; `TrainingError` if the image
-      count differs from the manifest.
-  """
-  if real is not None and skip_corrupt:
-    raise ValueError("--real_labels pairs every record with its file name; it cannot be combined "
-                     "with --skip_corrupt")
-  model, config, prefix = restore.restore_model(model_dir)
-  if config["classes"] != manifest.data["classes"]:
-    raise TrainingError(f"{model_dir}: trained on a different label map than "
-                        f"{manifest.directory}")
-  stats = config.get("stats", manifest.stats)
-  prep = input_pipeline.Preparation.from_stats(
-      model_dir_lib.read_mean(model_dir, manifest.image_size), stats)
-  if real is not None:
-    result = real_labels.evaluate_split(model, prep, manifest, split, real,
-                                        batch_size=batch_size, ten_crop=ten_crop)
-    return {**result, "checkpoint": prefix}
-  strategy = tf.distribute.get_strategy()
-  eval_fn = evaluation.make_eval_fn(strategy, model, prep)
-  result = evaluation.evaluate_split(strategy, eval_fn, manifest, split, batch_size=batch_size,
-                                     ten_crop=ten_crop, skip_corrupt=skip_corrupt)
-  return {**result, "checkpoint": prefix}
+def coverage(manifest, split, count):
+  """For an ImageNetV2 test set, how many of its images were scored; None for other datasets."""
+  variant = imagenetv2.variant_of(manifest.data)
+  if split != imagenetv2.SPLIT or variant is None:
+    return None
+  line = (f"{split}: {count:,} of ImageNetV2 {imagenetv2.VARIANTS[variant]}'s "
+          f"{imagenetv2.NUM_IMAGES:,} images scored")
+  if count < imagenetv2.NUM_IMAGES:
+    line += " (the set is incomplete: its figures are not comparable with published ones)"
+  return line
 
 
 def main(argv):
@@ -88,8 +45,8 @@ def main(argv):
   try:
     real = real_labels.load(FLAGS.real_labels) if FLAGS.real_labels else None
     manifest = manifest_lib.load(FLAGS.shards)
-    split = FLAGS.split or default_split(manifest)
-    result = evaluate_model(manifest, FLAGS.model_dir, split, ten_crop=FLAGS.ten_crop,
+    split = FLAGS.split or trained.default_split(manifest)
+    result = trained.evaluate_model(manifest, FLAGS.model_dir, split, ten_crop=FLAGS.ten_crop,
                             batch_size=FLAGS.batch_size, skip_corrupt=FLAGS.skip_corrupt,
                             real=real)
   except ValueError as e:  # ManifestError, TrainingError, input_pipeline.DataError and restore's.
@@ -99,6 +56,8 @@ def main(argv):
   how = f"{'ten crops' if FLAGS.ten_crop else 'central crop'}, {result['checkpoint']}"
   print(f"{split}: top-1 error {1 - result['top1']:.4f}, top-5 error "
         f"{1 - result['top5']:.4f}, loss {result['loss']:.4f} on {result['count']} images ({how})")
+  if line := coverage(manifest, split, result["count"]):
+    print(line)
   if real is not None:
     print(f"{split} ReaL: top-1 error {1 - result['real_top1']:.4f}, top-5 error "
           f"{1 - result['real_top5']:.4f} on {result['real_count']} images; "

@@ -25,8 +25,8 @@ from absl import flags
 from absl import logging
 
 from common import image as image_lib
-from train import model_dir as model_dir_lib
-from train import restore
+from train.model_dir import directory as model_dir_lib
+from train.model_dir import restore
 
 CLASSES_NAME = "classes.json"
 TOP_K = 5

@@ -1,19 +1,15 @@
-"""The tf.data pipeline from shards to batches, and the first operations of every step.
+"""The tf.data pipeline from shards to batches of uint8 crops.
 
 The CPU pipeline only decodes the crop (fused into the JPEG decode) and keeps pixels uint8 (a
 quarter of the bytes of float32); it carries each crop's offset in the stored 256x256 image and
-whether to mirror it. `prepare_batch` then mirrors, subtracts the matching window of the mean image
-and adds the paper's PCA lighting as the first operations of the train or eval step, on the
-accelerator. On 2 CPU cores the float work costs a CPU pipeline about 40% of its throughput, and
-even the uint8 mirror cost ours about 15% (benchmarks/bench_input_pipeline.py).
+whether to mirror it. `train.preparation.prepare_batch` then mirrors, subtracts the mean and adds
+the lighting as the first operations of the step, on the accelerator.
 
 A batch is a dict: `image` uint8 `[batch, 227, 227, 3]` (not yet mirrored), `label` int32
 `[batch]`, `offset` int32 `[batch, 2]` (row, column) and `flipped` bool `[batch]` (mirror it); with
 ten crops, `image` is `[batch, 10, 227, 227, 3]`, `offset` `[batch, 10, 2]` and `flipped`
 `[batch, 10]`, the last five crops repeating the first five, to be mirrored.
 """
-
-import dataclasses
 
 import tensorflow as tf
 from absl import logging
@@ -26,9 +22,6 @@ from common import schema
 # ((227 - 11) / 4 + 1 = 55); from 224 it gives 54 (and a fractional stride). `train.model` builds
 # its input layer from this constant.
 CROP_SIZE = 227
-# Section 4.1: alpha ~ N(0, 0.1) per eigenvector, drawn once per image per presentation.
-LIGHTING_STDDEV = 0.1
-PIXEL_MAX = 255.0
 # With `deterministic` the interleave reads this many shards at once whatever the core count
 # (tf.data's default cycle is one shard per core), so the stream is the same on any machine.
 DETERMINISTIC_CYCLE_LENGTH = 8
@@ -66,27 +59,19 @@ def decode_crop(features, image_format, offset, crop_size=CROP_SIZE):
   return tf.ensure_shape(image, [crop_size, crop_size, schema.CHANNELS])
 
 
-def mirror(images, flipped):
-  """Mirrors left-right the images `[n, h, w, 3]` whose `flipped` `[n]` is true."""
-  return tf.where(tf.reshape(flipped, [-1, 1, 1, 1]), tf.reverse(images, [2]), images)
-
-
-def _example_fn(image_format, image_size, training, ten_crop):
+def _example_fn(image_format, image_size, training, ten_crop, with_filename=False):
   """The per-record map: parse, then decode the crop(s) the mode asks for."""
   margin = image_size - CROP_SIZE
 
-  def example(serialized, crop_seed=None):
-    features = schema.parse_example(serialized)
-    label = tf.cast(features[schema.LABEL], tf.int32)
+  def crops(features, crop_seed):
     if ten_crop:
       # One full decode, then five slices: cheaper than fused decodes of overlapping windows.
       offsets, flipped = ten_crop_windows(image_size)
       image = image_lib.decode_image(features, image_format, image_size=image_size)
-      crops = [tf.slice(image, [row, col, 0], [CROP_SIZE, CROP_SIZE, schema.CHANNELS])
-               for row, col in offsets[:5]]
-      crops = tf.stack(crops + crops)  # prepare_batch mirrors the second five.
-      offsets, flipped = tf.constant(offsets, tf.int32), tf.constant(flipped)
-      return {"image": crops, "label": label, "offset": offsets, "flipped": flipped}
+      images = [tf.slice(image, [row, col, 0], [CROP_SIZE, CROP_SIZE, schema.CHANNELS])
+                for row, col in offsets[:5]]
+      # prepare_batch mirrors the second five.
+      return tf.stack(images + images), tf.constant(offsets, tf.int32), tf.constant(flipped)
     if training and crop_seed is not None:  # Stateless: the crop depends on the seed alone.
       offset_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(crop_seed, 2))
       offset = tf.random.stateless_uniform([2], offset_seed, 0, margin + 1, tf.int32)
@@ -96,8 +81,16 @@ def _example_fn(image_format, image_size, training, ten_crop):
       flipped = tf.random.uniform([]) < 0.5
     else:
       offset, flipped = tf.fill([2], margin // 2), tf.constant(False)
-    image = decode_crop(features, image_format, offset)
-    return {"image": image, "label": label, "offset": offset, "flipped": flipped}
+    return decode_crop(features, image_format, offset), offset, flipped
+
+  def example(serialized, crop_seed=None):
+    features = schema.parse_example(serialized)
+    image, offset, flipped = crops(features, crop_seed)
+    result = {"image": image, "label": tf.cast(features[schema.LABEL], tf.int32),
+              "offset": offset, "flipped": flipped}
+    if with_filename:
+      result["filename"] = features[schema.FILENAME]
+    return result
 
   return example
 
@@ -129,7 +122,7 @@ def _deterministic_batches(files, read_shard, example, *, batch_size, shuffle_bu
 
 def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_corrupt=False,
                  shuffle_buffer=10_000, seed=None, input_context=None, deterministic=False,
-                 start_epoch=0, skip_batches=0):
+                 start_epoch=0, skip_batches=0, with_filenames=False):
   """Streams one split of a dataset as batches of uint8 crops.
 
   Training repeats forever (the trainer counts epochs in steps) and drops the last partial batch;
@@ -150,6 +143,7 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
       (see `_deterministic_batches`).
     start_epoch: with `deterministic`, the epoch the stream starts at (0-based).
     skip_batches: with `deterministic`, batches of `start_epoch` already trained on.
+    with_filenames: each batch also holds `filename`, the records' `image/filename` (bytes).
 
   Returns:
     A `tf.data.Dataset` of batch dicts (see the module docstring).
@@ -169,7 +163,7 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
       raise DataError(f"{split}: {len(paths)} shards cannot feed "
                              f"{input_context.num_input_pipelines} workers; write more shards")
     files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-  example = _example_fn(manifest.encoding, manifest.image_size, training, ten_crop)
+  example = _example_fn(manifest.encoding, manifest.image_size, training, ten_crop, with_filenames)
   if training and deterministic:
     if seed is None:
       raise ValueError("a deterministic stream needs a seed")
@@ -196,57 +190,6 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
   # is cheap: a parallel batch only took threads from the decoders (-5% on 2 cores).
   batches = examples.batch(batch_size, drop_remainder=training)
   return batches.prefetch(tf.data.AUTOTUNE)
-
-
-@dataclasses.dataclass(frozen=True)
-class Preparation:
-  """The dataset's constants that `prepare_batch` needs, as float32 tensors.
-
-  Attributes:
-    mean_image: `[size, size, 3]`, the training set's mean image in 0..255 units.
-    eigval: `[3]`, the eigenvalues of the training set's RGB covariance (`rgb_eigval`).
-    eigvec: `[3, 3]`, its eigenvectors, column j for eigenvalue j (`rgb_eigvec`).
-  """
-  mean_image: tf.Tensor
-  eigval: tf.Tensor
-  eigvec: tf.Tensor
-
-  @classmethod
-  def from_stats(cls, mean_image, stats):
-    """From a mean image and a manifest's `stats` dict (or its copy in a model's config.json)."""
-    return cls(tf.constant(mean_image, tf.float32), tf.constant(stats["rgb_eigval"], tf.float32),
-               tf.constant(stats["rgb_eigvec"], tf.float32))
-
-
-def prepare_batch(batch, prep, training, rng=None, lighting=True):
-  """The first operations of a step: uint8 crops to mirrored, mean-subtracted float32 pixels.
-
-  In training, adds the paper's PCA lighting (section 4.1): for each image, `eigvec @ (alpha *
-  eigval)` with `alpha ~ N(0, 0.1)` per eigenvector, added to every pixel. The paper's formula is
-  not dimensionally consistent (it scales by eigenvalues, i.e. variances); it is applied here, as
-  in the common reproductions, to pixels scaled to [0, 1], which in our 0..255 units divides the
-  eigenvalues (given in 0..255 units squared) by 255 once: a shift of a few grey levels.
-
-  Args:
-    batch: a batch dict from `make_dataset`; ten-crop batches are flattened to `[batch * 10, ...]`.
-    prep: the dataset's `Preparation` (mean image and colour eigen-decomposition).
-    training: add the lighting noise (if `lighting`).
-    rng: a `tf.random.Generator` for the lighting noise (training only).
-    lighting: whether training adds it (bvlc_alexnet's recipe does not).
-
-  Returns:
-    float32 `[n, 227, 227, 3]`, n = batch (times 10 with ten crops).
-  """
-  images = batch["image"]
-  images = tf.reshape(images, [-1, CROP_SIZE, CROP_SIZE, schema.CHANNELS])
-  offsets = tf.reshape(batch["offset"], [-1, 2])
-  flipped = tf.reshape(batch["flipped"], [-1])
-  pixels = image_lib.subtract_mean(mirror(images, flipped), prep.mean_image, offsets, flipped)
-  if training and lighting:
-    alpha = rng.normal([tf.shape(pixels)[0], 3], stddev=LIGHTING_STDDEV)
-    shift = tf.linalg.matvec(prep.eigvec, alpha * prep.eigval)
-    pixels += shift[:, tf.newaxis, tf.newaxis, :] / PIXEL_MAX
-  return pixels
 
 
 def _decode_fn(manifest):

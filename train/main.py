@@ -6,7 +6,7 @@ The defaults are the paper's hyperparameters, kept once, in `train.config.Config
 (`train/alexnet.flags` spells them out with their sections; a test keeps the two equal). Rerunning
 the same command resumes from the model directory's latest checkpoint; SIGTERM or Ctrl-C saves at
 the next step and exits 0, a second Ctrl-C stops at once. Multi-GPU and multi-machine training: see
-`train/train.py`. Library log chatter is hidden (see `common/quiet.py`).
+`train/run/train.py`. Library log chatter is hidden (see `common/quiet.py`).
 """
 
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
@@ -21,10 +21,10 @@ from absl import logging
 
 from common import manifest as manifest_lib
 from train import config as config_lib
+from train.errors import TrainingError
 from train import input_pipeline
 from train import model as model_lib
-from train import train
-from train.errors import TrainingError
+from train.run import train
 
 FLAGS = flags.FLAGS
 # (flag, lowest, highest, whether the lowest is excluded, whether the highest is excluded); None:
@@ -148,7 +148,7 @@ def define_flags(flag_values=FLAGS):
                       **into)
   flags.DEFINE_bool("deterministic", defaults.deterministic,
                     "Bit-for-bit repeatable training and resumes on this machine (needs --seed; "
-                    "slower). See train/determinism.py for what it promises.", **into)
+                    "slower). See train/run/determinism.py for what it promises.", **into)
   for name, *bounds in RANGES:
     flags.register_validator(name, lambda value, bounds=bounds: _in_range(value, *bounds),
                              f"--{name} must be {_range_text(*bounds)}", **into)

@@ -85,7 +85,9 @@ def format_prediction(path, predictions):
   """The printed block for one image: its path, then one numbered line per class."""
   lines = [path]
   for rank, (synset, name, probability) in enumerate(predictions, start=1):
-    lines.append(f"  {rank}. {synset}  {probability:.4f}  {name}")
+    # A dataset without class names (not built from the devkit) names each class by its WNID.
+    label = f"  {name}" if name and name != synset else ""
+    lines.append(f"  {rank}. {synset}  {probability:.4f}{label}")
   return "\n".join(lines)
 
 

@@ -139,25 +139,36 @@ def test_classes_from_must_be_a_dataset(tmp_path):
 
 def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir, training_dir,
                                                                            tmp_path):
-  from train import evaluate  # pylint: disable=import-outside-toplevel  (TensorFlow)
-  from train import report_page  # pylint: disable=import-outside-toplevel
-  from train import config as config_lib  # pylint: disable=import-outside-toplevel
-  from train import train  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel  (TensorFlow, for this test only)
+  from train import config as config_lib
+  from train.errors import TrainingError
+  from train import evaluate
+  from train.evaluation import trained
+  from train.report import page
+  from train.run import train
   _, output = v2_dir
   model_dir = str(tmp_path / "model")
   config = config_lib.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
-                        checkpoint_every=100, shuffle_buffer=8, seed=0)
+                             checkpoint_every=100, shuffle_buffer=8, seed=0)
   train.train_and_evaluate(config, manifest_lib.load(training_dir), model_dir)
   v2 = manifest_lib.load(output)
-  assert evaluate.default_split(v2) == imagenetv2.SPLIT
-  result = evaluate.evaluate_model(v2, model_dir, imagenetv2.SPLIT, batch_size=5)
-  assert result["count"] == NUM_CLASSES * PER_CLASS
-  with pytest.raises(manifest_lib.ManifestError, match="no split 'train'"):
+  assert trained.default_split(v2) == imagenetv2.SPLIT
+  result = trained.evaluate_model(v2, model_dir, imagenetv2.SPLIT, batch_size=5)
+  count = NUM_CLASSES * PER_CLASS
+  assert result["count"] == count
+  assert evaluate.coverage(v2, imagenetv2.SPLIT, count) == (
+      f"test: {count} of ImageNetV2 MatchedFrequency's 10,000 images scored (the set is "
+      f"incomplete: its figures are not comparable with published ones)")
+  assert evaluate.coverage(v2, imagenetv2.SPLIT, 10_000).endswith("10,000 images scored")
+  assert evaluate.coverage(manifest_lib.load(training_dir), "validation", count) is None
+  with pytest.raises(TrainingError, match=r"ImageNetV2 MatchedFrequency dataset .* no training "
+                                          r"split; train on the dataset whose classes it took"):
     train.train_and_evaluate(config, v2, str(tmp_path / "on_v2"))
-  context = report_page.build_context(v2, model_dir, imagenetv2.SPLIT, batch_size=6,
-                                      neighbour_pool=0, num_queries=1, num_neighbours=1,
-                                      num_predictions=2, num_confusions=1)
-  assert context["count"] == NUM_CLASSES * PER_CLASS
+  assert not (tmp_path / "on_v2").exists()
+  context = page.build_context(v2, model_dir, imagenetv2.SPLIT, batch_size=6, neighbour_pool=0,
+                               num_queries=1, num_neighbours=1, num_predictions=2,
+                               num_confusions=1)
+  assert context["count"] == count
   # Twelve classes: the published figures (1,000 classes) do not apply.
   assert context["metrics"]["references"] == []
-  assert "central crop, test, ImageNetV2 MatchedFrequency" in report_page.render(context)
+  assert "central crop, test, ImageNetV2 MatchedFrequency" in page.render(context)

@@ -17,7 +17,7 @@ from PIL import Image
 from common import manifest as manifest_lib
 from common import schema
 from train import config as config_lib
-from train import train
+from train.run import train
 
 CLASS_COLOURS = ((200, 40, 40), (40, 200, 40), (40, 40, 200))
 # A narrow network and tiny batches: 18 training images give 4 steps per epoch.

@@ -10,11 +10,11 @@ import pytest
 import tensorflow as tf
 
 from common import manifest as manifest_lib
-from train import chance
 from train import config as config_lib
 from train import model as model_lib
-from train import schedule
-from train import train
+from train.run import chance
+from train.run import schedule
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 

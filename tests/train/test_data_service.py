@@ -12,8 +12,8 @@ import pytest
 
 from common import manifest as manifest_lib
 from train import config as config_lib
-from train import train
 from train.errors import TrainingError
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 from tests.train.test_train import _checkpoint_steps

@@ -10,8 +10,8 @@ from tensorflow.python.framework import config as tf_config
 
 from common import manifest as manifest_lib
 from train import config as config_lib
-from train import train
 from train.errors import TrainingError
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 

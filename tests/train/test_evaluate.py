@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from common import manifest as manifest_lib
 from common import schema
-from train import evaluate
-from train import restore
 from train.errors import TrainingError
+from train.evaluation import scoring
+from train.evaluation import trained
+from train.model_dir import restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,12 +39,12 @@ def _central_crop_accuracy(model_dir, manifest):
 
 def test_evaluate_scores_every_validation_image_once(trained_dir, dataset_dir):
   manifest = manifest_lib.load(dataset_dir)
-  result = evaluate.evaluate_model(manifest, trained_dir, "validation", batch_size=4)
+  result = trained.evaluate_model(manifest, trained_dir, "validation", batch_size=4)
   accuracy, count = _central_crop_accuracy(trained_dir, manifest)
   assert result["count"] == count == manifest.num_examples("validation")
   assert result["top1"] == pytest.approx(accuracy)
   assert result["checkpoint"].startswith(os.path.join(trained_dir, "best"))
-  ten_crop = evaluate.evaluate_model(manifest, trained_dir, "validation", ten_crop=True,
+  ten_crop = trained.evaluate_model(manifest, trained_dir, "validation", ten_crop=True,
                                      batch_size=4)
   assert ten_crop["count"] == count and 0 <= ten_crop["top1"] <= 1
 
@@ -57,7 +58,7 @@ def test_a_count_different_from_the_manifest_fails(trained_dir, dataset_dir, tmp
   with open(path, "w") as f:
     f.write(manifest_lib.dumps(manifest))
   with pytest.raises(TrainingError, match="scored 9 images, the manifest lists 10"):
-    evaluate.evaluate_model(manifest_lib.load(shards), trained_dir, "validation", batch_size=4)
+    trained.evaluate_model(manifest_lib.load(shards), trained_dir, "validation", batch_size=4)
 
 
 def test_cli_prints_one_summary_line(trained_dir, dataset_dir):
@@ -69,3 +70,25 @@ def test_cli_prints_one_summary_line(trained_dir, dataset_dir):
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("validation: top-1 error ")
   assert "on 9 images (central crop" in lines[0]
+
+
+def test_named_batches_read_each_shard_once_and_pair_names_with_their_records(dataset_dir,
+                                                                               monkeypatch):
+  manifest = manifest_lib.load(dataset_dir)
+  expected = [[(schema.parse_example(r)[schema.FILENAME].numpy().decode(),
+                int(schema.parse_example(r)[schema.LABEL])) for r in tf.data.TFRecordDataset(p)]
+              for p in manifest.shard_paths("validation")]
+  opened = []
+  real_reader = tf.data.TFRecordDataset
+
+  def counting_reader(*args, **kwargs):
+    opened.append(args[0])
+    return real_reader(*args, **kwargs)
+
+  monkeypatch.setattr(tf.data, "TFRecordDataset", counting_reader)
+  got = [[] for _ in expected]
+  for shard, record, names, batch in scoring.named_batches(manifest, "validation", batch_size=3):
+    assert record == len(got[shard]) and "filename" not in batch
+    got[shard] += zip(names, batch["label"].numpy().tolist())
+  assert got == expected
+  assert len(opened) == len(expected)  # one reader per shard, no second pass for the names

@@ -1,4 +1,4 @@
-"""Tests for train/restore.py, train/export.py and train/predict.py on a tiny fake trained model."""
+"""Tests for train/model_dir/restore.py, train/export.py and train/predict.py on a tiny fake trained model."""
 
 import io
 import json
@@ -19,9 +19,9 @@ from preprocess import convert
 from train import export
 from train import input_pipeline
 from train import model as model_lib
-from train import model_dir as model_dir_lib
+from train.model_dir import directory as model_dir_lib
+from train.model_dir import restore
 from train import predict
-from train import restore
 
 NUM_CLASSES = 3
 IMAGE_SIZE = 256
@@ -222,6 +222,12 @@ def test_predict_cli_prints_top_classes_and_names_bad_files(trained, tmp_path):
     probabilities = [float(row[2]) for row in rows]
     assert probabilities == sorted(probabilities, reverse=True)
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_class_without_a_name_is_printed_by_its_wnid_once():
+  block = predict.format_prediction("a.jpg", [("n01440764", "tench", 0.75),
+                                              ("n03445777", "n03445777", 0.25)])
+  assert block.splitlines() == ["a.jpg", "  1. n01440764  0.7500  tench", "  2. n03445777  0.2500"]
 
 
 def test_classify_file_gives_expected_classes(trained, tmp_path):

@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from common import manifest as manifest_lib
 from common import schema
-from train import evaluation
+from train.evaluation import scoring
 from train import input_pipeline
+from train import preparation
 
 CROP = input_pipeline.CROP_SIZE
 
@@ -34,7 +35,7 @@ def _difference(expected, actual):
 
 
 def _prep(manifest):
-  return input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  return preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
 
 def test_training_batches_have_crop_offsets_in_range_and_both_flips(dataset_dir):
@@ -111,7 +112,7 @@ def test_ten_crop_gives_corners_centre_and_mirrors(dataset_dir):
   np.testing.assert_array_equal(crops[:5], crops[5:])  # prepare_batch mirrors the second five.
   for crop, (row, col) in zip(crops, offsets):
     assert _difference(full[row:row + CROP, col:col + CROP], crop) < 2.0
-  pixels = input_pipeline.prepare_batch(batch, _prep(manifest), training=False).numpy()
+  pixels = preparation.prepare_batch(batch, _prep(manifest), training=False).numpy()
   np.testing.assert_allclose(pixels[5:10], pixels[0:5, :, ::-1], atol=1e-4)
 
 
@@ -129,8 +130,8 @@ def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=3,
                                                 training=False, ten_crop=True)))
-  stats = evaluation.eval_step(_CornerPixelModel(), batch, prep).numpy()
-  pixels = input_pipeline.prepare_batch(batch, prep, training=False).numpy()
+  stats = scoring.eval_step(_CornerPixelModel(), batch, prep).numpy()
+  pixels = preparation.prepare_batch(batch, prep, training=False).numpy()
   logits = pixels[:, 0, 0, :].reshape(3, 10, 3) / 20.0
   softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   averaged = softmax.mean(axis=1)
@@ -148,9 +149,9 @@ def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_di
   manifest = manifest_lib.load(dataset_dir)
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=True)))
-  eager = input_pipeline.prepare_batch(batch, prep, training=False).numpy()
+  eager = preparation.prepare_batch(batch, prep, training=False).numpy()
   in_graph = next(iter(tf.data.Dataset.from_tensors(batch).map(
-      lambda b: input_pipeline.prepare_batch(b, prep, training=False)))).numpy()
+      lambda b: preparation.prepare_batch(b, prep, training=False)))).numpy()
   np.testing.assert_allclose(eager, in_graph, atol=1e-4)
   mean = prep.mean_image
   for i, ((row, col), flipped) in enumerate(zip(batch["offset"].numpy(), batch["flipped"].numpy())):
@@ -163,10 +164,10 @@ def test_pca_lighting_shifts_each_image_by_one_colour_of_a_few_grey_levels(datas
   manifest = manifest_lib.load(dataset_dir)
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=6, training=True)))
-  plain = input_pipeline.prepare_batch(batch, prep, training=False).numpy()
-  lit = input_pipeline.prepare_batch(batch, prep, training=True,
+  plain = preparation.prepare_batch(batch, prep, training=False).numpy()
+  lit = preparation.prepare_batch(batch, prep, training=True,
                                      rng=tf.random.Generator.from_seed(1)).numpy()
-  again = input_pipeline.prepare_batch(batch, prep, training=True,
+  again = preparation.prepare_batch(batch, prep, training=True,
                                        rng=tf.random.Generator.from_seed(1)).numpy()
   np.testing.assert_array_equal(lit, again)
   shift = lit - plain

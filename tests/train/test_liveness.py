@@ -10,14 +10,15 @@ import pytest
 import tensorflow as tf
 
 from common import manifest as manifest_lib
-from train import checkpoints
 from train import config as config_lib
-from train import input_pipeline
-from train import liveness
-from train import model as model_lib
-from train import restore
-from train import train
 from train.errors import DeadNetworkError
+from train import input_pipeline
+from train import model as model_lib
+from train.model_dir import checkpoints
+from train.model_dir import restore
+from train import preparation
+from train.run import liveness
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 
@@ -57,11 +58,11 @@ def test_a_network_that_dies_in_training_is_named_saved_and_stopped(dataset_dir,
   # Dead means the output no longer depends on the image: every validation image, whatever its
   # class, gets the same logits from the saved network.
   model, _, _ = restore.restore_model(model_dir, os.path.join(model_dir, "ckpt"))
-  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=9,
                                                 training=False)))
   assert len(set(batch["label"].numpy())) == 3
-  logits = model(input_pipeline.prepare_batch(batch, prep, training=False)).numpy()
+  logits = model(preparation.prepare_batch(batch, prep, training=False)).numpy()
   np.testing.assert_array_equal(logits, np.broadcast_to(logits[0], logits.shape))
   # Rerunning the same command resumes the dead network and says so again at once.
   caplog.clear()

@@ -10,7 +10,6 @@ from absl import flags
 
 from train import config as config_lib
 from train import main
-from train import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -85,9 +84,11 @@ def test_alexnet_flags_restate_the_defaults():
 
 def test_entry_modules_import_together_and_define_flags_only_when_run():
   # pylint: disable=import-outside-toplevel,unused-import
-  from train import evaluate, export, plot, predict, report  # noqa: F401
-  assert not {"shards", "model_dir", "output", "model", "split"} & set(flags.FLAGS)
-  assert all(callable(module.define_flags) for module in (main, evaluate, export, plot, predict, report))
+  from train import data_service, evaluate, export, plot, predict  # noqa: F401
+  from train.report import __main__ as report
+  assert not {"shards", "model_dir", "output", "model", "split", "dispatcher"} & set(flags.FLAGS)
+  assert all(callable(module.define_flags)
+             for module in (main, evaluate, export, plot, predict, report, data_service))
 
 
 def test_a_short_run_prints_only_our_lines(dataset_dir, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from train import metrics
+from train.evaluation import metrics
 
 
 def _correct(logits, labels, k):

@@ -18,7 +18,7 @@ import pytest
 
 from common import manifest as manifest_lib
 from tests.train.conftest import write_dataset
-from train import cluster as cluster_lib
+from train.distributed import cluster as cluster_lib
 from train.errors import TrainingError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

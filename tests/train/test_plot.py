@@ -1,4 +1,4 @@
-"""Tests for train/plot.py on event files written by the trainer's own summary writer."""
+"""Tests for train/curves.py on event files written by the trainer's own summary writer."""
 
 import io
 import os
@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from train import plot
-from train import summaries
+from train.report import curves as curves_lib
+from train.run import summaries
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_STEPS = np.arange(0, 100, 10)
@@ -50,7 +50,7 @@ def model_dir(tmp_path):
 
 
 def test_read_curves_returns_the_written_scalars(model_dir):
-  scalars = plot.read_curves(model_dir)
+  scalars = curves_lib.read_curves(model_dir)
   written = _training_scalars(TRAIN_STEPS)
   assert set(scalars) == set(written) | {"eval/loss", "eval/top1", "eval/top5"}
   for tag, values in written.items():
@@ -67,25 +67,25 @@ def test_read_scalars_after_resume_keeps_the_values_written_last(tmp_path):
   _write_scalars(str(tmp_path), "train", [0, 10, 20], {"train/loss": [3.0, 2.0, 1.0]})
   # The run died after its step-10 checkpoint; the resumed run writes step 20 again, then 30.
   _write_scalars(str(tmp_path), "train", [20, 30], {"train/loss": [1.5, 1.2]})
-  assert len(tf.io.gfile.glob(os.path.join(log_dir, plot.EVENT_PATTERN))) == 2
-  steps, values = plot.read_scalars(log_dir)["train/loss"]
+  assert len(tf.io.gfile.glob(os.path.join(log_dir, curves_lib.EVENT_PATTERN))) == 2
+  steps, values = curves_lib.read_scalars(log_dir)["train/loss"]
   np.testing.assert_array_equal(steps, [0, 10, 20, 30])
   np.testing.assert_allclose(values, [3.0, 2.0, 1.5, 1.2], rtol=1e-6)
 
 
 def test_read_scalars_keeps_the_events_before_a_truncated_tail(model_dir):
   # The trainer's writer opens both directories, so eval/ also holds the train run's empty file.
-  path = max(tf.io.gfile.glob(os.path.join(model_dir, "eval", plot.EVENT_PATTERN)),
+  path = max(tf.io.gfile.glob(os.path.join(model_dir, "eval", curves_lib.EVENT_PATTERN)),
              key=os.path.getsize)
   with open(path, "r+b") as f:  # a run killed while writing its last event
     f.truncate(os.path.getsize(path) - 5)
-  steps, values = plot.read_scalars(os.path.join(model_dir, "eval"))["eval/top5"]
+  steps, values = curves_lib.read_scalars(os.path.join(model_dir, "eval"))["eval/top5"]
   np.testing.assert_array_equal(steps, EVAL_STEPS[:-1])
   np.testing.assert_allclose(values, [0.4], rtol=1e-6)
 
 
 def test_learning_curves_show_errors_and_the_learning_rate(model_dir):
-  curves = plot.learning_curves(plot.read_curves(model_dir))
+  curves = curves_lib.learning_curves(curves_lib.read_curves(model_dir))
   ((_, steps, values),) = curves["learning rate"]
   np.testing.assert_array_equal(steps, TRAIN_STEPS)
   np.testing.assert_allclose(values, _training_scalars(TRAIN_STEPS)["train/learning_rate"])
@@ -100,7 +100,7 @@ def test_learning_curves_show_errors_and_the_learning_rate(model_dir):
 def test_plot_curves_writes_a_png_with_both_curves(model_dir, tmp_path):
   output = str(tmp_path / "out" / "curves.png")
   os.makedirs(os.path.dirname(output))
-  plot.plot_curves(plot.read_curves(model_dir), output, title="run")
+  curves_lib.plot_curves(curves_lib.read_curves(model_dir), output, title="run")
 
   with open(output, "rb") as f:
     data = f.read()
@@ -113,7 +113,7 @@ def test_plot_curves_writes_a_png_with_both_curves(model_dir, tmp_path):
 
 def test_plot_curves_rejects_scalars_without_curves(tmp_path):
   with pytest.raises(ValueError, match="no loss"):
-    plot.plot_curves({"perf/images_per_sec": (np.array([1]), np.array([20.0]))},
+    curves_lib.plot_curves({"perf/images_per_sec": (np.array([1]), np.array([20.0]))},
                      str(tmp_path / "curves.png"))
   assert not (tmp_path / "curves.png").exists()
 
@@ -127,7 +127,7 @@ def _run_plot(*args):
 def test_plot_cli_writes_default_output(model_dir):
   result = _run_plot("--model_dir", model_dir)
   assert result.returncode == 0, result.stderr
-  assert os.path.getsize(os.path.join(model_dir, plot.DEFAULT_OUTPUT_NAME)) > 20_000
+  assert os.path.getsize(os.path.join(model_dir, curves_lib.DEFAULT_OUTPUT_NAME)) > 20_000
 
 
 def test_plot_cli_without_events_fails_with_one_line(tmp_path):
@@ -136,17 +136,17 @@ def test_plot_cli_without_events_fails_with_one_line(tmp_path):
   assert result.returncode != 0
   assert "Traceback" not in result.stderr
   assert len([line for line in result.stderr.splitlines() if str(tmp_path) in line]) == 1
-  assert not (tmp_path / plot.DEFAULT_OUTPUT_NAME).exists()
+  assert not (tmp_path / curves_lib.DEFAULT_OUTPUT_NAME).exists()
 
 
 def test_plot_curves_writes_the_format_the_extension_names(model_dir, tmp_path):
-  scalars = plot.read_curves(model_dir)
-  plot.plot_curves(scalars, str(tmp_path / "curves.pdf"))
+  scalars = curves_lib.read_curves(model_dir)
+  curves_lib.plot_curves(scalars, str(tmp_path / "curves.pdf"))
   assert (tmp_path / "curves.pdf").read_bytes()[:5] == b"%PDF-"
-  plot.plot_curves(scalars, str(tmp_path / "curves.svg"))
+  curves_lib.plot_curves(scalars, str(tmp_path / "curves.svg"))
   assert b"<svg" in (tmp_path / "curves.svg").read_bytes()[:1000]
   with pytest.raises(ValueError, match=r"curves\.xyz: matplotlib cannot write \.xyz files"):
-    plot.plot_curves(scalars, str(tmp_path / "curves.xyz"))
+    curves_lib.plot_curves(scalars, str(tmp_path / "curves.xyz"))
   assert not (tmp_path / "curves.xyz").exists()
 
 

@@ -1,7 +1,9 @@
 """ImageNet-ReaL: the pessimistic set rule, real.json's checks, and scoring a 1,000-class split whose
 files are named ILSVRC2012_val_*.JPEG, against a real.json shaped like the real one."""
 
+import importlib.util
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -9,19 +11,21 @@ import numpy as np
 import pytest
 
 from common import manifest as manifest_lib
-from train import evaluate
-from train import evaluation
-from train import metrics
-from train import real_labels
-from train import report_page
-from train import restore
-from train import model_dir as model_dir_lib
-from train import input_pipeline
 from train import config as config_lib
-from train import train
+from train.evaluation import metrics
+from train.evaluation import real_labels
+from train.evaluation import scoring
+from train.evaluation import trained
+from train.model_dir import directory as model_dir_lib
+from train.model_dir import restore
+from train import preparation
+from train.report import page
+from train.run import train
 from tests import named_dataset
 
-SYNSETS = [f"n{1_440_764 + i:08d}" for i in range(1000)]
+# ILSVRC-2012's 1,000 WNIDs, from TFDS's imagenet2012 (a test dependency), read without importing it.
+SYNSETS = (pathlib.Path(importlib.util.find_spec("tensorflow_datasets").submodule_search_locations[0])
+           / "datasets" / "imagenet2012" / "labels.txt").read_text().split()
 # Validation numbers of the sample: 1 and 50,000 are the two ends, where an off-by-one falls out.
 NUMBERS = [1, 2, 7, 100, 4_999, 12_345, 30_000, 49_999, 50_000, 777]
 
@@ -127,13 +131,11 @@ def ilsvrc_like(tmp_path_factory):
 def central_probabilities(manifest, model_dir):
   """{validation number: the model's central-crop probabilities}, computed here on their own."""
   model, _, _ = restore.restore_model(model_dir)
-  prep = input_pipeline.Preparation.from_stats(
+  prep = preparation.Preparation.from_stats(
       model_dir_lib.read_mean(model_dir, manifest.image_size), manifest.stats)
-  names = evaluation.split_filenames(manifest, "validation")
   result = {}
-  for _, _, batch_names, batch in evaluation.named_batches(manifest, "validation", names,
-                                                           batch_size=4):
-    probabilities, _ = evaluation.score_batch(model, batch, prep)
+  for _, _, batch_names, batch in scoring.named_batches(manifest, "validation", batch_size=4):
+    probabilities, _ = scoring.score_batch(model, batch, prep)
     for name, row in zip(batch_names, probabilities.numpy()):
       result[int(name[-13:-5])] = row
   return result
@@ -166,8 +168,8 @@ def real_json(ilsvrc_like, tmp_path_factory):
 def test_evaluate_scores_real_on_the_images_the_split_holds(ilsvrc_like, real_json):
   manifest, model_dir = ilsvrc_like
   real, expected = real_json
-  plain = evaluate.evaluate_model(manifest, model_dir, "validation", batch_size=4)
-  result = evaluate.evaluate_model(manifest, model_dir, "validation", batch_size=4, real=real)
+  plain = trained.evaluate_model(manifest, model_dir, "validation", batch_size=4)
+  result = trained.evaluate_model(manifest, model_dir, "validation", batch_size=4, real=real)
   assert result["count"] == plain["count"] == len(NUMBERS)
   assert (result["top1"], result["top5"]) == (plain["top1"], plain["top5"])
   assert result["loss"] == pytest.approx(plain["loss"], rel=1e-5)
@@ -182,7 +184,7 @@ def test_evaluate_scores_real_on_the_images_the_split_holds(ilsvrc_like, real_js
 def test_the_report_shows_the_same_real_figures(ilsvrc_like, real_json, tmp_path):
   manifest, model_dir = ilsvrc_like
   real, expected = real_json
-  context = report_page.build_context(
+  context = page.build_context(
       manifest, model_dir, "validation", batch_size=4, neighbour_pool=0, num_queries=1,
       num_neighbours=1, num_predictions=2, num_confusions=1, real=real)
   rows = {row["method"]: row for row in context["metrics"]["rows"]}
@@ -192,21 +194,29 @@ def test_the_report_shows_the_same_real_figures(ilsvrc_like, real_json, tmp_path
   assert rows["ReaL, central crop"]["top1"] == pytest.approx(1 - kinds.count("hit1") / labelled)
   assert "ReaL, ten crops" in rows
   assert context["metrics"]["real_left_out"] == kinds.count("empty")
-  html = report_page.render(context)
+  html = page.render(context)
   assert "ReaL, central crop" in html and "left out of the ReaL rows" in html
 
 
-def test_refusals_before_anything_is_scored(ilsvrc_like, real_json, dataset_dir, tmp_path):
-  manifest, _ = ilsvrc_like
+def test_refusals_before_anything_is_scored(ilsvrc_like, real_json, dataset_dir):
+  manifest, model_dir = ilsvrc_like
   real, _ = real_json
   with pytest.raises(ValueError, match="this dataset has 3"):
-    real_labels.split_indices(manifest_lib.load(dataset_dir), "validation", real)
+    real_labels.check_classes(manifest_lib.load(dataset_dir))
   renamed = manifest_lib.Manifest(manifest.directory, json.loads(json.dumps(manifest.data)))
   renamed.data["classes"][5]["synset"] = "dog"
   with pytest.raises(ValueError, match="'dog' is not an ILSVRC-2012 WNID"):
-    real_labels.split_indices(renamed, "validation", real)
+    real_labels.check_classes(renamed)
+  # A WNID in its place that ILSVRC-2012 does not have (sorted order kept), and two swapped.
+  renamed.data["classes"][5]["synset"] = SYNSETS[5][:-1] + str((int(SYNSETS[5][-1]) + 1) % 10)
+  assert SYNSETS[4] < renamed.synsets[5] < SYNSETS[6] and renamed.synsets[5] not in SYNSETS
+  with pytest.raises(ValueError, match="not ILSVRC-2012's"):
+    real_labels.check_classes(renamed)
+  renamed.data["classes"][5]["synset"], renamed.data["classes"][6]["synset"] = SYNSETS[6], SYNSETS[5]
+  with pytest.raises(ValueError, match=f"class 6 \\({SYNSETS[5]}\\) follows {SYNSETS[6]}"):
+    real_labels.check_classes(renamed)
   with pytest.raises(ValueError, match="file names are not"):
-    real_labels.split_indices(manifest, "train", real)
+    trained.evaluate_model(manifest, model_dir, "train", batch_size=4, real=real)
   with pytest.raises(ValueError, match="appears twice"):
     real.indices(["val/ILSVRC2012_val_00000003.JPEG", "val/n1/ILSVRC2012_val_00000003.JPEG"], set())
   assert real.indices(["val/n01440764/ILSVRC2012_val_00000003.JPEG"], set()).tolist() == [2]

@@ -11,8 +11,9 @@ from common import manifest as manifest_lib
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
-from train import schedule
-from train import train
+from train import preparation
+from train.run import schedule
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 from tests.train.test_main import REPO
@@ -52,7 +53,7 @@ def _one_step_update(dataset_dir, **overrides):
   before = [v.numpy() for v in model.trainable_variables]
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
   train.train_step(model, optimizer, batch, prep, config, tf.random.Generator.from_seed(0))
   return {v.path: v.numpy() - b for v, b in zip(model.trainable_variables, before)}
@@ -70,11 +71,11 @@ def test_the_bias_rate_multiplier_scales_only_the_biases(dataset_dir):
 
 def test_without_lighting_training_pixels_are_the_evaluation_pixels(dataset_dir):
   manifest = manifest_lib.load(dataset_dir)
-  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
   rng = tf.random.Generator.from_seed(0)
-  evaluation = input_pipeline.prepare_batch(batch, prep, training=False).numpy()
-  unlit = input_pipeline.prepare_batch(batch, prep, training=True, rng=rng, lighting=False)
-  lit = input_pipeline.prepare_batch(batch, prep, training=True, rng=rng)
+  evaluation = preparation.prepare_batch(batch, prep, training=False).numpy()
+  unlit = preparation.prepare_batch(batch, prep, training=True, rng=rng, lighting=False)
+  lit = preparation.prepare_batch(batch, prep, training=True, rng=rng)
   np.testing.assert_array_equal(unlit.numpy(), evaluation)
   assert np.abs(lit.numpy() - evaluation).max() > 0

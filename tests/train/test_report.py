@@ -15,11 +15,11 @@ from PIL import Image
 from tensorflow.core.util import event_pb2
 
 from common import manifest as manifest_lib
-from train import evaluate
-from train import plot
-from train import report_eval
-from train import report_page
-from train import restore
+from train.evaluation import trained
+from train.model_dir import restore
+from train.report import curves
+from train.report import page
+from train.report import passes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAGE_OPTIONS = dict(batch_size=4, neighbour_pool=8, num_queries=2, num_neighbours=3,
@@ -47,14 +47,14 @@ def model_copy(trained_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def scores(model_copy, dataset_dir):
   manifest = manifest_lib.load(dataset_dir)
-  scorer = report_eval.Scorer(model_copy, manifest)
-  return report_eval.score_split(scorer, manifest, "validation", batch_size=4, feature_rows=[1, 7])
+  scorer = passes.Scorer(model_copy, manifest)
+  return passes.score_split(scorer, manifest, "validation", batch_size=4, feature_rows=[1, 7])
 
 
 def test_per_image_scores_match_train_evaluate(scores, model_copy, dataset_dir):
   manifest = manifest_lib.load(dataset_dir)
   for mode, ten_crop in (("central", False), ("ten_crop", True)):
-    result = evaluate.evaluate_model(manifest, model_copy, "validation", ten_crop=ten_crop,
+    result = trained.evaluate_model(manifest, model_copy, "validation", ten_crop=ten_crop,
                                      batch_size=4)
     assert len(scores[f"{mode}_top1"]) == result["count"] == manifest.num_examples("validation")
     assert scores[f"{mode}_top1"].mean() == pytest.approx(result["top1"], abs=1e-6)
@@ -72,27 +72,27 @@ def test_file_names_line_up_with_their_records(scores):
 
 def test_passes_are_cached_and_invalidated_by_a_new_checkpoint(model_copy, dataset_dir):
   manifest = manifest_lib.load(dataset_dir)
-  scorer = report_eval.Scorer(model_copy, manifest)
+  scorer = passes.Scorer(model_copy, manifest)
   calls = []
   compute = lambda: calls.append(1) or {"x": np.arange(3)}  # noqa: E731
-  key = report_eval.cache_key(scorer, manifest, "validation", {"a": 1})
-  first = report_eval.cached(model_copy, "test", key, compute)
-  again = report_eval.cached(model_copy, "test", key, compute)
+  key = passes.cache_key(scorer, manifest, "validation", {"a": 1})
+  first = passes.cached(model_copy, "test", key, compute)
+  again = passes.cached(model_copy, "test", key, compute)
   np.testing.assert_array_equal(first["x"], again["x"])
   assert len(calls) == 1
-  assert report_eval.cache_key(scorer, manifest, "validation", {"a": 2}) != key
+  assert passes.cache_key(scorer, manifest, "validation", {"a": 2}) != key
   os.utime(scorer.checkpoint + ".index", ns=(1, 1))  # as if the checkpoint were rewritten
-  new_key = report_eval.cache_key(scorer, manifest, "validation", {"a": 1})
+  new_key = passes.cache_key(scorer, manifest, "validation", {"a": 1})
   assert new_key != key
-  report_eval.cached(model_copy, "test", new_key, compute)
+  passes.cached(model_copy, "test", new_key, compute)
   assert len(calls) == 2
-  cache = os.listdir(os.path.join(model_copy, report_eval.CACHE_DIR))
+  cache = os.listdir(os.path.join(model_copy, passes.CACHE_DIR))
   assert [name for name in cache if name.startswith("test-")] == [f"test-{new_key}.npz"]
 
 
 @pytest.fixture(scope="module")
 def context(model_copy, dataset_dir):
-  return report_page.build_context(manifest_lib.load(dataset_dir), model_copy, "validation",
+  return page.build_context(manifest_lib.load(dataset_dir), model_copy, "validation",
                                    **PAGE_OPTIONS)
 
 
@@ -114,14 +114,14 @@ def _data(uri):
 
 def test_names_are_escaped(context):
   hostile = dict(context, classes_top=[dict(context["classes_top"][0], name="<script>x</script>")])
-  html = report_page.render(hostile)
+  html = page.render(hostile)
   assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
 
 
 def test_page_stays_small_at_1000_classes(context):
   # Worst case thumbnails: noise does not compress, unlike the tiny model's flat colours.
   rng = np.random.default_rng(0)
-  thumb = report_page.jpeg_uri(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8))
+  thumb = page.jpeg_uri(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8))
   rows = [dict(label=i, name=f"class number {i}, a long descriptive name", count=50, top1=0.5,
                top5=0.8) for i in range(1000)]
   prediction = dict(context["predictions"][0], image=thumb,
@@ -134,7 +134,7 @@ def test_page_stays_small_at_1000_classes(context):
                               images=[{"image": thumb, "filename": "f"}] * 4)] * 12,
              figure4=[{"query": prediction, "neighbours": [
                  {"image": thumb, "label": "x", "filename": "f", "distance": 1.0}] * 6}] * 6)
-  size = len(report_page.render(big).encode())
+  size = len(page.render(big).encode())
   assert size < 10 * 2 ** 20, size
 
 
@@ -168,7 +168,7 @@ def test_a_corrupt_record_is_named_by_its_shard(trained_dir, writable_dataset_di
   open(path, "wb").write(bytes(data))
   model_dir = shutil.copytree(trained_dir, str(tmp_path / "model"))
   with pytest.raises(ValueError, match=re.escape(path)):
-    report_page.build_context(manifest_lib.load(writable_dataset_dir), model_dir, "validation",
+    page.build_context(manifest_lib.load(writable_dataset_dir), model_dir, "validation",
                               **PAGE_OPTIONS)
 
 
@@ -178,5 +178,5 @@ def test_wall_time_spans_the_first_to_the_last_scalar(tmp_path):
       event = event_pb2.Event(wall_time=wall_time, step=step)
       event.summary.value.add(tag="train/loss", simple_value=1.0)
       writer.write(event.SerializeToString())
-  assert plot.wall_time_span(str(tmp_path)) == pytest.approx(90.5)
-  assert plot.wall_time_span(str(tmp_path / "none")) is None
+  assert curves.wall_time_span(str(tmp_path)) == pytest.approx(90.5)
+  assert curves.wall_time_span(str(tmp_path / "none")) is None

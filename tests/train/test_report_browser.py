@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from common import manifest as manifest_lib
-from train import report_page
+from train.report import page as page_lib
 
 CHROMIUM = shutil.which("chromium")
 HEADINGS = ("Run summary", "Learning curves", "Final metrics", "Per-class accuracy", "Confusions",
@@ -55,11 +55,11 @@ def _chromium(tmp_path, url, *mode):
 @pytest.fixture(scope="module")
 def page(trained_dir, dataset_dir, tmp_path_factory):
   model_dir = shutil.copytree(trained_dir, str(tmp_path_factory.mktemp("browser") / "model"))
-  context = report_page.build_context(
+  context = page_lib.build_context(
       manifest_lib.load(dataset_dir), model_dir, "validation", batch_size=4, neighbour_pool=8,
       num_queries=2, num_neighbours=3, num_predictions=4, num_confusions=3)
   path = os.path.join(model_dir, "report.html")
-  report_page.write_page(report_page.render(context), path)
+  page_lib.write_page(page_lib.render(context), path)
   return path
 
 

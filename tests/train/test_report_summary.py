@@ -3,13 +3,13 @@
 import pytest
 
 from common import manifest as manifest_lib
-from train import chance
 from train import config as config_lib
-from train import model_dir as model_dir_lib
-from train import plot
-from train import report_page
-from train import train
 from train.errors import DeadNetworkError
+from train.model_dir import directory as model_dir_lib
+from train.report import curves
+from train.report import page as page_lib
+from train.run import chance
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 from tests.train.test_liveness import KILLING_RATE
@@ -34,19 +34,19 @@ def flat_run(dataset_dir, tmp_path_factory):
 
 def test_steps_and_epochs_come_from_the_checkpoint_not_the_logged_scalars(flat_run, dataset_dir):
   manifest = manifest_lib.load(dataset_dir)
-  scalars = plot.read_curves(flat_run)
+  scalars = curves.read_curves(flat_run)
   assert max(scalars["train/loss"][0]) == 1  # the only logged step
-  summary = report_page.run_summary(manifest, model_dir_lib.read_config(flat_run), scalars,
+  summary = page_lib.run_summary(manifest, model_dir_lib.read_config(flat_run), scalars,
                                     flat_run, None)
   assert summary["steps"] == 12 and summary["epochs"] == pytest.approx(3.0)
 
 
 def test_a_run_that_ended_at_chance_says_so(flat_run, dataset_dir):
-  context = report_page.build_context(manifest_lib.load(dataset_dir), flat_run, "validation",
+  context = page_lib.build_context(manifest_lib.load(dataset_dir), flat_run, "validation",
                                       **PAGE_OPTIONS)
   assert context["summary"]["at_chance"]["since"] == 0
   assert context["summary"]["at_chance"]["steps"] == 12
-  page = report_page.render(context)
+  page = page_lib.render(context)
   assert "The run ended at chance" in page and "ln(3) from step 0 on (12 steps)" in page
   assert "--bias_init=caffe" in page
 
@@ -56,10 +56,10 @@ def test_a_run_that_died_says_so_and_not_that_it_was_at_chance(dataset_dir, tmp_
   config = config_lib.Config(**{**TINY_CONFIG, "epochs": 3, "learning_rate": KILLING_RATE})
   with pytest.raises(DeadNetworkError):
     train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
-  summary = report_page.training_progress(manifest_lib.load(dataset_dir),
+  summary = page_lib.training_progress(manifest_lib.load(dataset_dir),
                                           model_dir_lib.read_config(model_dir), model_dir)
   assert summary["dead"]["at"] == summary["steps"] and summary["at_chance"] is None
-  page = report_page.render({**report_page.build_context(
+  page = page_lib.render({**page_lib.build_context(
       manifest_lib.load(dataset_dir), model_dir, "validation", **PAGE_OPTIONS)})
   assert f"The network died at step {summary['steps']}" in page
   assert "The run ended at chance" not in page

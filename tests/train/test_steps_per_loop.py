@@ -9,10 +9,11 @@ import tensorflow as tf
 from common import manifest as manifest_lib
 from train import config as config_lib
 from train import input_pipeline
-from train import loop as loop_lib
 from train import model as model_lib
-from train import schedule
-from train import train
+from train import preparation
+from train.run import loop as loop_lib
+from train.run import schedule
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 from tests.train.test_train import _checkpoint_steps
@@ -47,7 +48,7 @@ def _train(manifest, calls, steps_per_call):
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   # Evaluation batches: the same images in the same order in both runs; 3 divides the 18 images.
   dataset = input_pipeline.make_dataset(manifest, "train", batch_size=3, training=False).repeat()
   iterator = iter(strategy.experimental_distribute_dataset(dataset))

@@ -16,16 +16,17 @@ import tensorflow as tf
 
 from common import manifest as manifest_lib
 from train import config as config_lib
-from train import checkpoints as checkpoints_lib
-from train import input_pipeline
-from train import model as model_lib
-from train import model_dir as model_dir_lib
-from train import progress as progress_lib
-from train import schedule
-from train import summaries
-from train import train
 from train.errors import NonFiniteError
 from train.errors import TrainingError
+from train import input_pipeline
+from train import model as model_lib
+from train.model_dir import checkpoints as checkpoints_lib
+from train.model_dir import directory as model_dir_lib
+from train import preparation
+from train.run import progress as progress_lib
+from train.run import schedule
+from train.run import summaries
+from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
 
@@ -39,7 +40,7 @@ def _config(**overrides):
 
 
 def _prep(manifest):
-  return input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+  return preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
 
 def _read_scalars(directory):
@@ -128,7 +129,7 @@ def test_weight_decay_follows_the_papers_update_rule(dataset_dir):
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
-  images = input_pipeline.prepare_batch(batch, _prep(manifest), training=True,
+  images = preparation.prepare_batch(batch, _prep(manifest), training=True,
                                         rng=tf.random.Generator.from_seed(7))
   with tf.GradientTape() as tape:
     logits = model(images, training=True)
@@ -378,14 +379,16 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from common import manifest as manifest_lib
-from train import cluster, config as config_lib, input_pipeline, model as model_lib, schedule, train
+from train import config as config_lib, input_pipeline, model as model_lib, preparation
+from train.distributed import cluster
+from train.run import schedule, train
 from tests.train.conftest import TINY_CONFIG
 
-input_pipeline.LIGHTING_STDDEV = 0.0  # The replicas draw other random numbers than one device.
+preparation.LIGHTING_STDDEV = 0.0  # The replicas draw other random numbers than one device.
 dataset_dir, model_dir = sys.argv[1:]
 manifest = manifest_lib.load(dataset_dir)
 config = config_lib.Config(**{**TINY_CONFIG, "dropout": 0.0})
-prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
 initial = model_lib.alexnet(3, width=config.width).get_weights()
 results = {}

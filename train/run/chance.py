@@ -4,7 +4,7 @@ A freshly initialised AlexNet has nearly equal logits, so its cross-entropy is l
 (6.91 for 1,000 classes) whatever the image; with the paper's N(0, 0.01) weights it can stay
 there for thousands of steps before the loss falls, and some runs never leave. `ChanceWatch`
 says so in the log while it lasts, the closing line and `train.report` say so when a run ends
-there, and the schedules (train/schedule.py) do not count that time: the plateau rule does not
+there, and the schedules (train/run/schedule.py) do not count that time: the plateau rule does not
 cut the rate and the step schedule's epochs do not run while the network is at chance.
 
 The band, measured (benchmarks/bench_flat_start.py: 100 classes, the paper's optimiser, width 0.5,

@@ -16,8 +16,8 @@ import tensorflow as tf
 from absl import logging
 
 from common import manifest as manifest_lib
-from train import input_pipeline
 from train.errors import TrainingError
+from train import input_pipeline
 
 CONFIG_NAME = "config.json"
 MEAN_NAME = manifest_lib.MEAN_NAME  # A copy of the dataset's mean image.

@@ -4,7 +4,7 @@ Statistics stay on the device between log lines (no synchronisation per step); e
 and every save first checks that no loss since the last check, and no weight, is NaN or infinite.
 The end of each of `chance.ChanceWatch`'s windows and every save fold the statistics into it; it
 warns while the network still predicts at chance. At the end of every loop, `death` reads which
-units fired (train/liveness.py) and names a dead network.
+units fired (train/run/liveness.py) and names a dead network.
 """
 
 import contextlib
@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from train import chance as chance_lib
-from train import checkpoints as checkpoints_lib
-from train import liveness
 from train.errors import NonFiniteError
+from train.model_dir import checkpoints as checkpoints_lib
+from train.run import chance as chance_lib
+from train.run import liveness
 
 
 class Progress:
@@ -49,7 +49,7 @@ class Progress:
     """Adds the summed statistics of a loop from `first_step`, and its last step's units that
     fired (on device: no synchronisation).
 
-    A loop never crosses an epoch's end (`train.loop.loop_length`), so it belongs to one epoch.
+    A loop never crosses an epoch's end (`train.run.loop.loop_length`), so it belongs to one epoch.
     """
     if (first_step - 1) % self.steps_per_epoch == 0:
       self.epoch = tf.zeros([4])

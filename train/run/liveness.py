@@ -8,7 +8,7 @@ weight decay only shrinks them towards their negative biases). A network at chan
 output still depending on the image however little, and can still learn; a dead one cannot.
 
 The measure: for each ReLU layer, the fraction of its units that output zero for every image (and
-every position) of the batch, taken on the last step of every compiled loop (`train.loop`), so at
+every position) of the batch, taken on the last step of every compiled loop (`train.run.loop`), so at
 most one step in `--steps_per_loop` pays for it: a max over activations the backward pass keeps
 anyway (benchmarks/bench_liveness.py measures its cost).
 

@@ -7,9 +7,9 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
 
-from train import model_dir as model_dir_lib
 from train.errors import NonFiniteError
 from train.errors import TrainingError
+from train.model_dir import directory as model_dir_lib
 
 MAX_TO_KEEP = 3
 # Training state added after checkpoints were first written: a checkpoint without an entry restores

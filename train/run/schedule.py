@@ -1,7 +1,7 @@
 """The learning-rate schedules, plateau and step, the warm-up, and the training state they keep.
 
 The rate lives in a variable of the checkpointed state, read by the optimizer at every step, so a
-resumed run continues at the rate it stopped at. Time at chance (train/chance.py) does not count:
+resumed run continues at the rate it stopped at. Time at chance (train/run/chance.py) does not count:
 while the network still predicts at chance the plateau rule's patience does not run, and the step
 schedule's epochs are counted from the epochs that ended above chance, so a slow start delays the
 drops instead of making the flat phase permanent. A run that leaves chance within its first epoch
@@ -29,7 +29,7 @@ def create_state(config):
           # The loss sum and examples of the at-chance check's current window.
           "chance_partial": tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False),
           "epochs_at_chance": tf.Variable(0, dtype=tf.int64, trainable=False),
-          # The step at which a layer was found silent (train/liveness.py), -1 while alive.
+          # The step at which a layer was found silent (train/run/liveness.py), -1 while alive.
           "dead_at": tf.Variable(-1, dtype=tf.int64, trainable=False),
           "rng": rng}
 

@@ -3,11 +3,10 @@
 Takes explicit arguments (a strategy, a model, the dataset's `Preparation`, a batch size), never the
 trainer's configuration, so that `train.evaluate` and the training loop share it.
 
-`make_dataset`'s batches carry no file name, and its evaluation interleave mixes shards. Scorers
-that need each image's name (ImageNet-ReaL, the report) use `named_batches`, which streams each
-shard alone through a view of the manifest listing just it, keeping file order, and pairs its
-batches with the names `split_filenames` read from the same records. That costs one more read of
-the shards (parsing only), paid only by those scorers; plain evaluation is unchanged.
+`make_dataset`'s evaluation interleave mixes shards, and its batches carry no file name unless
+asked. Scorers that need each image's name (ImageNet-ReaL, the report) use `named_batches`, which
+streams each shard alone through a view of the manifest listing just it, keeping file order, with
+the records' names in its batches: one read of each shard. Plain evaluation is unchanged.
 """
 
 import copy
@@ -17,11 +16,11 @@ import tensorflow as tf
 from absl import logging
 
 from common import manifest as manifest_lib
-from common import schema
-from train import data_service as data_service_lib
-from train import input_pipeline
-from train import metrics
+from train.distributed import service as data_service_lib
 from train.errors import TrainingError
+from train.evaluation import metrics
+from train import input_pipeline
+from train import preparation
 
 
 def next_batch(iterator, manifest, split):
@@ -62,7 +61,7 @@ def score_batch(model, batch, prep):
   """`(probabilities [images, classes], batch_sums [4])` of a non-empty batch; ten-crop batches
   average the ten softmax outputs of each image."""
   labels = batch["label"]
-  images = input_pipeline.prepare_batch(batch, prep, training=False)
+  images = preparation.prepare_batch(batch, prep, training=False)
   probabilities = tf.reduce_mean(per_crop(tf.nn.softmax(model(images, training=False)), batch),
                                  axis=1)
   label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
@@ -130,34 +129,14 @@ def shard_view(manifest, split, index):
   return manifest_lib.Manifest(manifest.directory, data)
 
 
-def shard_filenames(path, limit=None):
-  """The `image/filename` of the records of one shard, in file order (at most `limit`)."""
-  records = tf.data.TFRecordDataset(path)
-  records = records.take(limit) if limit else records
-  parse = lambda record: schema.parse_example(record)[schema.FILENAME]  # noqa: E731
-  return [name.decode() for name in records.map(parse).as_numpy_iterator()]
-
-
-def split_filenames(manifest, split, limit_per_shard=None):
-  """`[[image/filename]]`: each shard's names in file order (at most `limit_per_shard` each).
-
-  Raises:
-    input_pipeline.CorruptDataError: naming the shard that failed to read.
-  """
-  try:
-    return [shard_filenames(path, limit_per_shard) for path in manifest.shard_paths(split)]
-  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-    raise input_pipeline.locate_corrupt_shard(manifest, split, e) from None
-
-
-def named_batches(manifest, split, names, *, batch_size, ten_crop=False, limit_per_shard=None):
+def named_batches(manifest, split, *, batch_size, ten_crop=False, limit_per_shard=None):
   """Every evaluation batch of a split in file order, shard by shard, with its images' names.
+
+  Each shard is read once: its records carry their `image/filename` through the pipeline.
 
   Args:
     manifest: the dataset's `Manifest`.
     split: the split to read.
-    names: `split_filenames(manifest, split, limit_per_shard)`, read first so that a caller can
-      refuse the names before scoring anything.
     batch_size: images per batch.
     ten_crop: batches of the paper's ten crops.
     limit_per_shard: read only this many records of each shard.
@@ -166,19 +145,16 @@ def named_batches(manifest, split, names, *, batch_size, ten_crop=False, limit_p
     `(shard, first record, names of the batch's images, batch)`.
 
   Raises:
-    ValueError: a shard holds another number of records than of names (it changed meanwhile).
     input_pipeline.CorruptDataError: naming the shard that failed to read.
   """
-  for shard, path in enumerate(manifest.shard_paths(split)):
+  for shard in range(len(manifest.shard_paths(split))):
     view = shard_view(manifest, split, shard)
     dataset = input_pipeline.make_dataset(view, split, batch_size=batch_size, training=False,
-                                          ten_crop=ten_crop)
+                                          ten_crop=ten_crop, with_filenames=True)
     if limit_per_shard is not None:
       dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)
     record, iterator = 0, iter(dataset)
     while (batch := next_batch(iterator, view, split)) is not None:
-      n = int(tf.size(batch["label"]))
-      yield shard, record, names[shard][record:record + n], batch
-      record += n
-    if record != len(names[shard]):
-      raise ValueError(f"{path}: {len(names[shard])} file names for {record} scored records")
+      names = [name.decode() for name in batch.pop("filename").numpy()]
+      yield shard, record, names, batch
+      record += len(names)

@@ -16,12 +16,12 @@ from absl import logging
 from PIL import Image
 
 from common import imagenetv2
-from train import chance
-from train import checkpoints as checkpoints_lib
-from train import liveness
-from train import plot
-from train import report_eval
-from train import report_sections
+from train.model_dir import checkpoints as checkpoints_lib
+from train.report import curves as curves_lib
+from train.report import passes
+from train.report import sections
+from train.run import chance
+from train.run import liveness
 
 TEMPLATE = "report.html.j2"
 THUMBNAIL_SIZE = 80  # pixels; at JPEG quality 85 about 3 KB each
@@ -48,8 +48,8 @@ def jpeg_uri(pixels, quality=85):
 
 def training_progress(manifest, config, model_dir):
   """The steps and epochs trained, read from the latest checkpoint (the logged scalars miss the
-  steps between log lines), and whether the run ended dead (train/liveness.py) or, alive, at
-  chance (train/chance.py)."""
+  steps between log lines), and whether the run ended dead (train/run/liveness.py) or, alive, at
+  chance (train/run/chance.py)."""
   state = checkpoints_lib.read_run_state(model_dir) or {}
   steps, since = state.get("step"), state.get("chance_since")
   batch_size = config.get("flags", {}).get("batch_size")
@@ -70,16 +70,16 @@ def run_summary(manifest, config, scalars, model_dir, checkpoint):
   flags = config.get("flags", {})
   speed = scalars.get("perf/images_per_sec")
   return {**training_progress(manifest, config, model_dir),
-      "dataset": report_sections.dataset_summary(manifest.data),
+      "dataset": sections.dataset_summary(manifest.data),
       "dataset_dir": manifest.directory, "encoding": manifest.encoding,
       "model": config["model"], "flags": sorted(flags.items()), "checkpoint": checkpoint,
-      "wall_time": plot.wall_time_span(os.path.join(model_dir, "train")),
+      "wall_time": curves_lib.wall_time_span(os.path.join(model_dir, "train")),
       "images_per_sec": float(np.median(speed[1])) if speed is not None else None,
   }
 
 
 def _positions(scores, rows):
-  """`(shard, record)` of the given images, as `report_eval.read_thumbnails` takes them."""
+  """`(shard, record)` of the given images, as `passes.read_thumbnails` takes them."""
   return [(int(scores["shard"][i]), int(scores["record"][i])) for i in rows]
 
 
@@ -103,15 +103,15 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
     ValueError: for an unusable model directory or dataset, or a scored count that differs from
       the manifest's.
   """
-  scorer = report_eval.Scorer(model_dir, manifest)
+  scorer = passes.Scorer(model_dir, manifest)
   class_names = manifest.class_names
   count = manifest.num_examples(split)
-  queries = report_sections.spread_sample(count, num_queries)
+  queries = sections.spread_sample(count, num_queries)
   settings = {"split": split, "queries": queries.tolist(), "version": CACHE_VERSION,
               "real": real.digest if real is not None else None}
-  scores = report_eval.cached(
-      model_dir, f"scores-{split}", report_eval.cache_key(scorer, manifest, split, settings),
-      lambda: report_eval.score_split(scorer, manifest, split, batch_size, feature_rows=queries,
+  scores = passes.cached(
+      model_dir, f"scores-{split}", passes.cache_key(scorer, manifest, split, settings),
+      lambda: passes.score_split(scorer, manifest, split, batch_size, feature_rows=queries,
                                       real=real))
   if len(scores["label"]) != count:
     raise ValueError(f"{split}: scored {len(scores['label'])} images, {manifest.directory}'s "
@@ -121,27 +121,27 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
   pool = None
   if per_shard:
     settings = {"per_shard": per_shard, "version": CACHE_VERSION}
-    pool = report_eval.cached(
-        model_dir, "features-train", report_eval.cache_key(scorer, manifest, "train", settings),
-        lambda: report_eval.score_split(scorer, manifest, "train", batch_size, ten_crop=False,
+    pool = passes.cached(
+        model_dir, "features-train", passes.cache_key(scorer, manifest, "train", settings),
+        lambda: passes.score_split(scorer, manifest, "train", batch_size, ten_crop=False,
                                         limit_per_shard=per_shard))
   mode = "ten_crop" if "ten_crop_top1" in scores else "central"
   predicted = scores[f"{mode}_top5_labels"][:, 0]
-  confusions = report_sections.confusion_pairs(scores["label"], predicted, num_confusions,
+  confusions = sections.confusion_pairs(scores["label"], predicted, num_confusions,
                                                EXAMPLES_PER_CONFUSION)
-  shown = report_sections.spread_sample(count, num_predictions)
+  shown = sections.spread_sample(count, num_predictions)
   neighbours = distances = None
   if pool is not None and len(pool["label"]):
-    neighbours, distances = report_sections.nearest_neighbours(
+    neighbours, distances = sections.nearest_neighbours(
         scores["features"].astype(np.float32), pool["features"].astype(np.float32),
         num_neighbours)
   wanted = set(shown.tolist()) | set(queries.tolist())
   wanted |= {i for pair in confusions for i in pair["examples"]}
-  thumbs = {k: jpeg_uri(v) for k, v in report_eval.read_thumbnails(
+  thumbs = {k: jpeg_uri(v) for k, v in passes.read_thumbnails(
       manifest, split, _positions(scores, sorted(wanted)), THUMBNAIL_SIZE).items()}
   pool_thumbs = {}
   if neighbours is not None:
-    pool_thumbs = {k: jpeg_uri(v) for k, v in report_eval.read_thumbnails(
+    pool_thumbs = {k: jpeg_uri(v) for k, v in passes.read_thumbnails(
         manifest, "train", _positions(pool, np.unique(neighbours)), THUMBNAIL_SIZE).items()}
 
   def thumb(s, table, i):
@@ -161,28 +161,28 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
                                       "distance": float(d)}
                                      for j, d in zip(neighbours[row], distances[row])]})
   try:
-    scalars = plot.read_curves(model_dir)
+    scalars = curves_lib.read_curves(model_dir)
     curves = "data:image/png;base64," + base64.b64encode(
-        plot.render_curves(scalars)).decode()
+        curves_lib.render_curves(scalars)).decode()
   except ValueError as err:  # a model directory without summaries still gets the rest
     logging.warning("%s", err)
     scalars, curves = {}, None
-  table = report_sections.per_class_table(scores["label"], scores[f"{mode}_top1"],
+  table = sections.per_class_table(scores["label"], scores[f"{mode}_top1"],
                                           scores[f"{mode}_top5"], class_names)
   return {
       "title": f"AlexNet report: {model_dir}", "split": split, "count": count,
       "mode": "ten crops" if mode == "ten_crop" else "the central crop",
       "summary": run_summary(manifest, scorer.config, scalars, model_dir, scorer.checkpoint),
       "curves": curves,
-      "metrics": report_sections.final_metrics(
-          scores, report_sections.ilsvrc_release(manifest.data), split,
-          report_sections.comparable_variant(manifest.data)),
+      "metrics": sections.final_metrics(
+          scores, sections.ilsvrc_release(manifest.data), split,
+          sections.comparable_variant(manifest.data)),
       "variant_name": (f"ImageNetV2 {imagenetv2.VARIANTS[imagenetv2.variant_of(manifest.data)]}"
                        if imagenetv2.variant_of(manifest.data) else None),
       "classes_top": table[:VISIBLE_CLASSES], "classes_rest": table[VISIBLE_CLASSES:],
       "confusions": confusions,
       "predictions": [_prediction(scores, int(i), class_names, thumbs, mode) for i in shown],
-      "figure3": png_uri(report_sections.conv1_tiles(scorer.conv1_kernel,
+      "figure3": png_uri(sections.conv1_tiles(scorer.conv1_kernel,
                                                      scorer.config["model"]["groups"])),
       "figure3_filters": scorer.conv1_kernel.shape[-1],
       "groups": scorer.config["model"]["groups"],

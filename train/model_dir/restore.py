@@ -1,6 +1,6 @@
 """Rebuilding a trained network from its model directory, for everything that runs after training.
 
-The model directory (`train/model_dir.py`) holds `config.json` (the model's constructor arguments
+The model directory (`train/model_dir/directory.py`) holds `config.json` (the model's constructor arguments
 and the class list), `mean.npy` and checkpoints under `best/` (best validation error) and `ckpt/`
 (latest). A checkpoint holds the optimizer and training state too; only the network is restored
 here.
@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from train import model as model_lib
-from train import model_dir as model_dir_lib
+from train.model_dir import directory as model_dir_lib
 
 
 def find_checkpoint(model_dir, checkpoint=None):

@@ -6,8 +6,8 @@ at 150 steps a second would feel (benchmarks/bench_steps_per_loop.py). `make_tra
 `steps` steps inside one call, reading the distributed iterator inside it, as Keras'
 `steps_per_execution` and the TF model garden do. Python sees the model only between loops, so a
 loop ends wherever Python must act: a log line, a checkpoint, an epoch's end (evaluation, the step
-schedule), the end of each window of the at-chance check (train/chance.py) and the last step.
-The last step of each loop also measures which units fired (train/liveness.py), so that every log
+schedule), the end of each window of the at-chance check (train/run/chance.py) and the last step.
+The last step of each loop also measures which units fired (train/run/liveness.py), so that every log
 line can say whether the network is alive while the other steps do not pay for it.
 """
 
@@ -15,9 +15,9 @@ import functools
 
 import tensorflow as tf
 
-from train import chance
-from train import input_pipeline
 from train.errors import TrainingError
+from train import input_pipeline
+from train.run import chance
 
 
 def make_train_loop(strategy, step_fn):

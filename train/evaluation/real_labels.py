@@ -8,7 +8,7 @@ the raters agreed on) is left out of both numerator and denominator. A split hol
 the 50,000 images (a sample) is scored on those it holds.
 
 Top-1 means the top prediction is in the image's list, top-5 that one of the top five is; ties count
-against the model, as in `train/metrics.py` (see `top_k_correct_any`).
+against the model, as in `train/evaluation/metrics.py` (see `top_k_correct_any`).
 """
 
 import hashlib
@@ -20,12 +20,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from train import evaluation
+from train.evaluation import scoring
 
 NUM_IMAGES = 50_000
 NUM_CLASSES = 1000
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.[A-Za-z]+")
 _WNID = re.compile(r"n\d{8}")
+# SHA-256 of ILSVRC-2012's 1,000 WNIDs in sorted order, joined by newlines (the list of the devkit's
+# meta.mat and of TFDS's imagenet2012 labels.txt): the classes ReaL's labels 0..999 index.
+ILSVRC2012_WNIDS_SHA256 = "385e0240499426c022b773be1ae4da780f057b89c9694c7f47199f62746b6edd"
 # ImageNet's own label is among an image's ReaL labels for most images; far fewer says the classes
 # or the file names are not the ones ReaL numbers (checked as a warning: a refusal would need the
 # real list of WNIDs, which the project does not ship).
@@ -130,10 +133,11 @@ def load(path):
 
 
 def check_classes(manifest):
-  """Refuses a dataset whose classes are not ILSVRC-2012's 1,000 WNIDs (as far as can be told).
+  """Refuses a dataset whose classes are not ILSVRC-2012's 1,000 WNIDs in sorted order.
 
   Raises:
-    ValueError: fewer or more classes, or a class that is not a WNID.
+    ValueError: fewer or more classes, a class that is not a WNID, classes out of order, or
+      1,000 WNIDs that are not ILSVRC-2012's.
   """
   synsets = manifest.synsets
   if len(synsets) != NUM_CLASSES:
@@ -143,21 +147,21 @@ def check_classes(manifest):
   if odd:
     raise ValueError(f"{manifest.directory}: class {odd[0]!r} is not an ILSVRC-2012 WNID; ReaL "
                      "labels its 1,000 WNIDs in sorted order")
-
-
-def split_indices(manifest, split, real, limit_per_shard=None):
-  """`(names per shard, indices per shard)` of a split, refused before anything is scored."""
-  check_classes(manifest)
-  names = evaluation.split_filenames(manifest, split, limit_per_shard)
-  seen = set()
-  return names, [real.indices(shard_names, seen) for shard_names in names]
+  unsorted = next((i for i in range(1, len(synsets)) if synsets[i] <= synsets[i - 1]), None)
+  if unsorted is not None:
+    raise ValueError(f"{manifest.directory}: class {unsorted} ({synsets[unsorted]}) follows "
+                     f"{synsets[unsorted - 1]}; ReaL's labels index ILSVRC-2012's WNIDs in "
+                     "sorted order")
+  if hashlib.sha256("\n".join(synsets).encode()).hexdigest() != ILSVRC2012_WNIDS_SHA256:
+    raise ValueError(f"{manifest.directory}: its 1,000 WNIDs are not ILSVRC-2012's (ReaL labels "
+                     "only those); was it built from another release, such as ILSVRC-2010?")
 
 
 def make_step(model, prep):
   """The compiled step: `(batch_sums [4], ReaL sums [top-1 hits, top-5 hits, labelled])`."""
   @tf.function(reduce_retracing=True)
   def step(batch, label_sets):
-    probabilities, sums = evaluation.score_batch(model, batch, prep)
+    probabilities, sums = scoring.score_batch(model, batch, prep)
     labelled = tf.reduce_any(label_sets, axis=1)
     hits = [tf.reduce_sum(tf.cast(top_k_correct_any(probabilities, label_sets, k) & labelled,
                                   tf.float32)) for k in (1, 5)]
@@ -169,7 +173,7 @@ def evaluate_split(model, prep, manifest, split, real, *, batch_size, ten_crop=F
   """Scores every image of a split once, on its own labels and on ReaL's.
 
   Returns:
-    `{loss, top1, top5, count}` as `evaluation.evaluate_split`, plus `real_top1`, `real_top5`
+    `{loss, top1, top5, count}` as `scoring.evaluate_split`, plus `real_top1`, `real_top5`
     (accuracies over the images with ReaL labels), `real_count` (those images) and
     `real_left_out` (the split's images whose ReaL list is empty).
 
@@ -177,20 +181,19 @@ def evaluate_split(model, prep, manifest, split, real, *, batch_size, ten_crop=F
     ValueError: classes or file names that ReaL does not label.
     TrainingError: when the number of images scored differs from the manifest's.
   """
-  names, indices = split_indices(manifest, split, real)
+  check_classes(manifest)
   step = make_step(model, prep)
-  totals, real_totals, agree = np.zeros(4), np.zeros(3), 0
-  for shard, record, _, batch in evaluation.named_batches(manifest, split, names,
-                                                          batch_size=batch_size,
-                                                          ten_crop=ten_crop):
-    sets = real.label_sets(indices[shard][record:record + int(tf.size(batch["label"]))],
-                           manifest.num_classes)
+  totals, real_totals, agree, seen = np.zeros(4), np.zeros(3), 0, set()
+  for _, _, names, batch in scoring.named_batches(manifest, split, batch_size=batch_size,
+                                                  ten_crop=ten_crop):
+    # A split whose names are not ReaL's is refused at its first batch, before it is scored.
+    sets = real.label_sets(real.indices(names, seen), manifest.num_classes)
     sums, real_sums = step(batch, tf.constant(sets))
     totals += sums.numpy()
     real_totals += real_sums.numpy()
     agree += int(sets[np.arange(len(sets)), batch["label"].numpy()].sum())
   loss, top1, top5, count = totals.tolist()
-  evaluation.check_count(count, manifest, split)
+  scoring.check_count(count, manifest, split)
   hits1, hits5, labelled = real_totals.tolist()
   warn_if_disagreeing(agree, labelled)
   count, labelled = max(count, 1.0), int(labelled)

@@ -5,7 +5,7 @@ import os
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from train import input_pipeline
+from train import preparation
 
 
 def _plugin_metadata(plugin_name):
@@ -41,9 +41,9 @@ class SummaryWriters:
       return
     local = {k: v[:max_images] for k, v in strategy.experimental_local_results(batch)[0].items()}
     rng = tf.random.Generator.from_seed(step)
-    augmented = input_pipeline.prepare_batch(local, prep, training=True, rng=rng)
-    mirrored = input_pipeline.mirror(tf.cast(local["image"], tf.float32), local["flipped"])
-    mean_window = mirrored - input_pipeline.prepare_batch(local, prep, training=False)
+    augmented = preparation.prepare_batch(local, prep, training=True, rng=rng)
+    mirrored = preparation.mirror(tf.cast(local["image"], tf.float32), local["flipped"])
+    mean_window = mirrored - preparation.prepare_batch(local, prep, training=False)
     pixels = tf.cast(tf.clip_by_value(augmented + mean_window, 0, 255), tf.uint8)
     height, width = pixels.shape[1], pixels.shape[2]
     encoded = [tf.io.encode_png(image) for image in pixels]

@@ -20,10 +20,10 @@ from absl import flags
 from absl import logging
 
 from common import manifest as manifest_lib
-from train import evaluate
-from train import model_dir as model_dir_lib
-from train import real_labels
-from train import report_page
+from train.evaluation import real_labels
+from train.evaluation import trained
+from train.model_dir import directory as model_dir_lib
+from train.report import page
 
 DEFAULT_OUTPUT_NAME = "report.html"
 
@@ -40,12 +40,12 @@ def main(argv):
       raise ValueError(f"{FLAGS.model_dir}/{model_dir_lib.CONFIG_NAME} names no dataset; pass --shards")
     real = real_labels.load(FLAGS.real_labels) if FLAGS.real_labels else None
     manifest = manifest_lib.load(shards)
-    context = report_page.build_context(
-        manifest, FLAGS.model_dir, FLAGS.split or evaluate.default_split(manifest),
+    context = page.build_context(
+        manifest, FLAGS.model_dir, FLAGS.split or trained.default_split(manifest),
         batch_size=FLAGS.batch_size, neighbour_pool=FLAGS.neighbour_pool,
         num_queries=FLAGS.num_queries, num_neighbours=FLAGS.num_neighbours,
         num_predictions=FLAGS.num_predictions, num_confusions=FLAGS.num_confusions, real=real)
-    report_page.write_page(report_page.render(context), output)
+    page.write_page(page.render(context), output)
   except ValueError as err:  # ManifestError, input_pipeline.DataError, restore's and ours.
     logging.error("%s", err)
     sys.exit(1)

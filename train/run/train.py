@@ -6,14 +6,14 @@ configure) the trainer uses `MirroredStrategy`; with `TF_CONFIG` set it uses
 storage all can reach, `TF_CONFIG` naming the cluster and the machine's index; worker 0 (the chief)
 writes config, summaries and the real checkpoints, the others save into a temporary directory of
 their own (saving is a collective operation every worker must join) and restore from the chief's.
-`train/cluster.py` chooses the strategy, checks the cluster, handles SIGTERM on any worker and
+`train/distributed/cluster.py` chooses the strategy, checks the cluster, handles SIGTERM on any worker and
 names a lost peer.
 
 Restarting the same command resumes from `model_dir/ckpt` at the saved step, learning rate,
 plateau and at-chance state, random generator and dropout seeds. The position within the epoch is
 restored as a step count: the rest of that epoch is drawn from a freshly shuffled stream, so a few
 images of the interrupted epoch may be seen twice and others not at all; with `--deterministic`
-(train/determinism.py) it is the rest of the same epoch, and the run continues bit for bit.
+(train/run/determinism.py) it is the rest of the same epoch, and the run continues bit for bit.
 """
 
 import signal
@@ -22,24 +22,26 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from train import checkpoints as checkpoints_lib
-from train import cluster
+from common import imagenetv2
 from train import config as config_lib
-from train import data_service as data_service_lib
-from train import determinism
-from train import evaluation
-from train import input_pipeline
-from train import liveness
-from train import loop as loop_lib
-from train import metrics
-from train import model as model_lib
-from train import model_dir as model_dir_lib
-from train import progress as progress_lib
-from train import schedule
-from train import summaries
+from train.distributed import cluster
+from train.distributed import service as data_service_lib
 from train.errors import DeadNetworkError
 from train.errors import NonFiniteError
 from train.errors import TrainingError
+from train.evaluation import metrics
+from train.evaluation import scoring
+from train import input_pipeline
+from train import model as model_lib
+from train.model_dir import checkpoints as checkpoints_lib
+from train.model_dir import directory as model_dir_lib
+from train import preparation
+from train.run import determinism
+from train.run import liveness
+from train.run import loop as loop_lib
+from train.run import progress as progress_lib
+from train.run import schedule
+from train.run import summaries
 
 def create_optimizer(config, learning_rate):
   """SGD with momentum reading its rate from the `learning_rate` variable (the schedule's state),
@@ -68,7 +70,7 @@ def train_step(model, optimizer, batch, prep, config, rng, measure=False):
   where the cross-replica gradient sum happens.
   """
   num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-  images = input_pipeline.prepare_batch(batch, prep, training=True, rng=rng,
+  images = preparation.prepare_batch(batch, prep, training=True, rng=rng,
                                         lighting=config.lighting)
   labels = batch["label"]
   variables = model.trainable_variables
@@ -151,6 +153,8 @@ def train_and_evaluate(config, manifest, model_dir):
   """
   if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
     raise TrainingError(f"{model_dir}: --model_dir names a file, not a directory")
+  if not manifest.has_split("train") and (variant := imagenetv2.variant_of(manifest.data)):
+    raise TrainingError(imagenetv2.not_for_training(manifest.directory, variant))
   task = cluster.read_tf_config()
   if config.data_service and task is not None:
     # Each trainer would keep its share of the files the service hands out dynamically, a share of
@@ -192,12 +196,12 @@ def train_and_evaluate(config, manifest, model_dir):
       return None
     if chief:  # Only now: config.json records the settings of a run that trains.
       model_dir_lib.write(config, manifest, model_dir)
-    prep = input_pipeline.Preparation.from_stats(manifest.mean_image(), manifest.stats)
+    prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 
     train_loop = loop_lib.make_train_loop(
         strategy, lambda batch, measure: train_step(model, optimizer, batch, prep, config,
                                                     state["rng"], measure))
-    eval_fn = evaluation.make_eval_fn(strategy, model, prep)
+    eval_fn = scoring.make_eval_fn(strategy, model, prep)
     writers = summaries.SummaryWriters(model_dir, chief)
     stop = progress_lib.StopFlag()
 
@@ -213,7 +217,7 @@ def train_and_evaluate(config, manifest, model_dir):
     signums = (signal.SIGTERM, signal.SIGINT) if task is None else (signal.SIGINT,)
     stream = {"deterministic": True, "start_epoch": step // steps_per_epoch,
               "skip_batches": step % steps_per_epoch} if config.deterministic else {}
-    dataset = evaluation.distribute_dataset(
+    dataset = scoring.distribute_dataset(
         strategy, manifest, "train", batch_size=config.batch_size, training=True,
         skip_corrupt=config.skip_corrupt, shuffle_buffer=config.shuffle_buffer, seed=config.seed,
         data_service=config.data_service, **stream)
@@ -230,7 +234,7 @@ def train_and_evaluate(config, manifest, model_dir):
             # The batch shown is drawn from the stream just before the first step's: one batch of
             # a run's first epoch is shown and not trained on (a stream of its own when
             # deterministic, so that a resumed run's batches are an uninterrupted run's).
-            batch = evaluation.next_batch(iter(dataset) if config.deterministic else iterator,
+            batch = scoring.next_batch(iter(dataset) if config.deterministic else iterator,
                                           manifest, "train")
             if batch is None:  # Only when --skip_corrupt has dropped every record.
               raise TrainingError(f"{manifest.directory}: no readable training records")
@@ -255,7 +259,7 @@ def train_and_evaluate(config, manifest, model_dir):
           if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
                                  or step == total_steps):
             progress.check_finite(step)
-            validation = evaluation.evaluate_split(
+            validation = scoring.evaluate_split(
                 strategy, eval_fn, manifest, "validation", batch_size=config.batch_size,
                 ten_crop=config.ten_crop_eval, skip_corrupt=config.skip_corrupt)
             validation["step"] = step

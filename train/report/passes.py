@@ -1,14 +1,14 @@
 """The report's heavy passes: every image of a split scored one by one, and fc7 features.
 
 Built only from the blocks `train.evaluate` uses: `restore.restore_model`, `model_dir.read_mean`,
-`input_pipeline.make_dataset` (ten-crop evaluation mode), `input_pipeline.Preparation` and
-`input_pipeline.prepare_batch`, `evaluation.per_crop` and `metrics.top_k_correct`. One ten-crop pass
+`input_pipeline.make_dataset` (ten-crop evaluation mode), `preparation.Preparation` and
+`preparation.prepare_batch`, `scoring.per_crop` and `metrics.top_k_correct`. One ten-crop pass
 gives both results: the central crop is the fifth of the ten windows
 (`input_pipeline.ten_crop_windows`, unmirrored centre), the ten-crop score the mean of the ten softmax
-outputs, as in `evaluation.eval_step`.
+outputs, as in `scoring.eval_step`.
 
 `make_dataset` yields no file names, and its evaluation interleave mixes shards. So each shard is
-streamed alone (`evaluation.named_batches`), which keeps the records in file order, and the file
+streamed alone (`scoring.named_batches`), which keeps the records in file order, and the file
 names come from the same records through `common.schema.parse_example`. With ImageNet-ReaL's labels
 each image is also scored against them (`real_labels.top_k_correct_any`).
 
@@ -29,12 +29,12 @@ from absl import logging
 
 from common import image as image_lib
 from common import schema
-from train import evaluation
-from train import input_pipeline
-from train import metrics
-from train import model_dir as model_dir_lib
-from train import real_labels
-from train import restore
+from train.evaluation import metrics
+from train.evaluation import real_labels
+from train.evaluation import scoring
+from train.model_dir import directory as model_dir_lib
+from train.model_dir import restore
+from train import preparation
 
 CACHE_DIR = "report_cache"
 TOP_K = 5
@@ -73,16 +73,16 @@ class Scorer:
       raise ValueError(f"{model_dir}: trained on a different label map than {manifest.directory}")
     self.conv1_kernel = model.get_layer("conv1").get_weights()[0]  # [11, 11, 3, filters]
     stats = self.config.get("stats", manifest.stats)
-    self.prep = input_pipeline.Preparation.from_stats(
+    self.prep = preparation.Preparation.from_stats(
         model_dir_lib.read_mean(model_dir, manifest.image_size), stats)
     self.network = keras.Model(model.input,
                                [model.output, model.get_layer(FEATURE_LAYER).output])
 
     @tf.function(reduce_retracing=True)
     def score(batch):
-      images = input_pipeline.prepare_batch(batch, self.prep, training=False)
+      images = preparation.prepare_batch(batch, self.prep, training=False)
       logits, features = self.network(images, training=False)
-      return evaluation.per_crop(tf.nn.softmax(logits), batch), evaluation.per_crop(features, batch)
+      return scoring.per_crop(tf.nn.softmax(logits), batch), scoring.per_crop(features, batch)
 
     self.score = score
 
@@ -130,13 +130,10 @@ def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_r
   centre = CENTRE_CROP if ten_crop else 0
   columns = collections.defaultdict(list)
   if real is not None:
-    names, indices = real_labels.split_indices(manifest, split, real, limit_per_shard)
-  else:
-    names = evaluation.split_filenames(manifest, split, limit_per_shard)
-  total, paths = 0, manifest.shard_paths(split)
-  for shard, record, batch_names, batch in evaluation.named_batches(
-      manifest, split, names, batch_size=batch_size, ten_crop=ten_crop,
-      limit_per_shard=limit_per_shard):
+    real_labels.check_classes(manifest)
+  total, paths, seen = 0, manifest.shard_paths(split), set()
+  for shard, record, batch_names, batch in scoring.named_batches(
+      manifest, split, batch_size=batch_size, ten_crop=ten_crop, limit_per_shard=limit_per_shard):
     probabilities, features = scorer.score(batch)
     labels = batch["label"]
     n = int(tf.size(labels))
@@ -145,7 +142,7 @@ def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_r
       modes.append(("ten_crop", tf.reduce_mean(probabilities, axis=1)))
     sets = None
     if real is not None:
-      sets = real.label_sets(indices[shard][record:record + n], manifest.num_classes)
+      sets = real.label_sets(real.indices(batch_names, seen), manifest.num_classes)
       columns["real_labelled"].append(sets.any(axis=1))
     for mode, scores in modes:
       for field, values in _summarise(scores, labels, sets).items():

@@ -29,7 +29,8 @@ from PIL import ImageChops
 import scipy.io
 from skimage import data as skimage_data
 
-from preprocess import convert
+from preprocess import errors
+from preprocess.conversion import convert
 
 # Devkit ID order: 1-based ILSVRC2012_IDs follow this table, which is deliberately not sorted by
 # WNID (nor is the real devkit's), so code that uses the devkit ID as the label gets wrong answers.
@@ -102,7 +103,7 @@ class SampleInfo:
     images: split ("train", "validation", "test") -> ((path, wnid), ...) of every file a correct
       pipeline keeps, repaired ones included; a split without images is absent.
     repaired: path -> the fixes `convert.convert_image` applies to it, in order (`convert.FIXES`).
-    broken: path -> the reason (a `convert.REASONS` name) a correct pipeline skips it.
+    broken: path -> the reason (a `errors.REASONS` name) a correct pipeline skips it.
     ignored: non-image files a correct pipeline counts and passes over.
   """
   classes: tuple
@@ -220,10 +221,10 @@ def _write_broken_files(writer, photo, images_per_class_train):
   """
   name = [f"train/{wnid}/{wnid}_{images_per_class_train + 1}.JPEG" for wnid, *_ in _CLASSES]
   jpeg = _encode(writer.render(photo), "JPEG")
-  for path, content, reason in ((name[0], b"", convert.EMPTY),
-                                (name[1], _HTML_PAGE, convert.UNIDENTIFIED),
-                                (name[2], writer.rng.bytes(4096), convert.UNIDENTIFIED),
-                                (name[3], jpeg[:len(jpeg) // 2], convert.TRUNCATED)):
+  for path, content, reason in ((name[0], b"", errors.EMPTY),
+                                (name[1], _HTML_PAGE, errors.UNIDENTIFIED),
+                                (name[2], writer.rng.bytes(4096), errors.UNIDENTIFIED),
+                                (name[3], jpeg[:len(jpeg) // 2], errors.TRUNCATED)):
     writer.broken[writer.write_bytes(path, content)] = reason
   return (writer.write_bytes(f"train/{_CLASSES[4][0]}/README.txt", _README),
           writer.write_bytes(f"train/{_CLASSES[5][0]}/.DS_Store", _DS_STORE))

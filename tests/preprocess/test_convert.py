@@ -1,4 +1,4 @@
-"""Tests for preprocess/convert.py: clean, dirty and hostile files, all generated here."""
+"""Tests for preprocess/conversion/convert.py: clean, dirty and hostile files, all generated here."""
 
 import io
 import pathlib
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from preprocess import convert
+from preprocess import errors
+from preprocess.conversion import convert
 from tests.preprocess import ugly_images
 
 SIZE = 256
@@ -48,7 +49,7 @@ def mean_abs_diff(a, b):
 
 
 def skip_reason(data, **kwargs):
-  with pytest.raises(convert.SkipImage) as raised:
+  with pytest.raises(errors.SkipImage) as raised:
     convert.convert_image(data, **kwargs)
   assert str(raised.value)  # every skip carries a human detail
   assert "\n" not in str(raised.value)
@@ -183,7 +184,7 @@ def test_bilevel_and_gray_alpha_pngs(mode, fixes):
 
 def test_float_tiff_is_an_unsupported_mode():
   data = ugly_images.encode(Image.new("F", (50, 50), 0.5), "TIFF")
-  assert skip_reason(data) == convert.UNSUPPORTED_MODE
+  assert skip_reason(data) == errors.UNSUPPORTED_MODE
 
 
 def test_exif_orientation_is_not_applied():
@@ -205,17 +206,17 @@ def test_gzip_wrapped_jpeg_is_unwrapped_and_kept():
 
 
 @pytest.mark.parametrize("data, reason", [
-    (b"", convert.EMPTY),
-    (ugly_images.gzip_wrapped(b""), convert.EMPTY),
-    (b"\x1f\x8b" + bytes(range(200)), convert.BAD_GZIP),
-    (ugly_images.gzip_wrapped(ugly_images.jpeg(ugly_images.photo()))[:-300], convert.BAD_GZIP),
+    (b"", errors.EMPTY),
+    (ugly_images.gzip_wrapped(b""), errors.EMPTY),
+    (b"\x1f\x8b" + bytes(range(200)), errors.BAD_GZIP),
+    (ugly_images.gzip_wrapped(ugly_images.jpeg(ugly_images.photo()))[:-300], errors.BAD_GZIP),
     (b"<!DOCTYPE html><html><head><title>404 Not Found</title></head></html>",
-     convert.UNIDENTIFIED),
-    (np.random.default_rng(0).bytes(5000), convert.UNIDENTIFIED),
-    (ugly_images.gzip_wrapped(b"<html>moved</html>"), convert.UNIDENTIFIED),
-    (ugly_images.truncated(ugly_images.jpeg(ugly_images.photo())), convert.TRUNCATED),
-    (ugly_images.truncated(ugly_images.encode(ugly_images.photo(), "PNG")), convert.TRUNCATED),
-    (ugly_images.corrupt_jpeg(ugly_images.jpeg(ugly_images.photo())), convert.CORRUPT),
+     errors.UNIDENTIFIED),
+    (np.random.default_rng(0).bytes(5000), errors.UNIDENTIFIED),
+    (ugly_images.gzip_wrapped(b"<html>moved</html>"), errors.UNIDENTIFIED),
+    (ugly_images.truncated(ugly_images.jpeg(ugly_images.photo())), errors.TRUNCATED),
+    (ugly_images.truncated(ugly_images.encode(ugly_images.photo(), "PNG")), errors.TRUNCATED),
+    (ugly_images.corrupt_jpeg(ugly_images.jpeg(ugly_images.photo())), errors.CORRUPT),
 ], ids=["empty", "empty_gzip", "gzip_of_garbage", "cut_gzip", "html", "random_bytes", "gzip_html",
         "truncated_jpeg", "truncated_png", "corrupt_jpeg"])
 def test_unusable_files_are_skipped_with_a_reason(data, reason):
@@ -228,9 +229,9 @@ def test_gzip_is_inflated_only_up_to_the_limit(monkeypatch):
   monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", len(inner))
   assert convert.convert_image(wrapped).fixes == (convert.GUNZIP,)
   monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", len(inner) - 1)
-  assert skip_reason(wrapped) == convert.DECOMPRESSION_BOMB
+  assert skip_reason(wrapped) == errors.DECOMPRESSION_BOMB
   monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", 1 << 20)
-  assert skip_reason(ugly_images.gzip_wrapped(bytes(16 << 20))) == convert.DECOMPRESSION_BOMB
+  assert skip_reason(ugly_images.gzip_wrapped(bytes(16 << 20))) == errors.DECOMPRESSION_BOMB
 
 
 @pytest.mark.parametrize("data", [
@@ -243,7 +244,7 @@ def test_decompression_bombs_are_refused_from_the_header(data):
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     start = time.perf_counter()
-    assert skip_reason(data) == convert.DECOMPRESSION_BOMB
+    assert skip_reason(data) == errors.DECOMPRESSION_BOMB
     # Decoding would allocate 0.3-30 GB and take seconds; refusing from the header takes ~1 ms.
     assert time.perf_counter() - start < 0.5
   assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
@@ -252,7 +253,7 @@ def test_decompression_bombs_are_refused_from_the_header(data):
 
 def test_max_pixels_limits_and_threads_leave_warning_filters_alone():
   data = ugly_images.jpeg(ugly_images.photo("chelsea"))  # 451 * 300 = 135,300 pixels
-  assert skip_reason(data, max_pixels=135_299) == convert.DECOMPRESSION_BOMB
+  assert skip_reason(data, max_pixels=135_299) == errors.DECOMPRESSION_BOMB
   assert convert.convert_image(data, max_pixels=135_300).original_width == 451
   filters_before = list(warnings.filters)
   bomb = ugly_images.png_bomb(10_000, 10_000)
@@ -262,14 +263,14 @@ def test_max_pixels_limits_and_threads_leave_warning_filters_alone():
     for _ in range(50):
       try:
         convert.convert_image(bomb)
-      except convert.SkipImage as e:
+      except errors.SkipImage as e:
         reasons.append(e.reason)
   threads = [threading.Thread(target=convert_many) for _ in range(4)]
   for thread in threads:
     thread.start()
   for thread in threads:
     thread.join()
-  assert reasons == [convert.DECOMPRESSION_BOMB] * 200
+  assert reasons == [errors.DECOMPRESSION_BOMB] * 200
   assert warnings.filters == filters_before
   assert Image.MAX_IMAGE_PIXELS == 89_478_485
 
@@ -319,7 +320,7 @@ def test_fast_path_stays_within_its_quality_bound(size, source):
 def test_bad_arguments_raise_value_error(kwargs):
   with pytest.raises(ValueError) as raised:
     convert.convert_image(ugly_images.jpeg(ugly_images.photo()), **kwargs)
-  assert not isinstance(raised.value, convert.SkipImage)
+  assert not isinstance(raised.value, errors.SkipImage)
 
 
 def test_refuses_to_run_with_load_truncated_images(monkeypatch):
@@ -329,10 +330,10 @@ def test_refuses_to_run_with_load_truncated_images(monkeypatch):
 
 
 def test_skip_image_pickles_and_checks_its_reason():
-  error = pickle.loads(pickle.dumps(convert.SkipImage(convert.TRUNCATED, "cut at byte 10")))
-  assert (error.reason, str(error)) == (convert.TRUNCATED, "cut at byte 10")
+  error = pickle.loads(pickle.dumps(errors.SkipImage(errors.TRUNCATED, "cut at byte 10")))
+  assert (error.reason, str(error)) == (errors.TRUNCATED, "cut at byte 10")
   with pytest.raises(ValueError, match="unknown skip reason"):
-    convert.SkipImage("sad", "no such reason")
+    errors.SkipImage("sad", "no such reason")
 
 
 @pytest.mark.parametrize("image_format", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
@@ -346,8 +347,8 @@ def test_mutated_files_only_ever_convert_or_skip(image_format):
     data = bytes(data[:rng.integers(len(data) // 2, len(data) + 1)])
     try:
       result = convert.convert_image(data)
-    except convert.SkipImage as e:
-      assert e.reason in convert.REASONS
+    except errors.SkipImage as e:
+      assert e.reason in errors.REASONS
     else:
       assert result.pixels.shape == (SIZE, SIZE, 3)
 
@@ -364,7 +365,7 @@ def test_workspace_lists_every_repair_and_skip_reason():
   text = (pathlib.Path(__file__).resolve().parents[2] / "WORKSPACE.md").read_text()
   section = text[text.index("### What happens to each image"):text.index("### Re-runs")]
   named = set(re.findall(r"`([a-z0-9_]+)`", section))
-  assert set(convert.FIXES) <= named and set(convert.REASONS) <= named
+  assert set(convert.FIXES) <= named and set(errors.REASONS) <= named
 
 
 def test_encoding_has_one_spelling():
@@ -373,7 +374,7 @@ def test_encoding_has_one_spelling():
 
 
 def test_imports_neither_tensorflow_nor_beam():
-  code = ("import sys, preprocess.convert; "
+  code = ("import sys, preprocess.conversion.convert; "
           "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'apache_beam'}))")
   output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert output.stdout.strip() == "[]"

@@ -6,7 +6,7 @@ The conversion follows section 2 of Krizhevsky et al. (2012): rescale so the sho
 Dirty files are repaired by content, never by name (a file's extension is not even seen here): a
 gzip-wrapped JPEG is unwrapped, PNG/GIF/BMP/WEBP/TIFF/PPM files are decoded like JPEGs, grayscale,
 CMYK, palette, 16-bit and alpha images become 8-bit RGB; each repair is recorded in `fixes`. A file
-that cannot become a valid image raises `SkipImage` with a reason from `REASONS`.
+that cannot become a valid image raises `errors.SkipImage` with a reason from `errors.REASONS`.
 
 EXIF orientation is deliberately NOT applied: `tf.io.decode_jpeg` ignores it, so an exported model
 fed raw JPEGs sees the stored pixel order, and training data must match. Embedded ICC profiles are
@@ -23,20 +23,9 @@ import zlib
 import numpy as np
 from PIL import Image, ImageFile
 
-ENCODINGS = ("jpeg", "raw")  # `common.schema.format_of_encoding` maps them to the record format
+from preprocess import errors
 
-# Skip reasons, in the order the checks run. The sample-data generator, the tests and the manifest's
-# documentation use these names, never copies of the strings.
-EMPTY = "empty"                            # zero bytes (possibly after gunzip)
-BAD_GZIP = "bad_gzip"                      # gzip magic, but the stream does not inflate to its end
-UNIDENTIFIED = "unidentified"              # not an image format we accept (HTML, random bytes, PDF)
-DECOMPRESSION_BOMB = "decompression_bomb"  # header (or gzip stream) declares more than the limit
-TRUNCATED = "truncated"                    # the image data ends early
-CORRUPT = "corrupt"                        # any other failure to open or decode
-UNSUPPORTED_MODE = "unsupported_mode"      # decodes to a pixel type with no 8-bit RGB meaning
-UNREADABLE = "unreadable"                  # the shard writer could not read the file (OSError)
-REASONS = (EMPTY, BAD_GZIP, UNIDENTIFIED, DECOMPRESSION_BOMB, TRUNCATED, CORRUPT, UNSUPPORTED_MODE,
-           UNREADABLE)
+ENCODINGS = ("jpeg", "raw")  # `common.schema.format_of_encoding` maps them to the record format
 
 # Formats Pillow may parse, by its format names. A whitelist keeps exotic parsers (EPS runs
 # Ghostscript, fonts, icons) away from untrusted bytes. The JPEG parser also opens MPO, the
@@ -103,24 +92,6 @@ _DECODE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, TypeError, IndexEr
 _WARNINGS_LOCK = threading.Lock()
 
 
-class SkipImage(ValueError):
-  """The file cannot become a valid image.
-
-  `.reason` is one of `REASONS`, a stable category for counters; str(e) is a one-line detail.
-  """
-
-  def __init__(self, reason, detail):
-    if reason not in REASONS:
-      raise ValueError(f"unknown skip reason {reason!r}, expected one of {REASONS}")
-    detail = " ".join(str(detail).split())  # one line, whatever the underlying error said
-    super().__init__(detail)
-    self.reason = reason
-    self.detail = detail
-
-  def __reduce__(self):  # Beam pickles exceptions between workers; the default needs one arg
-    return SkipImage, (self.reason, self.detail)
-
-
 @dataclasses.dataclass(frozen=True)
 class ConvertedImage:
   """One converted image.
@@ -164,7 +135,7 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95,
     A `ConvertedImage`.
 
   Raises:
-    SkipImage: the bytes cannot become a valid image; `.reason` says why.
+    errors.SkipImage: the bytes cannot become a valid image; `.reason` says why.
     ValueError: an argument is out of range.
   """
   _check_arguments(image_size, encoding, quality, subsampling, max_pixels)
@@ -175,7 +146,7 @@ def convert_image(data, *, image_size=256, encoding="jpeg", quality=95,
     data = _gunzip(data)
     fixes.append(GUNZIP)
   if not data:
-    raise SkipImage(EMPTY, "the file has no bytes")
+    raise errors.SkipImage(errors.EMPTY, "the file has no bytes")
 
   image = _open(data, max_pixels)
   width, height = image.size
@@ -231,11 +202,12 @@ def _gunzip(data):
   try:
     inner = inflater.decompress(data, MAX_GUNZIP_BYTES + 1)
   except zlib.error as e:
-    raise SkipImage(BAD_GZIP, f"gzip stream does not inflate: {e}") from None
+    raise errors.SkipImage(errors.BAD_GZIP, f"gzip stream does not inflate: {e}") from None
   if len(inner) > MAX_GUNZIP_BYTES:
-    raise SkipImage(DECOMPRESSION_BOMB, f"gzip stream inflates past {MAX_GUNZIP_BYTES} bytes")
+    raise errors.SkipImage(errors.DECOMPRESSION_BOMB,
+                           f"gzip stream inflates past {MAX_GUNZIP_BYTES} bytes")
   if not inflater.eof:
-    raise SkipImage(BAD_GZIP, "gzip stream ends before its end-of-stream marker")
+    raise errors.SkipImage(errors.BAD_GZIP, "gzip stream ends before its end-of-stream marker")
   return inner
 
 
@@ -248,18 +220,19 @@ def _open(data, max_pixels):
       warnings.simplefilter("ignore", Image.DecompressionBombWarning)
       image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
   except Image.UnidentifiedImageError:
-    raise SkipImage(UNIDENTIFIED, f"not a {'/'.join(ACCEPTED_FORMATS)} image "
-                    f"(starts {data[:8]!r})") from None
+    raise errors.SkipImage(errors.UNIDENTIFIED, f"not a {'/'.join(ACCEPTED_FORMATS)} image "
+                           f"(starts {data[:8]!r})") from None
   except Image.DecompressionBombError as e:
-    raise SkipImage(DECOMPRESSION_BOMB, str(e)) from None
+    raise errors.SkipImage(errors.DECOMPRESSION_BOMB, str(e)) from None
   except _DECODE_ERRORS as e:
-    raise SkipImage(CORRUPT, f"header unreadable: {type(e).__name__}: {e}") from None
+    raise errors.SkipImage(errors.CORRUPT, f"header unreadable: {type(e).__name__}: {e}") from None
   width, height = image.size
   if width * height > max_pixels:
-    raise SkipImage(DECOMPRESSION_BOMB,
-                    f"{width}x{height} {image.format} exceeds {max_pixels} pixels")
+    raise errors.SkipImage(errors.DECOMPRESSION_BOMB,
+                           f"{width}x{height} {image.format} exceeds {max_pixels} pixels")
   if width < 1 or height < 1:
-    raise SkipImage(CORRUPT, f"{image.format} header declares a {width}x{height} image")
+    raise errors.SkipImage(errors.CORRUPT,
+                           f"{image.format} header declares a {width}x{height} image")
   return image
 
 
@@ -271,8 +244,9 @@ def _decode(image):
     image.load()
   except _DECODE_ERRORS as e:
     # Pillow says "image file is truncated ..." or "Truncated File Read" for a short file.
-    reason = TRUNCATED if "truncated" in str(e).lower() else CORRUPT
-    raise SkipImage(reason, f"{image.format} decode failed: {type(e).__name__}: {e}") from None
+    reason = errors.TRUNCATED if "truncated" in str(e).lower() else errors.CORRUPT
+    raise errors.SkipImage(reason,
+                           f"{image.format} decode failed: {type(e).__name__}: {e}") from None
 
 
 def _to_rgb_or_gray(image, fixes):
@@ -308,7 +282,8 @@ def _to_rgb_or_gray(image, fixes):
     fixes.append(YCBCR_TO_RGB if mode == "YCbCr" else RGBX_TO_RGB)
     return image.convert("RGB")
   elif mode not in ("RGBA", "RGBa"):
-    raise SkipImage(UNSUPPORTED_MODE, f"{image.format} decodes to Pillow mode {mode!r}")
+    raise errors.SkipImage(errors.UNSUPPORTED_MODE,
+                           f"{image.format} decodes to Pillow mode {mode!r}")
   fixes.append(ALPHA_REMOVED)
   if image.mode != "RGBA":
     image = image.convert("RGBA")  # also un-premultiplies "RGBa"

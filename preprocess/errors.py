@@ -2,7 +2,7 @@
 one file that cannot become an image, whose reason the manifest records.
 
 `SkipImage` lives here, below every room, because reading a file (`inputs/archives.py`: a truncated
-archive member) and converting it (`conversion/convert.py`) both skip with it.
+archive member) and converting it (`conversion/decode.py`) both skip with it.
 """
 
 # Skip reasons, in the order the checks run. The sample-data generator, the tests and the manifest's

@@ -15,6 +15,7 @@ import pytest
 from common import manifest as manifest_lib
 from preprocess import errors
 from preprocess.conversion import convert
+from preprocess.conversion import decode
 from preprocess.conversion import pipeline
 from preprocess.job import output_folder
 from preprocess.job import report
@@ -71,7 +72,7 @@ def test_every_file_is_written_skipped_or_ignored_with_its_reason(sample, built)
 def test_gzip_wrapped_jpeg_is_kept(sample, built):
   _, info = sample
   output_dir, _ = built
-  gzipped = [p for p, f in info.repaired.items() if convert.GUNZIP in f]
+  gzipped = [p for p, f in info.repaired.items() if decode.GUNZIP in f]
   assert gzipped
   filenames = {r["image/filename"] for r in helpers.read_records(output_dir, "train")}
   assert set(gzipped) <= filenames

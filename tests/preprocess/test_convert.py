@@ -1,4 +1,5 @@
-"""Tests for preprocess/conversion/convert.py: clean, dirty and hostile files, all generated here."""
+"""Tests for preprocess/conversion/convert.py and decode.py: clean, dirty and hostile files, all
+generated here."""
 
 import io
 import pathlib
@@ -16,6 +17,7 @@ from PIL import Image, ImageFile
 
 from preprocess import errors
 from preprocess.conversion import convert
+from preprocess.conversion import decode
 from tests.preprocess import ugly_images
 
 SIZE = 256
@@ -97,7 +99,7 @@ def test_output_is_resize_shorter_side_then_centre_crop(size):
 def test_grayscale_jpeg_becomes_rgb():
   gray = ugly_images.photo("coffee").convert("L")
   result = convert.convert_image(ugly_images.jpeg(gray), encoding="raw")
-  assert result.fixes == (convert.GRAYSCALE_TO_RGB,)
+  assert result.fixes == (decode.GRAYSCALE_TO_RGB,)
   np.testing.assert_array_equal(result.pixels[..., 0], result.pixels[..., 1])
   np.testing.assert_array_equal(result.pixels[..., 0], result.pixels[..., 2])
   assert np.abs(result.pixels.astype(int) - reference_crop(decoded(ugly_images.jpeg(gray)))
@@ -110,7 +112,7 @@ def test_cmyk_jpeg_keeps_its_colours():
   patches[:, 100:200] = (0, 255, 0)
   patches[:, 200:] = (0, 0, 255)
   result = convert.convert_image(ugly_images.cmyk_jpeg(Image.fromarray(patches)))
-  assert result.fixes == (convert.CMYK_TO_RGB,)
+  assert result.fixes == (decode.CMYK_TO_RGB,)
   middle = SIZE // 2
   for column, colour in [(30, (255, 0, 0)), (middle, (0, 255, 0)), (SIZE - 30, (0, 0, 255))]:
     assert np.abs(result.pixels[middle, column].astype(int) - colour).max() < 16, column
@@ -122,7 +124,7 @@ def test_other_formats_named_jpeg_are_decoded_by_content(image_format):
   options = {"lossless": True} if image_format == "WEBP" else {}
   result = convert.convert_image(ugly_images.encode(image, image_format, **options),
                                  encoding="raw")
-  assert result.fixes == (convert.SOURCE_FORMAT_FIXES[image_format],)
+  assert result.fixes == (decode.SOURCE_FORMAT_FIXES[image_format],)
   assert np.abs(result.pixels.astype(int) - reference_crop(image)).max() <= 1
 
 
@@ -132,7 +134,7 @@ def test_png_alpha_is_composited_over_white():
   alpha = np.zeros((300, 400), np.uint8)
   alpha[:, 200:] = 255
   result = convert.convert_image(ugly_images.png_with_alpha(image, alpha), encoding="raw")
-  assert result.fixes == (convert.PNG_SOURCE, convert.ALPHA_REMOVED)
+  assert result.fixes == (decode.PNG_SOURCE, decode.ALPHA_REMOVED)
   np.testing.assert_array_equal(result.pixels[:, :60], 255)
   np.testing.assert_array_equal(result.pixels[:, -60:],
                                 np.broadcast_to((200, 30, 40), (SIZE, 60, 3)))
@@ -141,7 +143,7 @@ def test_png_alpha_is_composited_over_white():
 def test_palette_gif():
   image = ugly_images.photo("chelsea").convert("P", palette=Image.Palette.ADAPTIVE)
   result = convert.convert_image(ugly_images.encode(image, "GIF"), encoding="raw")
-  assert result.fixes == (convert.SOURCE_FORMAT_FIXES["GIF"], convert.PALETTE_TO_RGB)
+  assert result.fixes == (decode.SOURCE_FORMAT_FIXES["GIF"], decode.PALETTE_TO_RGB)
   assert np.abs(result.pixels.astype(int) - reference_crop(image.convert("RGB"))).max() <= 1
 
 
@@ -150,8 +152,8 @@ def test_transparent_gif_is_composited_over_white():
   image.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
   image.paste(0, (0, 0, 50, 100))  # left half: index 0, declared transparent
   result = convert.convert_image(ugly_images.encode(image, "GIF", transparency=0), encoding="raw")
-  assert result.fixes == (convert.SOURCE_FORMAT_FIXES["GIF"], convert.PALETTE_TO_RGB,
-                          convert.ALPHA_REMOVED)
+  assert result.fixes == (decode.SOURCE_FORMAT_FIXES["GIF"], decode.PALETTE_TO_RGB,
+                          decode.ALPHA_REMOVED)
   np.testing.assert_array_equal(result.pixels[:, :100], 255)
   np.testing.assert_array_equal(result.pixels[:, -100:],
                                 np.broadcast_to((0, 0, 255), (SIZE, 100, 3)))
@@ -161,15 +163,15 @@ def test_16bit_png_is_scaled_to_8_bits():
   ramp = np.tile(np.linspace(0, 65535, 300).astype(np.uint16), (300, 1))
   result = convert.convert_image(ugly_images.encode(Image.fromarray(ramp), "PNG"),
                                  encoding="raw")
-  assert result.fixes == (convert.PNG_SOURCE, convert.SIXTEEN_BIT_TO_8BIT, convert.GRAYSCALE_TO_RGB)
+  assert result.fixes == (decode.PNG_SOURCE, decode.SIXTEEN_BIT_TO_8BIT, decode.GRAYSCALE_TO_RGB)
   expected = reference_crop(Image.fromarray((ramp >> 8).astype(np.uint8)))
   assert np.abs(result.pixels.astype(int) - expected).max() <= 1
   assert result.pixels.max() > 250  # scaled, not clipped: a clipping conversion saturates at 255
 
 
 @pytest.mark.parametrize("mode, fixes", [
-    ("1", (convert.PNG_SOURCE, convert.BILEVEL_TO_RGB)),
-    ("LA", (convert.PNG_SOURCE, convert.GRAYSCALE_TO_RGB, convert.ALPHA_REMOVED)),
+    ("1", (decode.PNG_SOURCE, decode.BILEVEL_TO_RGB)),
+    ("LA", (decode.PNG_SOURCE, decode.GRAYSCALE_TO_RGB, decode.ALPHA_REMOVED)),
 ])
 def test_bilevel_and_gray_alpha_pngs(mode, fixes):
   image = Image.new(mode, (300, 200), 0)
@@ -201,7 +203,7 @@ def test_gzip_wrapped_jpeg_is_unwrapped_and_kept():
   data = ugly_images.jpeg(ugly_images.photo("astronaut"))
   unwrapped = convert.convert_image(data)
   result = convert.convert_image(ugly_images.gzip_wrapped(data))
-  assert result.fixes == (convert.GUNZIP,)
+  assert result.fixes == (decode.GUNZIP,)
   assert result.encoded == unwrapped.encoded
 
 
@@ -226,11 +228,11 @@ def test_unusable_files_are_skipped_with_a_reason(data, reason):
 def test_gzip_is_inflated_only_up_to_the_limit(monkeypatch):
   inner = ugly_images.jpeg(ugly_images.photo())
   wrapped = ugly_images.gzip_wrapped(inner)
-  monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", len(inner))
-  assert convert.convert_image(wrapped).fixes == (convert.GUNZIP,)
-  monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", len(inner) - 1)
+  monkeypatch.setattr(decode, "MAX_GUNZIP_BYTES", len(inner))
+  assert convert.convert_image(wrapped).fixes == (decode.GUNZIP,)
+  monkeypatch.setattr(decode, "MAX_GUNZIP_BYTES", len(inner) - 1)
   assert skip_reason(wrapped) == errors.DECOMPRESSION_BOMB
-  monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", 1 << 20)
+  monkeypatch.setattr(decode, "MAX_GUNZIP_BYTES", 1 << 20)
   assert skip_reason(ugly_images.gzip_wrapped(bytes(16 << 20))) == errors.DECOMPRESSION_BOMB
 
 
@@ -357,15 +359,15 @@ def test_repairs_are_named_by_what_happened_to_the_pixels_not_the_output_encodin
   png = ugly_images.encode(ugly_images.photo("coffee"), "PNG")
   assert convert.convert_image(png, encoding="raw").fixes == ("png_source",)
   assert convert.convert_image(png, encoding="jpeg").fixes == ("png_source",)
-  assert not [fix for fix in convert.FIXES if "jpeg" in fix or "raw" in fix]
-  assert len(set(convert.FIXES)) == len(convert.FIXES)
+  assert not [fix for fix in decode.FIXES if "jpeg" in fix or "raw" in fix]
+  assert len(set(decode.FIXES)) == len(decode.FIXES)
 
 
 def test_workspace_lists_every_repair_and_skip_reason():
   text = (pathlib.Path(__file__).resolve().parents[2] / "WORKSPACE.md").read_text()
   section = text[text.index("### What happens to each image"):text.index("### Re-runs")]
   named = set(re.findall(r"`([a-z0-9_]+)`", section))
-  assert set(convert.FIXES) <= named and set(errors.REASONS) <= named
+  assert set(decode.FIXES) <= named and set(errors.REASONS) <= named
 
 
 def test_encoding_has_one_spelling():

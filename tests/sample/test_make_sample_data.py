@@ -14,6 +14,7 @@ import scipy.io
 
 from preprocess import errors
 from preprocess.conversion import convert
+from preprocess.conversion import decode
 from sample import make_sample_data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -88,24 +89,24 @@ def test_dirty_files_are_what_they_claim(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
   assert set(info.repaired.values()) == {
-      (convert.GRAYSCALE_TO_RGB,), (convert.CMYK_TO_RGB,), (convert.PNG_SOURCE,), (convert.GUNZIP,),
-      (convert.PNG_SOURCE, convert.ALPHA_REMOVED)}
+      (decode.GRAYSCALE_TO_RGB,), (decode.CMYK_TO_RGB,), (decode.PNG_SOURCE,), (decode.GUNZIP,),
+      (decode.PNG_SOURCE, decode.ALPHA_REMOVED)}
   assert any(path.startswith("val/") for path in info.repaired)
   for path, fixes in info.repaired.items():
     content = tree[path]
-    if fixes == (convert.GUNZIP,):
+    if fixes == (decode.GUNZIP,):
       assert content[:2] == b"\x1f\x8b"
       content = gzip.decompress(content)
       assert content.startswith(JPEG_MAGIC)
       assert Image.open(io.BytesIO(content)).mode == "RGB"
-    elif fixes[0] == convert.PNG_SOURCE:
+    elif fixes[0] == decode.PNG_SOURCE:
       assert content.startswith(PNG_MAGIC)
       assert Image.open(io.BytesIO(content)).mode == (
-          "RGBA" if convert.ALPHA_REMOVED in fixes else "RGB")
+          "RGBA" if decode.ALPHA_REMOVED in fixes else "RGB")
     else:
       assert content.startswith(JPEG_MAGIC)
-      assert Image.open(io.BytesIO(content)).mode == {(convert.GRAYSCALE_TO_RGB,): "L",
-                                                      (convert.CMYK_TO_RGB,): "CMYK"}[fixes]
+      assert Image.open(io.BytesIO(content)).mode == {(decode.GRAYSCALE_TO_RGB,): "L",
+                                                      (decode.CMYK_TO_RGB,): "CMYK"}[fixes]
   for path, reason in info.broken.items():
     content = tree[path]
     if reason == errors.EMPTY:
@@ -143,7 +144,7 @@ def test_sizes_vary_like_imagenet(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
   sizes = [Image.open(io.BytesIO(tree[path])).size for path, _ in info.images["train"]
-           if info.repaired.get(path) != (convert.GUNZIP,)]
+           if info.repaired.get(path) != (decode.GUNZIP,)]
   assert any(width < height for width, height in sizes)  # Portrait.
   assert any(width > height for width, height in sizes)
   assert any(max(size) <= 100 for size in sizes)  # Thumbnail-small.

@@ -28,7 +28,7 @@ from skimage import data as skimage_data
 from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
-from preprocess import convert
+from preprocess.conversion import convert
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib

@@ -75,9 +75,9 @@ def _add(tar, name, data):
 def plan_here(input_dir):
   """Runs the launcher's planning in this process; prints seconds, RSS growth and path bytes."""
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
-  from preprocess import build  # pylint: disable=import-outside-toplevel
-  from preprocess import indexing  # pylint: disable=import-outside-toplevel
-  from preprocess import runners  # pylint: disable=import-outside-toplevel
+  from preprocess.job import build  # pylint: disable=import-outside-toplevel
+  from preprocess.inputs import indexing  # pylint: disable=import-outside-toplevel
+  from preprocess.job import runners  # pylint: disable=import-outside-toplevel
   indexing.LAUNCHER_MAX_BYTES = 0  # index as ImageNet is: by the job's workers
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   options = build.BuildOptions(input_dir, input_dir + "_out")

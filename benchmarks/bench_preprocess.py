@@ -45,7 +45,7 @@ from absl import flags
 from PIL import Image
 from skimage import data as skimage_data
 
-from preprocess import convert
+from preprocess.conversion import convert
 from tests.preprocess import archive_fixtures
 
 FLAGS = flags.FLAGS

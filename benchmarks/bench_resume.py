@@ -22,12 +22,12 @@ import time
 from absl import app
 from absl import flags
 
-from preprocess import beam_logs
+from preprocess.job import beam_logs
 
 beam_logs.silence_import_warnings()  # before Beam is imported
 
 from benchmarks import bench_preprocess  # noqa: E402
-from preprocess import resume  # noqa: E402
+from preprocess.conversion import resume  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 3000, "Training images to build.")

@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from preprocess import convert
+from preprocess.conversion import convert
 from tests.preprocess import colour_photos
 
 FLAGS = flags.FLAGS

@@ -2,8 +2,8 @@
 
 ImageNetV2 is three test sets of 10,000 images for ILSVRC-2012's 1,000 classes, released as
 `imagenetv2-<variant>-format-val/<n>/<sha1>.jpeg`, where `<n>` is the class's position in the sorted
-WNIDs. Stage 1 builds an evaluation-only dataset from one of them (`preprocess/imagenetv2.py`); the
-report needs to know which variant it scores. That is recorded in the split's `input` in
+WNIDs. Stage 1 builds an evaluation-only dataset from one of them
+(`preprocess/inputs/imagenetv2.py`); the report needs to know which variant it scores. That is recorded in the split's `input` in
 `manifest.json`, written by `input_form` and read by `variant_of`, here and nowhere else.
 """
 

@@ -31,11 +31,12 @@ build's report.json, where no training image was written. `resume` says what the
 stopped earlier one: shards and images kept as they were, of all shards, and in `rebuilt`
 ({reason: count}) the shards an earlier run had finished that were converted again (zeros and an
 empty `rebuilt` for a build from nothing). `subset` is empty for the whole release; for a subset
-(`preprocess/subsets.py`) it holds the list `--classes` named (or None), the kept WNIDs, the SHA-256
-of those WNIDs and of the training files `--per_class` or `--train_list` chose (one a line), those
-two options, the classes that had fewer training files than `per_class` ({wnid: count kept}) and the
-list's names that matched no training file. `args` holds the resolved options of the run that wrote the manifest. The manifests of two
-builds of the same input differ only in `args` and `resume`.
+(`preprocess/inputs/subsets.py`) it holds the list `--classes` named (or None), the kept WNIDs, the
+SHA-256 of those WNIDs and of the training files `--per_class` or `--train_list` chose (one a line),
+those two options, the classes that had fewer training files than `per_class` ({wnid: count kept})
+and the list's names that matched no training file. `args` holds the resolved options of the run
+that wrote the manifest. The manifests of two builds of the same input differ only in `args` and
+`resume`.
 
 The readers (`load`, `read_mean_image`, `file_sha256`, `join`) go through `tf.io.gfile` and import
 TensorFlow inside the function: the build only writes, through Beam's `FileSystems`, and so never

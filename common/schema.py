@@ -16,8 +16,9 @@ CHANNELS = 3
 FORMAT_JPEG = "JPEG"
 FORMAT_RAW = "RAW"
 FORMATS = (FORMAT_JPEG, FORMAT_RAW)
-# The build's --encoding names ("jpeg", "raw", as `preprocess.convert` spells them) and the format
-# each stores in records and in the manifest's `encoding`: the only translation between the two.
+# The build's --encoding names ("jpeg", "raw", as `preprocess.conversion.convert` spells them) and
+# the format each stores in records and in the manifest's `encoding`: the only translation between
+# the two.
 _FORMAT_OF_ENCODING = {"jpeg": FORMAT_JPEG, "raw": FORMAT_RAW}
 
 ENCODED = "image/encoded"

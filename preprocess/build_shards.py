@@ -16,7 +16,7 @@ import math
 import signal
 import sys
 
-from preprocess import beam_logs
+from preprocess.job import beam_logs
 
 beam_logs.silence_import_warnings()  # before Beam is imported (ALEXNET_FULL_LOGS=1: not)
 
@@ -25,12 +25,13 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from preprocess import build  # noqa: E402
-from preprocess import class_lists  # noqa: E402
-from preprocess import convert  # noqa: E402
-from preprocess import faults  # noqa: E402
-from preprocess import runners  # noqa: E402
-from preprocess import sources  # noqa: E402
+from preprocess import errors  # noqa: E402
+from preprocess.conversion import convert  # noqa: E402
+from preprocess.inputs import class_lists  # noqa: E402
+from preprocess.inputs import sources  # noqa: E402
+from preprocess.job import build  # noqa: E402
+from preprocess.job import faults  # noqa: E402
+from preprocess.job import runners  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -125,14 +126,14 @@ def pipeline_options(beam_args):
     with contextlib.redirect_stderr(io.StringIO()) as usage:  # argparse prints its whole usage
       known = options.get_all_options(retain_unknown_options=False)
   except SystemExit:
-    raise build.BuildError(usage.getvalue().strip().splitlines()[-1]) from None
+    raise errors.BuildError(usage.getvalue().strip().splitlines()[-1]) from None
   if (known.get("direct_num_workers") or 0) < 0:
-    raise build.BuildError(f"--direct_num_workers={known['direct_num_workers']}: must be >= 0 "
+    raise errors.BuildError(f"--direct_num_workers={known['direct_num_workers']}: must be >= 0 "
                            "(0: one worker per core)")
   everything = options.get_all_options(retain_unknown_options=True)
   unknown = sorted(set(everything) - set(known))
   if unknown:
-    raise build.BuildError(f"unknown flag --{unknown[0]} (not a flag of this job nor a Beam "
+    raise errors.BuildError(f"unknown flag --{unknown[0]} (not a flag of this job nor a Beam "
                            "pipeline option)")
   return options
 
@@ -147,10 +148,10 @@ def check_workers(beam_options):
   try:
     missing = runners.missing_packages_on_dask(address)
   except (OSError, TimeoutError) as e:
-    raise build.BuildError(f"--dask_client_address={address}: cannot reach the scheduler "
+    raise errors.BuildError(f"--dask_client_address={address}: cannot reach the scheduler "
                            f"({e.__class__.__name__}: {e})") from None
   if missing:
-    raise build.BuildError(
+    raise errors.BuildError(
         f"the Dask workers cannot import {missing}: install this project on every worker "
         "(pip install .) or start them with it on PYTHONPATH (see WORKSPACE.md)")
 
@@ -177,7 +178,7 @@ def main(argv):
     check_workers(beam_options)
     with beam_logs.filtered_stderr():
       build.run_build(options, beam_options)
-  except (build.BuildError, sources.InputError) as e:
+  except (errors.BuildError, sources.InputError) as e:
     logging.error("%s", e)
     sys.exit(1)
   except faults.Stopped as e:  # a lost worker, Ctrl-C or SIGTERM while the job ran

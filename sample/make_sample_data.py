@@ -29,7 +29,8 @@ from PIL import ImageChops
 import scipy.io
 from skimage import data as skimage_data
 
-from preprocess import convert
+from preprocess import errors
+from preprocess.conversion import decode
 
 # Devkit ID order: 1-based ILSVRC2012_IDs follow this table, which is deliberately not sorted by
 # WNID (nor is the real devkit's), so code that uses the devkit ID as the label gets wrong answers.
@@ -63,19 +64,19 @@ _PARENT = ("n02121808", "domestic cat, house cat, Felis domesticus, Felis catus"
 # How to encode an image so that a correct pipeline applies exactly these fixes, in this order.
 _ENCODERS = {
     (): lambda image: _encode(image, "JPEG"),
-    (convert.GRAYSCALE_TO_RGB,): lambda image: _encode(image.convert("L"), "JPEG"),
-    (convert.CMYK_TO_RGB,): lambda image: _encode(image.convert("CMYK"), "JPEG"),
-    (convert.PNG_SOURCE,): lambda image: _encode(image, "PNG"),
+    (decode.GRAYSCALE_TO_RGB,): lambda image: _encode(image.convert("L"), "JPEG"),
+    (decode.CMYK_TO_RGB,): lambda image: _encode(image.convert("CMYK"), "JPEG"),
+    (decode.PNG_SOURCE,): lambda image: _encode(image, "PNG"),
     # mtime=0 keeps the gzip header, and so the file, independent of the clock.
-    (convert.GUNZIP,): lambda image: gzip.compress(_encode(image, "JPEG"), mtime=0),
+    (decode.GUNZIP,): lambda image: gzip.compress(_encode(image, "JPEG"), mtime=0),
     # Four channels, which a decoder must not hand on as they are.
-    (convert.PNG_SOURCE, convert.ALPHA_REMOVED):
+    (decode.PNG_SOURCE, decode.ALPHA_REMOVED):
         lambda image: _encode(image.convert("RGBA"), "PNG"),
 }
 # The first training image of class k is saved in the k-th of these repairable forms.
-_TRAIN_REPAIRS = ((convert.GRAYSCALE_TO_RGB,), (convert.CMYK_TO_RGB,), (convert.PNG_SOURCE,),
-                  (convert.GUNZIP,), (convert.GRAYSCALE_TO_RGB,),
-                  (convert.PNG_SOURCE, convert.ALPHA_REMOVED))
+_TRAIN_REPAIRS = ((decode.GRAYSCALE_TO_RGB,), (decode.CMYK_TO_RGB,), (decode.PNG_SOURCE,),
+                  (decode.GUNZIP,), (decode.GRAYSCALE_TO_RGB,),
+                  (decode.PNG_SOURCE, decode.ALPHA_REMOVED))
 # The second training image of class k gets the k-th of these unusual sizes (width, height).
 _SPECIAL_SIZES = ((1600, 1200), (80, 60), (1600, 120), (60, 80), (1200, 1600))
 _TYPICAL_SIZES = ((500, 375), (500, 375), (500, 375), (500, 333), (375, 500), (333, 500),
@@ -101,8 +102,8 @@ class SampleInfo:
     devkit_ids: WNID -> 1-based ILSVRC2012_ID in meta.mat (not sorted-WNID order).
     images: split ("train", "validation", "test") -> ((path, wnid), ...) of every file a correct
       pipeline keeps, repaired ones included; a split without images is absent.
-    repaired: path -> the fixes `convert.convert_image` applies to it, in order (`convert.FIXES`).
-    broken: path -> the reason (a `convert.REASONS` name) a correct pipeline skips it.
+    repaired: path -> the fixes `convert.convert_image` applies to it, in order (`decode.FIXES`).
+    broken: path -> the reason (a `errors.REASONS` name) a correct pipeline skips it.
     ignored: non-image files a correct pipeline counts and passes over.
   """
   classes: tuple
@@ -220,10 +221,10 @@ def _write_broken_files(writer, photo, images_per_class_train):
   """
   name = [f"train/{wnid}/{wnid}_{images_per_class_train + 1}.JPEG" for wnid, *_ in _CLASSES]
   jpeg = _encode(writer.render(photo), "JPEG")
-  for path, content, reason in ((name[0], b"", convert.EMPTY),
-                                (name[1], _HTML_PAGE, convert.UNIDENTIFIED),
-                                (name[2], writer.rng.bytes(4096), convert.UNIDENTIFIED),
-                                (name[3], jpeg[:len(jpeg) // 2], convert.TRUNCATED)):
+  for path, content, reason in ((name[0], b"", errors.EMPTY),
+                                (name[1], _HTML_PAGE, errors.UNIDENTIFIED),
+                                (name[2], writer.rng.bytes(4096), errors.UNIDENTIFIED),
+                                (name[3], jpeg[:len(jpeg) // 2], errors.TRUNCATED)):
     writer.broken[writer.write_bytes(path, content)] = reason
   return (writer.write_bytes(f"train/{_CLASSES[4][0]}/README.txt", _README),
           writer.write_bytes(f"train/{_CLASSES[5][0]}/.DS_Store", _DS_STORE))
@@ -242,7 +243,7 @@ def _write_eval_split(writer, photos, split, folder, per_class, layout):
     name = f"ILSVRC2012_{folder}_{number:08d}.JPEG"
     path = f"{folder}/{name}" if layout == "flat" else f"{folder}/{wnid}/{name}"
     # The real validation set has grayscale photographs too.
-    fixes = (convert.GRAYSCALE_TO_RGB,) if split == "validation" and number == 1 else ()
+    fixes = (decode.GRAYSCALE_TO_RGB,) if split == "validation" and number == 1 else ()
     files.append((writer.write_image(path, photos[k], fixes=fixes), wnid))
     ground_truth.append(f"{k + 1}\n")  # The class's devkit ID: its row in _CLASSES, from 1.
   if layout == "flat":

@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
-from preprocess import build
+from preprocess.job import build
 
 # Beam's in-process runner: no worker start-up, so most tests build in a few seconds.
 IN_PROCESS = ["--runner=DirectRunner"]

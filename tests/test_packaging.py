@@ -32,7 +32,7 @@ def test_setup_file_sdist_ships_the_packages_and_requirements_but_not_the_sample
     names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     requires = next(tar.extractfile(m).read().decode() for m in tar.getmembers()
                     if m.name.endswith(".egg-info/requires.txt"))
-  assert {"preprocess/convert.py", "common/manifest.py", "train/main.py",
+  assert {"preprocess/conversion/convert.py", "common/manifest.py", "train/main.py",
           "requirements.txt"} <= names
   assert not [name for name in names if name.startswith("sample")]
   assert requires.split() == _requirements()

@@ -58,8 +58,8 @@ def decode_and_resize(encoded, image_size):
 
   Returns:
     uint8 `[image_size, image_size, 3]`: resized so the shorter side is `image_size` with
-    antialiased bicubic (Pillow's BICUBIC, which `preprocess/convert.py` uses), then the central
-    square.
+    antialiased bicubic (Pillow's BICUBIC, which `preprocess/conversion/convert.py` uses), then the
+    central square.
   """
   # decode_image would decode JPEGs with libjpeg's fast integer IDCT, on average a grey level off
   # the accurate one that Pillow (stage 1) uses; the accurate one gives Pillow's pixels exactly.

@@ -86,7 +86,8 @@ def test_stage_one_workers_do_not_import_tensorflow():
   # A fresh interpreter: this test process has TensorFlow loaded already. The modules are what a
   # Beam worker imports to run the job's DoFns (pipeline.py and what it reaches).
   code = ("import sys\n"
-          "import preprocess.pipeline, preprocess.shard_writer, preprocess.indexing\n"
+          "import preprocess.conversion.pipeline, preprocess.conversion.shard_writer\n"
+          "import preprocess.inputs.indexing\n"
           "print('tensorflow' in sys.modules)\n")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=120)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common import manifest as manifest_lib
-from preprocess import convert
+from preprocess import errors
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KEY_TUPLES = (manifest_lib.TOP_KEYS, manifest_lib.CLASS_KEYS, manifest_lib.SPLIT_KEYS,
@@ -137,7 +137,7 @@ def test_workspace_names_exactly_the_keys_and_skip_reasons():
   section = text[text.index("### `manifest.json`"):text.index("\n### ", text.index("### `manifest"))]
   named = set(re.findall(r"`([a-z][a-z0-9_]*)`", section))
   builders = {"make_manifest", "make_split", "make_shard", "make_resume", "load"}
-  assert named == set().union(*KEY_TUPLES) | set(convert.REASONS) | builders
+  assert named == set().union(*KEY_TUPLES) | set(errors.REASONS) | builders
 
 
 def test_builders_write_and_load_reads_the_same_layout(dataset):

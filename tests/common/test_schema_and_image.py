@@ -9,7 +9,7 @@ from PIL import Image
 
 from common import image as image_lib
 from common import schema
-from preprocess import convert
+from preprocess.conversion import convert
 
 
 def _pixels(seed=0):

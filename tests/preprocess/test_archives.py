@@ -13,11 +13,11 @@ import zipfile
 
 import pytest
 
-from preprocess import archives
-from preprocess import build
-from preprocess import indexing
+from preprocess.inputs import archives
+from preprocess.inputs import indexing
+from preprocess.job import build
 from sample import make_sample_data
-from preprocess import sources
+from preprocess.inputs import sources
 from tests import helpers
 from tests.preprocess import archive_fixtures
 

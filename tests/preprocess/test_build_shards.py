@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from common import manifest as manifest_lib
-from preprocess import build
-from preprocess import output_folder
-from preprocess import convert
-from preprocess import pipeline
-from preprocess import report
+from preprocess import errors
+from preprocess.conversion import convert
+from preprocess.conversion import decode
+from preprocess.conversion import pipeline
+from preprocess.job import output_folder
+from preprocess.job import report
 from sample import make_sample_data
 from tests import helpers
 
@@ -71,7 +72,7 @@ def test_every_file_is_written_skipped_or_ignored_with_its_reason(sample, built)
 def test_gzip_wrapped_jpeg_is_kept(sample, built):
   _, info = sample
   output_dir, _ = built
-  gzipped = [p for p, f in info.repaired.items() if convert.GUNZIP in f]
+  gzipped = [p for p, f in info.repaired.items() if decode.GUNZIP in f]
   assert gzipped
   filenames = {r["image/filename"] for r in helpers.read_records(output_dir, "train")}
   assert set(gzipped) <= filenames
@@ -149,7 +150,7 @@ def test_complete_dataset_is_not_touched_without_overwrite(sample, built):
   input_dir, _ = sample
   output_dir, _ = built
   before = {n: os.stat(output_dir / n).st_mtime_ns for n in os.listdir(output_dir)}
-  with pytest.raises(build.BuildError, match="--overwrite"):
+  with pytest.raises(errors.BuildError, match="--overwrite"):
     helpers.build_dataset(input_dir, output_dir)
   assert {n: os.stat(output_dir / n).st_mtime_ns for n in os.listdir(output_dir)} == before
 
@@ -183,17 +184,17 @@ def test_mostly_bad_input_fails_after_writing_the_report(tmp_path):
     path = tmp_path / "in" / "train" / "n00000001" / f"x_{i}.JPEG"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"<html>not an image</html>")
-  with pytest.raises(build.BuildError, match="max_skip_fraction"):
+  with pytest.raises(errors.BuildError, match="max_skip_fraction"):
     helpers.build_dataset(tmp_path / "in", tmp_path / "out")
   assert not (tmp_path / "out" / manifest_lib.MANIFEST_NAME).exists()
   report = json.loads((tmp_path / "out" / output_folder.REPORT_NAME).read_text())
-  assert {s["reason"] for s in report["skipped"]} == {convert.UNIDENTIFIED}
+  assert {s["reason"] for s in report["skipped"]} == {errors.UNIDENTIFIED}
   assert len(report["skipped"]) == 6
 
 
 def test_too_many_shards_is_refused(sample, tmp_path):
   input_dir, _ = sample
-  with pytest.raises(build.BuildError, match="num_shards_validation"):
+  with pytest.raises(errors.BuildError, match="num_shards_validation"):
     helpers.build_dataset(input_dir, tmp_path / "out", num_shards={"validation": 1000})
 
 
@@ -210,7 +211,7 @@ def test_a_shard_left_empty_by_skipped_files_fails_the_build_and_keeps_no_shard(
   make_sample_data.make_sample_tree(tmp_path / "in", images_per_class_train=1,
                                     images_per_class_val=0)
   output_dir = tmp_path / "out"
-  with pytest.raises(build.BuildError) as error:
+  with pytest.raises(errors.BuildError) as error:
     helpers.build_dataset(tmp_path / "in", output_dir, num_shards={"train": 5})
   message = str(error.value)
   assert "\n" not in message
@@ -230,7 +231,7 @@ def test_an_unreadable_manifest_is_named_and_kept_without_overwrite(sample, buil
   output_dir.mkdir()
   truncated = (built[0] / manifest_lib.MANIFEST_NAME).read_bytes()[:100]
   (output_dir / manifest_lib.MANIFEST_NAME).write_bytes(truncated)
-  with pytest.raises(build.BuildError) as error:
+  with pytest.raises(errors.BuildError) as error:
     helpers.build_dataset(input_dir, output_dir)
   message = str(error.value)
   assert f"{output_dir / manifest_lib.MANIFEST_NAME}: not valid JSON" in message

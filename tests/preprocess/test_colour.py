@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from PIL import JpegImagePlugin
 
-from preprocess import convert
+from preprocess.conversion import convert
 from tests import helpers
 from tests.preprocess import colour_photos
 

@@ -1,4 +1,5 @@
-"""Tests for preprocess/convert.py: clean, dirty and hostile files, all generated here."""
+"""Tests for preprocess/conversion/convert.py and decode.py: clean, dirty and hostile files, all
+generated here."""
 
 import io
 import pathlib
@@ -14,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from preprocess import convert
+from preprocess import errors
+from preprocess.conversion import convert
+from preprocess.conversion import decode
 from tests.preprocess import ugly_images
 
 SIZE = 256
@@ -48,7 +51,7 @@ def mean_abs_diff(a, b):
 
 
 def skip_reason(data, **kwargs):
-  with pytest.raises(convert.SkipImage) as raised:
+  with pytest.raises(errors.SkipImage) as raised:
     convert.convert_image(data, **kwargs)
   assert str(raised.value)  # every skip carries a human detail
   assert "\n" not in str(raised.value)
@@ -96,7 +99,7 @@ def test_output_is_resize_shorter_side_then_centre_crop(size):
 def test_grayscale_jpeg_becomes_rgb():
   gray = ugly_images.photo("coffee").convert("L")
   result = convert.convert_image(ugly_images.jpeg(gray), encoding="raw")
-  assert result.fixes == (convert.GRAYSCALE_TO_RGB,)
+  assert result.fixes == (decode.GRAYSCALE_TO_RGB,)
   np.testing.assert_array_equal(result.pixels[..., 0], result.pixels[..., 1])
   np.testing.assert_array_equal(result.pixels[..., 0], result.pixels[..., 2])
   assert np.abs(result.pixels.astype(int) - reference_crop(decoded(ugly_images.jpeg(gray)))
@@ -109,7 +112,7 @@ def test_cmyk_jpeg_keeps_its_colours():
   patches[:, 100:200] = (0, 255, 0)
   patches[:, 200:] = (0, 0, 255)
   result = convert.convert_image(ugly_images.cmyk_jpeg(Image.fromarray(patches)))
-  assert result.fixes == (convert.CMYK_TO_RGB,)
+  assert result.fixes == (decode.CMYK_TO_RGB,)
   middle = SIZE // 2
   for column, colour in [(30, (255, 0, 0)), (middle, (0, 255, 0)), (SIZE - 30, (0, 0, 255))]:
     assert np.abs(result.pixels[middle, column].astype(int) - colour).max() < 16, column
@@ -121,7 +124,7 @@ def test_other_formats_named_jpeg_are_decoded_by_content(image_format):
   options = {"lossless": True} if image_format == "WEBP" else {}
   result = convert.convert_image(ugly_images.encode(image, image_format, **options),
                                  encoding="raw")
-  assert result.fixes == (convert.SOURCE_FORMAT_FIXES[image_format],)
+  assert result.fixes == (decode.SOURCE_FORMAT_FIXES[image_format],)
   assert np.abs(result.pixels.astype(int) - reference_crop(image)).max() <= 1
 
 
@@ -131,7 +134,7 @@ def test_png_alpha_is_composited_over_white():
   alpha = np.zeros((300, 400), np.uint8)
   alpha[:, 200:] = 255
   result = convert.convert_image(ugly_images.png_with_alpha(image, alpha), encoding="raw")
-  assert result.fixes == (convert.PNG_SOURCE, convert.ALPHA_REMOVED)
+  assert result.fixes == (decode.PNG_SOURCE, decode.ALPHA_REMOVED)
   np.testing.assert_array_equal(result.pixels[:, :60], 255)
   np.testing.assert_array_equal(result.pixels[:, -60:],
                                 np.broadcast_to((200, 30, 40), (SIZE, 60, 3)))
@@ -140,7 +143,7 @@ def test_png_alpha_is_composited_over_white():
 def test_palette_gif():
   image = ugly_images.photo("chelsea").convert("P", palette=Image.Palette.ADAPTIVE)
   result = convert.convert_image(ugly_images.encode(image, "GIF"), encoding="raw")
-  assert result.fixes == (convert.SOURCE_FORMAT_FIXES["GIF"], convert.PALETTE_TO_RGB)
+  assert result.fixes == (decode.SOURCE_FORMAT_FIXES["GIF"], decode.PALETTE_TO_RGB)
   assert np.abs(result.pixels.astype(int) - reference_crop(image.convert("RGB"))).max() <= 1
 
 
@@ -149,8 +152,8 @@ def test_transparent_gif_is_composited_over_white():
   image.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
   image.paste(0, (0, 0, 50, 100))  # left half: index 0, declared transparent
   result = convert.convert_image(ugly_images.encode(image, "GIF", transparency=0), encoding="raw")
-  assert result.fixes == (convert.SOURCE_FORMAT_FIXES["GIF"], convert.PALETTE_TO_RGB,
-                          convert.ALPHA_REMOVED)
+  assert result.fixes == (decode.SOURCE_FORMAT_FIXES["GIF"], decode.PALETTE_TO_RGB,
+                          decode.ALPHA_REMOVED)
   np.testing.assert_array_equal(result.pixels[:, :100], 255)
   np.testing.assert_array_equal(result.pixels[:, -100:],
                                 np.broadcast_to((0, 0, 255), (SIZE, 100, 3)))
@@ -160,15 +163,15 @@ def test_16bit_png_is_scaled_to_8_bits():
   ramp = np.tile(np.linspace(0, 65535, 300).astype(np.uint16), (300, 1))
   result = convert.convert_image(ugly_images.encode(Image.fromarray(ramp), "PNG"),
                                  encoding="raw")
-  assert result.fixes == (convert.PNG_SOURCE, convert.SIXTEEN_BIT_TO_8BIT, convert.GRAYSCALE_TO_RGB)
+  assert result.fixes == (decode.PNG_SOURCE, decode.SIXTEEN_BIT_TO_8BIT, decode.GRAYSCALE_TO_RGB)
   expected = reference_crop(Image.fromarray((ramp >> 8).astype(np.uint8)))
   assert np.abs(result.pixels.astype(int) - expected).max() <= 1
   assert result.pixels.max() > 250  # scaled, not clipped: a clipping conversion saturates at 255
 
 
 @pytest.mark.parametrize("mode, fixes", [
-    ("1", (convert.PNG_SOURCE, convert.BILEVEL_TO_RGB)),
-    ("LA", (convert.PNG_SOURCE, convert.GRAYSCALE_TO_RGB, convert.ALPHA_REMOVED)),
+    ("1", (decode.PNG_SOURCE, decode.BILEVEL_TO_RGB)),
+    ("LA", (decode.PNG_SOURCE, decode.GRAYSCALE_TO_RGB, decode.ALPHA_REMOVED)),
 ])
 def test_bilevel_and_gray_alpha_pngs(mode, fixes):
   image = Image.new(mode, (300, 200), 0)
@@ -183,7 +186,7 @@ def test_bilevel_and_gray_alpha_pngs(mode, fixes):
 
 def test_float_tiff_is_an_unsupported_mode():
   data = ugly_images.encode(Image.new("F", (50, 50), 0.5), "TIFF")
-  assert skip_reason(data) == convert.UNSUPPORTED_MODE
+  assert skip_reason(data) == errors.UNSUPPORTED_MODE
 
 
 def test_exif_orientation_is_not_applied():
@@ -200,22 +203,22 @@ def test_gzip_wrapped_jpeg_is_unwrapped_and_kept():
   data = ugly_images.jpeg(ugly_images.photo("astronaut"))
   unwrapped = convert.convert_image(data)
   result = convert.convert_image(ugly_images.gzip_wrapped(data))
-  assert result.fixes == (convert.GUNZIP,)
+  assert result.fixes == (decode.GUNZIP,)
   assert result.encoded == unwrapped.encoded
 
 
 @pytest.mark.parametrize("data, reason", [
-    (b"", convert.EMPTY),
-    (ugly_images.gzip_wrapped(b""), convert.EMPTY),
-    (b"\x1f\x8b" + bytes(range(200)), convert.BAD_GZIP),
-    (ugly_images.gzip_wrapped(ugly_images.jpeg(ugly_images.photo()))[:-300], convert.BAD_GZIP),
+    (b"", errors.EMPTY),
+    (ugly_images.gzip_wrapped(b""), errors.EMPTY),
+    (b"\x1f\x8b" + bytes(range(200)), errors.BAD_GZIP),
+    (ugly_images.gzip_wrapped(ugly_images.jpeg(ugly_images.photo()))[:-300], errors.BAD_GZIP),
     (b"<!DOCTYPE html><html><head><title>404 Not Found</title></head></html>",
-     convert.UNIDENTIFIED),
-    (np.random.default_rng(0).bytes(5000), convert.UNIDENTIFIED),
-    (ugly_images.gzip_wrapped(b"<html>moved</html>"), convert.UNIDENTIFIED),
-    (ugly_images.truncated(ugly_images.jpeg(ugly_images.photo())), convert.TRUNCATED),
-    (ugly_images.truncated(ugly_images.encode(ugly_images.photo(), "PNG")), convert.TRUNCATED),
-    (ugly_images.corrupt_jpeg(ugly_images.jpeg(ugly_images.photo())), convert.CORRUPT),
+     errors.UNIDENTIFIED),
+    (np.random.default_rng(0).bytes(5000), errors.UNIDENTIFIED),
+    (ugly_images.gzip_wrapped(b"<html>moved</html>"), errors.UNIDENTIFIED),
+    (ugly_images.truncated(ugly_images.jpeg(ugly_images.photo())), errors.TRUNCATED),
+    (ugly_images.truncated(ugly_images.encode(ugly_images.photo(), "PNG")), errors.TRUNCATED),
+    (ugly_images.corrupt_jpeg(ugly_images.jpeg(ugly_images.photo())), errors.CORRUPT),
 ], ids=["empty", "empty_gzip", "gzip_of_garbage", "cut_gzip", "html", "random_bytes", "gzip_html",
         "truncated_jpeg", "truncated_png", "corrupt_jpeg"])
 def test_unusable_files_are_skipped_with_a_reason(data, reason):
@@ -225,12 +228,12 @@ def test_unusable_files_are_skipped_with_a_reason(data, reason):
 def test_gzip_is_inflated_only_up_to_the_limit(monkeypatch):
   inner = ugly_images.jpeg(ugly_images.photo())
   wrapped = ugly_images.gzip_wrapped(inner)
-  monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", len(inner))
-  assert convert.convert_image(wrapped).fixes == (convert.GUNZIP,)
-  monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", len(inner) - 1)
-  assert skip_reason(wrapped) == convert.DECOMPRESSION_BOMB
-  monkeypatch.setattr(convert, "MAX_GUNZIP_BYTES", 1 << 20)
-  assert skip_reason(ugly_images.gzip_wrapped(bytes(16 << 20))) == convert.DECOMPRESSION_BOMB
+  monkeypatch.setattr(decode, "MAX_GUNZIP_BYTES", len(inner))
+  assert convert.convert_image(wrapped).fixes == (decode.GUNZIP,)
+  monkeypatch.setattr(decode, "MAX_GUNZIP_BYTES", len(inner) - 1)
+  assert skip_reason(wrapped) == errors.DECOMPRESSION_BOMB
+  monkeypatch.setattr(decode, "MAX_GUNZIP_BYTES", 1 << 20)
+  assert skip_reason(ugly_images.gzip_wrapped(bytes(16 << 20))) == errors.DECOMPRESSION_BOMB
 
 
 @pytest.mark.parametrize("data", [
@@ -243,7 +246,7 @@ def test_decompression_bombs_are_refused_from_the_header(data):
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     start = time.perf_counter()
-    assert skip_reason(data) == convert.DECOMPRESSION_BOMB
+    assert skip_reason(data) == errors.DECOMPRESSION_BOMB
     # Decoding would allocate 0.3-30 GB and take seconds; refusing from the header takes ~1 ms.
     assert time.perf_counter() - start < 0.5
   assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
@@ -252,7 +255,7 @@ def test_decompression_bombs_are_refused_from_the_header(data):
 
 def test_max_pixels_limits_and_threads_leave_warning_filters_alone():
   data = ugly_images.jpeg(ugly_images.photo("chelsea"))  # 451 * 300 = 135,300 pixels
-  assert skip_reason(data, max_pixels=135_299) == convert.DECOMPRESSION_BOMB
+  assert skip_reason(data, max_pixels=135_299) == errors.DECOMPRESSION_BOMB
   assert convert.convert_image(data, max_pixels=135_300).original_width == 451
   filters_before = list(warnings.filters)
   bomb = ugly_images.png_bomb(10_000, 10_000)
@@ -262,14 +265,14 @@ def test_max_pixels_limits_and_threads_leave_warning_filters_alone():
     for _ in range(50):
       try:
         convert.convert_image(bomb)
-      except convert.SkipImage as e:
+      except errors.SkipImage as e:
         reasons.append(e.reason)
   threads = [threading.Thread(target=convert_many) for _ in range(4)]
   for thread in threads:
     thread.start()
   for thread in threads:
     thread.join()
-  assert reasons == [convert.DECOMPRESSION_BOMB] * 200
+  assert reasons == [errors.DECOMPRESSION_BOMB] * 200
   assert warnings.filters == filters_before
   assert Image.MAX_IMAGE_PIXELS == 89_478_485
 
@@ -319,7 +322,7 @@ def test_fast_path_stays_within_its_quality_bound(size, source):
 def test_bad_arguments_raise_value_error(kwargs):
   with pytest.raises(ValueError) as raised:
     convert.convert_image(ugly_images.jpeg(ugly_images.photo()), **kwargs)
-  assert not isinstance(raised.value, convert.SkipImage)
+  assert not isinstance(raised.value, errors.SkipImage)
 
 
 def test_refuses_to_run_with_load_truncated_images(monkeypatch):
@@ -329,10 +332,10 @@ def test_refuses_to_run_with_load_truncated_images(monkeypatch):
 
 
 def test_skip_image_pickles_and_checks_its_reason():
-  error = pickle.loads(pickle.dumps(convert.SkipImage(convert.TRUNCATED, "cut at byte 10")))
-  assert (error.reason, str(error)) == (convert.TRUNCATED, "cut at byte 10")
+  error = pickle.loads(pickle.dumps(errors.SkipImage(errors.TRUNCATED, "cut at byte 10")))
+  assert (error.reason, str(error)) == (errors.TRUNCATED, "cut at byte 10")
   with pytest.raises(ValueError, match="unknown skip reason"):
-    convert.SkipImage("sad", "no such reason")
+    errors.SkipImage("sad", "no such reason")
 
 
 @pytest.mark.parametrize("image_format", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
@@ -346,8 +349,8 @@ def test_mutated_files_only_ever_convert_or_skip(image_format):
     data = bytes(data[:rng.integers(len(data) // 2, len(data) + 1)])
     try:
       result = convert.convert_image(data)
-    except convert.SkipImage as e:
-      assert e.reason in convert.REASONS
+    except errors.SkipImage as e:
+      assert e.reason in errors.REASONS
     else:
       assert result.pixels.shape == (SIZE, SIZE, 3)
 
@@ -356,15 +359,15 @@ def test_repairs_are_named_by_what_happened_to_the_pixels_not_the_output_encodin
   png = ugly_images.encode(ugly_images.photo("coffee"), "PNG")
   assert convert.convert_image(png, encoding="raw").fixes == ("png_source",)
   assert convert.convert_image(png, encoding="jpeg").fixes == ("png_source",)
-  assert not [fix for fix in convert.FIXES if "jpeg" in fix or "raw" in fix]
-  assert len(set(convert.FIXES)) == len(convert.FIXES)
+  assert not [fix for fix in decode.FIXES if "jpeg" in fix or "raw" in fix]
+  assert len(set(decode.FIXES)) == len(decode.FIXES)
 
 
 def test_workspace_lists_every_repair_and_skip_reason():
   text = (pathlib.Path(__file__).resolve().parents[2] / "WORKSPACE.md").read_text()
   section = text[text.index("### What happens to each image"):text.index("### Re-runs")]
   named = set(re.findall(r"`([a-z0-9_]+)`", section))
-  assert set(convert.FIXES) <= named and set(convert.REASONS) <= named
+  assert set(decode.FIXES) <= named and set(errors.REASONS) <= named
 
 
 def test_encoding_has_one_spelling():
@@ -373,7 +376,7 @@ def test_encoding_has_one_spelling():
 
 
 def test_imports_neither_tensorflow_nor_beam():
-  code = ("import sys, preprocess.convert; "
+  code = ("import sys, preprocess.conversion.convert; "
           "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'apache_beam'}))")
   output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert output.stdout.strip() == "[]"

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from common import records
-from preprocess import faults
-from preprocess import resume
+from preprocess.conversion import resume
+from preprocess.job import faults
 from tests import helpers
 
 
@@ -31,7 +31,8 @@ def test_a_runner_that_never_stops_after_losing_a_worker_is_stopped_in_one_line(
   script = textwrap.dedent("""
       import threading, time
       from absl import flags, logging
-      from preprocess import beam_logs, faults
+      from preprocess.job import beam_logs
+      from preprocess.job import faults
       flags.FLAGS.mark_as_parsed()
       def die():
         raise RuntimeError("Worker subprocess exited with return code 137")

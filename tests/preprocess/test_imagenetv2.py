@@ -11,7 +11,7 @@ from PIL import Image
 
 from common import imagenetv2
 from common import manifest as manifest_lib
-from preprocess import sources
+from preprocess.inputs import sources
 from tests import helpers
 from tests import named_dataset
 

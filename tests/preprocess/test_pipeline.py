@@ -11,12 +11,12 @@ from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
 from common import records
-from preprocess import build
-from preprocess import convert
-from preprocess import output_folder
-from preprocess import pipeline
-from preprocess import resume
-from preprocess import shard_writer
+from preprocess.conversion import convert
+from preprocess.conversion import pipeline
+from preprocess.conversion import resume
+from preprocess.conversion import shard_writer
+from preprocess.job import build
+from preprocess.job import output_folder
 
 
 def _config(input_dir, output_dir, synsets):

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from common import manifest as manifest_lib
-from preprocess import resume
+from preprocess.conversion import resume
 from sample import make_sample_data
 from tests import helpers
 from tests.preprocess import archive_fixtures

@@ -21,10 +21,10 @@ from distributed import Client
 from distributed import LocalCluster
 
 from common import manifest as manifest_lib
-from preprocess import build
-from preprocess import output_folder
 from preprocess import build_shards
-from preprocess import runners
+from preprocess.job import build
+from preprocess.job import output_folder
+from preprocess.job import runners
 from tests import helpers
 from tests.preprocess import archive_fixtures
 from tests.preprocess import test_archives
@@ -48,7 +48,7 @@ def test_default_runner_never_tries_prism(sample, built, tmp_path, monkeypatch):
   monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline",
                       lambda self, *args: tried.append(args) or pytest.fail("Prism was tried"))
   options = build_shards.pipeline_options(["--direct_num_workers=2"])
-  assert options.get_all_options()["runner"] == "preprocess.runners.LocalRunner"
+  assert options.get_all_options()["runner"] == "preprocess.job.runners.LocalRunner"
   manifest = build.run_build(build.BuildOptions(str(sample[0]), str(tmp_path / "out"),
                                                 num_shards={"train": 3},
                                                 progress_seconds=3600), options)

@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 
-from preprocess import build
-from preprocess import devkit
-from preprocess import sources
+from preprocess import errors
+from preprocess.inputs import devkit
+from preprocess.inputs import sources
+from preprocess.job import build
 from tests import helpers
 
 
@@ -95,7 +96,7 @@ def test_class_missing_from_the_names_file_is_refused(sample, tmp_path):
   shutil.copytree(input_dir, copy)
   names = copy / "synset_words.txt"
   names.write_text("".join(names.read_text().splitlines(True)[1:]))
-  with pytest.raises(build.BuildError, match="is not in .*synset_words.txt"):
+  with pytest.raises(errors.BuildError, match="is not in .*synset_words.txt"):
     _plan(copy)
 
 

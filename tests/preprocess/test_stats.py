@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from preprocess import stats as stats_lib
+from preprocess.conversion import stats as stats_lib
 from tests import helpers
 
 

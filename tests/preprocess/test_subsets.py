@@ -12,10 +12,10 @@ import pytest
 
 from common import manifest as manifest_lib
 from common import reader
-from preprocess import build
-from preprocess import report
-from preprocess import sources
-from preprocess import subsets
+from preprocess import errors
+from preprocess.inputs import sources
+from preprocess.inputs import subsets
+from preprocess.job import report
 from sample import make_sample_data
 from tests import helpers
 from tests.preprocess import test_archives
@@ -154,9 +154,9 @@ def test_bad_subset_input_is_one_line_and_writes_nothing(sample, tmp_path, flag,
 
 def test_a_list_line_that_is_not_a_wnid_is_named(tmp_path):
   (tmp_path / "wnids.txt").write_text("n01440764\ntench\n")
-  with pytest.raises(build.BuildError, match=r"wnids.txt: line 2 is not a WNID: 'tench'"):
+  with pytest.raises(errors.BuildError, match=r"wnids.txt: line 2 is not a WNID: 'tench'"):
     subsets.read_request(classes=str(tmp_path / "wnids.txt"))
-  with pytest.raises(build.BuildError, match="--per_class=0: must be at least 1"):
+  with pytest.raises(errors.BuildError, match="--per_class=0: must be at least 1"):
     subsets.read_request(per_class=0)
 
 

@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from preprocess import archives
-from preprocess import kaggle
-from preprocess import zips
+from preprocess.inputs import archives
+from preprocess.inputs import kaggle
+from preprocess.inputs import zips
 
 
 def _zipfile_members(path):

@@ -12,7 +12,9 @@ from PIL import Image
 import pytest
 import scipy.io
 
-from preprocess import convert
+from preprocess import errors
+from preprocess.conversion import convert
+from preprocess.conversion import decode
 from sample import make_sample_data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,8 +74,8 @@ def test_folders_layout_matches_sample_info(folders_tree):
 
 def test_broken_and_ignored_files_only_in_train_class_folders(folders_tree):
   _, info = folders_tree
-  assert sorted(info.broken.values()) == sorted([convert.EMPTY, convert.TRUNCATED,
-                                                 convert.UNIDENTIFIED, convert.UNIDENTIFIED])
+  assert sorted(info.broken.values()) == sorted([errors.EMPTY, errors.TRUNCATED,
+                                                 errors.UNIDENTIFIED, errors.UNIDENTIFIED])
   for path in list(info.broken) + list(info.ignored):
     folder, wnid, _ = path.split("/")
     assert folder == "train" and wnid in info.classes
@@ -87,33 +89,33 @@ def test_dirty_files_are_what_they_claim(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
   assert set(info.repaired.values()) == {
-      (convert.GRAYSCALE_TO_RGB,), (convert.CMYK_TO_RGB,), (convert.PNG_SOURCE,), (convert.GUNZIP,),
-      (convert.PNG_SOURCE, convert.ALPHA_REMOVED)}
+      (decode.GRAYSCALE_TO_RGB,), (decode.CMYK_TO_RGB,), (decode.PNG_SOURCE,), (decode.GUNZIP,),
+      (decode.PNG_SOURCE, decode.ALPHA_REMOVED)}
   assert any(path.startswith("val/") for path in info.repaired)
   for path, fixes in info.repaired.items():
     content = tree[path]
-    if fixes == (convert.GUNZIP,):
+    if fixes == (decode.GUNZIP,):
       assert content[:2] == b"\x1f\x8b"
       content = gzip.decompress(content)
       assert content.startswith(JPEG_MAGIC)
       assert Image.open(io.BytesIO(content)).mode == "RGB"
-    elif fixes[0] == convert.PNG_SOURCE:
+    elif fixes[0] == decode.PNG_SOURCE:
       assert content.startswith(PNG_MAGIC)
       assert Image.open(io.BytesIO(content)).mode == (
-          "RGBA" if convert.ALPHA_REMOVED in fixes else "RGB")
+          "RGBA" if decode.ALPHA_REMOVED in fixes else "RGB")
     else:
       assert content.startswith(JPEG_MAGIC)
-      assert Image.open(io.BytesIO(content)).mode == {(convert.GRAYSCALE_TO_RGB,): "L",
-                                                      (convert.CMYK_TO_RGB,): "CMYK"}[fixes]
+      assert Image.open(io.BytesIO(content)).mode == {(decode.GRAYSCALE_TO_RGB,): "L",
+                                                      (decode.CMYK_TO_RGB,): "CMYK"}[fixes]
   for path, reason in info.broken.items():
     content = tree[path]
-    if reason == convert.EMPTY:
+    if reason == errors.EMPTY:
       assert content == b""
-    elif reason == convert.UNIDENTIFIED:
+    elif reason == errors.UNIDENTIFIED:
       with pytest.raises(Image.UnidentifiedImageError):
         Image.open(io.BytesIO(content))
     else:
-      assert reason == convert.TRUNCATED and content.startswith(JPEG_MAGIC)
+      assert reason == errors.TRUNCATED and content.startswith(JPEG_MAGIC)
       with pytest.raises(OSError, match="truncated"):
         Image.open(io.BytesIO(content)).load()
   for files in info.images.values():
@@ -125,7 +127,7 @@ def test_dirty_files_are_what_they_claim(folders_tree):
 
 
 def test_convert_applies_exactly_the_recorded_fixes_and_skip_reasons(folders_tree):
-  """Pins SampleInfo's fix and reason names to what preprocess/convert.py records."""
+  """Pins SampleInfo's fix and reason names to what preprocess/conversion/ records."""
   root, info = folders_tree
   tree = read_tree(root)
   for files in info.images.values():
@@ -133,7 +135,7 @@ def test_convert_applies_exactly_the_recorded_fixes_and_skip_reasons(folders_tre
       converted = convert.convert_image(tree[path], image_size=32)
       assert converted.fixes == info.repaired.get(path, ()), path
   for path, reason in info.broken.items():
-    with pytest.raises(convert.SkipImage) as skipped:
+    with pytest.raises(errors.SkipImage) as skipped:
       convert.convert_image(tree[path], image_size=32)
     assert skipped.value.reason == reason, path
 
@@ -142,7 +144,7 @@ def test_sizes_vary_like_imagenet(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
   sizes = [Image.open(io.BytesIO(tree[path])).size for path, _ in info.images["train"]
-           if info.repaired.get(path) != (convert.GUNZIP,)]
+           if info.repaired.get(path) != (decode.GUNZIP,)]
   assert any(width < height for width, height in sizes)  # Portrait.
   assert any(width > height for width, height in sizes)
   assert any(max(size) <= 100 for size in sizes)  # Thumbnail-small.

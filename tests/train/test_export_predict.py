@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from preprocess import convert
+from preprocess.conversion import convert
 
 from train import export
 from train import input_pipeline

@@ -18,6 +18,8 @@ import re
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
+from preprocess.paths import join
+
 
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("val", "validation"), "test": ("test",)}
 # Names that are clearly not images: counted as ignored rather than reported as broken images.
@@ -78,10 +80,6 @@ def tree_root(input_dir, folder, canonical):
   if not folder.endswith(canonical):
     raise ValueError(f"{folder} does not end with its canonical folder {canonical}")
   return join(input_dir, folder[:len(folder) - len(canonical)].rstrip("/"))
-
-
-def join(base, relative):
-  return FileSystems.join(base, *relative.split("/")) if relative else base
 
 
 def list_files(directory):

@@ -11,7 +11,7 @@ for zip64) and a comment. Members are read later by `archives.Reader`, past thei
 
 import struct
 
-from preprocess import archives
+from preprocess.inputs import archives
 
 _EOCD = struct.Struct("<4s4H2LH")  # signature, disk, directory disk, entries here, entries, size,
 _EOCD_SIGNATURE = b"PK\x05\x06"    # offset, comment length

@@ -12,9 +12,9 @@ import dataclasses
 import io
 import posixpath
 
-from preprocess import archives
-from preprocess import sources
-from preprocess import zips
+from preprocess.inputs import archives
+from preprocess.inputs import sources
+from preprocess.inputs import zips
 
 DATA_PREFIX = "ILSVRC/Data/CLS-LOC/"
 SOLUTION = "LOC_val_solution.csv"
@@ -132,7 +132,7 @@ def _read_member(name, location):
   reader = archives.Reader("", location[:1])
   try:
     return reader.read(name, (0, *location[1:])).decode("utf-8")
-  except (ValueError, OSError) as e:  # convert.SkipImage (truncated, not inflatable), not UTF-8
+  except (ValueError, OSError) as e:  # errors.SkipImage (truncated, not inflatable), not UTF-8
     raise archives.ArchiveError(f"{location[0]}: cannot read {name}: {e}") from None
   finally:
     reader.close()

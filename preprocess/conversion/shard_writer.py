@@ -18,11 +18,12 @@ from apache_beam.io.filesystems import FileSystems
 
 from common import records
 from common import schema
-from preprocess import archives
-from preprocess import convert
-from preprocess import resume
-from preprocess import stats as stats_lib
-from preprocess.sources import join
+from preprocess import errors
+from preprocess.conversion import convert
+from preprocess.conversion import resume
+from preprocess.conversion import stats as stats_lib
+from preprocess.inputs import archives
+from preprocess.paths import join
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +100,11 @@ def write_shard(config, spec, entries):
                                       subsampling=config.jpeg_subsampling,
                                       max_pixels=config.max_pixels,
                                       stored_pixels=spec.split == "train")
-      except convert.SkipImage as e:
+      except errors.SkipImage as e:
         skipped.append((relative, label, e.reason, str(e)))
         continue
       except OSError as e:  # Unreadable file: permissions, vanished, I/O error.
-        skipped.append((relative, label, convert.UNREADABLE, f"{e.__class__.__name__}: {e}"))
+        skipped.append((relative, label, errors.UNREADABLE, f"{e.__class__.__name__}: {e}"))
         continue
       synset = config.synsets[label]
       record = records.frame_record(schema.make_example(

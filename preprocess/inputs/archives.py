@@ -26,8 +26,9 @@ import zlib
 from apache_beam.io.filesystems import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from preprocess import convert
-from preprocess import sources
+from preprocess import errors
+from preprocess.inputs import sources
+from preprocess.paths import join
 
 BLOCK = 512
 _COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
@@ -263,18 +264,18 @@ class Reader:
     """The bytes of the file at `location`, or at `relative` under the input directory.
 
     Raises:
-      convert.SkipImage: the member is truncated.
+      errors.SkipImage: the member is truncated or cannot be inflated.
       OSError: the file cannot be read.
     """
     if not location:
-      return sources.read_bytes(sources.join(self._input_dir, relative))
+      return sources.read_bytes(join(self._input_dir, relative))
     number, offset, size, method = location
     source = self._read_from[number]
     if method == "truncated":
-      raise convert.SkipImage("truncated", f"{source}: the member's {size} bytes at offset "
-                              f"{offset} run past the end of the archive")
+      raise errors.SkipImage(errors.TRUNCATED, f"{source}: the member's {size} bytes at offset "
+                             f"{offset} run past the end of the archive")
     if method == "file":
-      return sources.read_bytes(sources.join(source, relative))
+      return sources.read_bytes(join(source, relative))
     f = self._handle(source)
     if method.startswith("zip"):
       f.seek(offset)
@@ -284,14 +285,14 @@ class Reader:
     f.seek(offset)
     data = f.read(size)
     if len(data) < size:
-      raise convert.SkipImage("truncated", f"{source}: {len(data)} of {size} bytes at {offset}")
+      raise errors.SkipImage(errors.TRUNCATED, f"{source}: {len(data)} of {size} bytes at {offset}")
     if method != "zip8":
       return data
     try:
       return zlib.decompress(data, -15)
     except zlib.error as e:
-      raise convert.SkipImage("corrupt", f"{source}: cannot inflate the member at {offset}: "
-                              f"{e}") from None
+      raise errors.SkipImage(errors.CORRUPT, f"{source}: cannot inflate the member at {offset}: "
+                             f"{e}") from None
 
   def _handle(self, source):
     if source not in self._open:

@@ -18,8 +18,8 @@ from absl import logging
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from preprocess import archives
-from preprocess.sources import join
+from preprocess.inputs import archives
+from preprocess.paths import join
 
 # About 9,000 ImageNet images, whose headers the launcher reads in about 0.1 s from a local disk (an
 # archive of 1 GiB of empty members would hold 2 million headers, about 25 s).

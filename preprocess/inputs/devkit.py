@@ -11,7 +11,7 @@ import io
 import scipy.io
 from apache_beam.io.filesystems import FileSystems
 
-from preprocess.sources import InputError
+from preprocess.inputs.sources import InputError
 
 
 @dataclasses.dataclass(frozen=True)

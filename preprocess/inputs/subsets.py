@@ -19,9 +19,9 @@ import re
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
-from preprocess import class_lists
-from preprocess import sources
 from preprocess.errors import BuildError
+from preprocess.inputs import class_lists
+from preprocess.inputs import sources
 
 # How many unmatched `--train_list` names the summary spells out; the manifest holds them all.
 SUMMARY_NAMES = 50

@@ -15,11 +15,11 @@ from common import manifest as manifest_lib
 from common import records
 from common import schema
 from common import tfds_metadata
-from preprocess import pipeline as pipeline_lib
-from preprocess import resume
-from preprocess import shard_writer
-from preprocess import stats as stats_lib
-from preprocess.sources import join
+from preprocess.conversion import pipeline as pipeline_lib
+from preprocess.conversion import resume
+from preprocess.conversion import shard_writer
+from preprocess.conversion import stats as stats_lib
+from preprocess.paths import join
 
 
 class ProgressReporter(threading.Thread):
@@ -189,20 +189,6 @@ def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image, skips):
   temp_path = join(tmp_dir, manifest_lib.MANIFEST_NAME)
   write_json(temp_path, manifest, skips)
   FileSystems.rename([temp_path], [join(output_dir, manifest_lib.MANIFEST_NAME)])
-
-
-def refusal_message(output_dir):
-  """Why a build into `output_dir`, which holds a manifest, needs --overwrite: one line."""
-  manifest_path = join(output_dir, manifest_lib.MANIFEST_NAME)
-  try:
-    with FileSystems.open(manifest_path) as f:
-      manifest_lib.parse(f.read(), manifest_path)
-  except (manifest_lib.ManifestError, OSError) as e:
-    return (f"--output_dir {output_dir}: its manifest is unreadable ({e}), so the dataset there is "
-            "incomplete or damaged; --overwrite deletes that manifest and the shards, mean.npy, "
-            "report.json and temporaries of earlier runs (never other files), then rebuilds")
-  return (f"--output_dir {output_dir}: already holds a complete dataset "
-          f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
 
 
 def empty_shard_error(manifest, plans, seed, skips):

@@ -13,12 +13,12 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from preprocess import archives
-from preprocess import shard_writer
-from preprocess import sources
-from preprocess import stats as stats_lib
-from preprocess import subsets
-from preprocess.sources import join
+from preprocess.conversion import shard_writer
+from preprocess.conversion import stats as stats_lib
+from preprocess.inputs import archives
+from preprocess.inputs import sources
+from preprocess.inputs import subsets
+from preprocess.paths import join
 
 RESULTS_NAME = "results.json"
 STATS_NAME = "stats.npz"

@@ -8,8 +8,8 @@ the pipeline ends in `RuntimeError("Channel closed prematurely.")`; the FnApi ru
 a bundle. Ctrl-C reaches the launcher and every local worker (one process group), and each worker
 prints its own `KeyboardInterrupt`. `watch` turns all of that into one `Stopped` error that says
 what happened, how many shards are complete and kept, and that rerunning the same command resumes
-(`preprocess/resume.py`); `beam_logs` holds the tracebacks back meanwhile. Any other failure is
-re-raised with what was held printed after all.
+(`preprocess/conversion/resume.py`); `beam_logs` holds the tracebacks back meanwhile. Any other
+failure is re-raised with what was held printed after all.
 
 The runner stopped within a second of a lost worker in every case tried, but nothing in it promises
 that, so a watchdog bounds the wait (`LOST_WORKER_GRACE_SECONDS`) and then stops the job itself.
@@ -26,7 +26,7 @@ import threading
 import psutil
 from absl import logging
 
-from preprocess import beam_logs
+from preprocess.job import beam_logs
 
 LOST_WORKER_GRACE_SECONDS = 60.0
 _EXIT_STATUS = re.compile(r"Worker subprocess exited with return code (-?\d+)")

@@ -14,24 +14,24 @@ import apache_beam as beam
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
-from preprocess import convert
 from common import records
-from preprocess import devkit
-from preprocess import faults
-from preprocess import imagenetv2
-from preprocess import indexing
-from preprocess import inputs
-from preprocess import kaggle
-from preprocess import output_folder
-from preprocess import pipeline as pipeline_lib
-from preprocess import report
-from preprocess import resume
-from preprocess import sources
-from preprocess import subsets
+from preprocess.conversion import convert
+from preprocess.conversion import pipeline as pipeline_lib
+from preprocess.conversion import resume
+from preprocess.conversion.shard_writer import BuildConfig
+from preprocess.conversion.shard_writer import ShardSpec
 from preprocess.errors import BuildError
-from preprocess.shard_writer import BuildConfig
-from preprocess.shard_writer import ShardSpec
-from preprocess.sources import join
+from preprocess.inputs import devkit
+from preprocess.inputs import forms
+from preprocess.inputs import imagenetv2
+from preprocess.inputs import indexing
+from preprocess.inputs import kaggle
+from preprocess.inputs import sources
+from preprocess.inputs import subsets
+from preprocess.job import faults
+from preprocess.job import output_folder
+from preprocess.job import report
+from preprocess.paths import join
 
 # Default shard size target, and bytes a record takes (measured on the sample data: a 256x256 JPEG at
 # quality 95 of a typical ImageNet photo is 40-60 KB; raw is exactly 196,608 bytes plus ~200 of header).
@@ -62,8 +62,8 @@ class BuildOptions:
   archives: dict = dataclasses.field(default_factory=dict)  # split -> archive named by a flag
   devkit_archive: str = None
   progress_seconds: float = 30.0
-  classes_from: str = None  # a training dataset: the input is ImageNetV2 (preprocess/imagenetv2.py)
-  classes: str = None  # a subset (preprocess/subsets.py): a named list or a file of WNIDs
+  classes_from: str = None  # a training dataset: the input is ImageNetV2 (inputs/imagenetv2.py)
+  classes: str = None  # a subset (inputs/subsets.py): a named list or a file of WNIDs
   per_class: int = None
   train_list: str = None
 
@@ -76,13 +76,13 @@ def plan_input(options, indexer=None):
   if options.classes_from:
     return imagenetv2.plan_input(options, indexer)
   input_dir = options.input_dir.rstrip("/")
-  found = inputs.find_inputs(input_dir, options.archives, options.devkit_archive, indexer)
+  found = forms.find_inputs(input_dir, options.archives, options.devkit_archive, indexer)
   if "train" not in found.sources:
     if not sources.list_files_exist(input_dir):
       raise BuildError(f"--input_dir {input_dir}: missing or empty")
     raise BuildError(f"--input_dir {input_dir}: no train/ folder (expected train/<wnid>/*.JPEG) "
                      "nor a training archive")
-  train = inputs.plan_source(input_dir, found, "train", None, None, indexer)
+  train = forms.plan_source(input_dir, found, "train", None, None, indexer)
   synsets = sorted({p.split("/")[1] for p in train.candidates})
   meta_file = options.devkit_meta or sources.find_meta_file(input_dir)
   if meta_file:
@@ -109,7 +109,7 @@ def plan_input(options, indexer=None):
   for split in ("validation", "test"):
     if split in found.sources:
       labeler = _labeler(options, input_dir, found, split, meta)
-      plans.append(inputs.plan_source(input_dir, found, split, synsets, labeler, indexer))
+      plans.append(forms.plan_source(input_dir, found, split, synsets, labeler, indexer))
   return synsets, {w: names.get(w, w) for w in synsets}, plans, found.notes
 
 
@@ -125,7 +125,7 @@ def _labeler(options, input_dir, found, split, meta):
       return sources.ground_truth_labeler(f"{found.devkit_path}: {name}", id_to_wnid,
                                           found.devkit[name].decode("utf-8"))
   if split == "validation":
-    solution = sources.join(input_dir, kaggle.SOLUTION)
+    solution = join(input_dir, kaggle.SOLUTION)
     if FileSystems.exists(solution):
       return kaggle.solution_labeler(sources.read_text(solution), solution)
     if kaggle.SOLUTION in found.kaggle_files:

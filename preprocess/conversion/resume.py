@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from common import manifest as manifest_lib
 from common import records
 from common import schema
-from preprocess.sources import join
+from preprocess.paths import join
 
 RESULTS_NAME = ".build_results"
 # Why a shard with a result from an earlier run is converted again.

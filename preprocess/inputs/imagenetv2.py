@@ -27,9 +27,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from common import imagenetv2
 from common import manifest as manifest_lib
-from preprocess import archives
-from preprocess import sources
-from preprocess.sources import join
+from preprocess.inputs import archives
+from preprocess.inputs import sources
+from preprocess.paths import join
 
 _CLASS_FOLDER = re.compile(r"\d+")
 # ImageNetV2's folders number ILSVRC-2012's classes.

@@ -17,9 +17,10 @@ import posixpath
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
 
-from preprocess import archives
-from preprocess import kaggle
-from preprocess import sources
+from preprocess.inputs import archives
+from preprocess.inputs import kaggle
+from preprocess.inputs import sources
+from preprocess.paths import join
 
 SPLITS = ("train", "validation", "test")
 CANONICAL = {"train": "train", "validation": "val", "test": "test"}
@@ -79,10 +80,10 @@ def find_inputs(input_dir, named_archives, devkit_archive=None, indexer=None):
     if folder:
       candidates[split].append(("extracted", folder))
     kaggle_folder = kaggle.DATA_PREFIX + kaggle.FOLDERS[split]
-    if sources.list_files_exist(sources.join(input_dir, kaggle_folder)):
+    if sources.list_files_exist(join(input_dir, kaggle_folder)):
       candidates[split].append(("kaggle", kaggle_folder))
   class_tars = []
-  roots = [m.path for m in FileSystems.match([sources.join(input_dir, "*")])[0].metadata_list]
+  roots = [m.path for m in FileSystems.match([join(input_dir, "*")])[0].metadata_list]
   for path in sorted(roots) + [devkit_archive] * bool(devkit_archive):
     try:
       with archives.open_range(path) as f:

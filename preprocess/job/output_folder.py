@@ -15,10 +15,9 @@ from apache_beam.io.filesystems import FileSystems
 from common import manifest as manifest_lib
 from common import records
 from common import tfds_metadata
-from preprocess import report
+from preprocess.conversion import resume
 from preprocess.errors import BuildError
-from preprocess import resume
-from preprocess.sources import join
+from preprocess.paths import join
 
 TMP_NAME = ".build_tmp"
 INDEX_NAME = ".build_index"  # the archive index: written while planning, before TMP_NAME is cleared
@@ -34,8 +33,22 @@ def check(output_dir, overwrite):
   if not FileSystems.exists(join(output_dir, manifest_lib.MANIFEST_NAME)):
     return False
   if not overwrite:
-    raise BuildError(report.refusal_message(output_dir))
+    raise BuildError(refusal_message(output_dir))
   return True
+
+
+def refusal_message(output_dir):
+  """Why a build into `output_dir`, which holds a manifest, needs --overwrite: one line."""
+  manifest_path = join(output_dir, manifest_lib.MANIFEST_NAME)
+  try:
+    with FileSystems.open(manifest_path) as f:
+      manifest_lib.parse(f.read(), manifest_path)
+  except (manifest_lib.ManifestError, OSError) as e:
+    return (f"--output_dir {output_dir}: its manifest is unreadable ({e}), so the dataset there is "
+            "incomplete or damaged; --overwrite deletes that manifest and the shards, mean.npy, "
+            "report.json and temporaries of earlier runs (never other files), then rebuilds")
+  return (f"--output_dir {output_dir}: already holds a complete dataset "
+          f"({manifest_lib.MANIFEST_NAME}); pass --overwrite to replace it")
 
 
 def prepare(output_dir, overwrite):

@@ -16,8 +16,8 @@ mechanisms quiet them:
     warnings) through.
 When a job stops (a lost worker, Ctrl-C), Beam's threads and the other workers print tracebacks that
 only repeat it: from the first traceback line the filter holds what it is given (`Relay`) until
-the launcher knows what happened, then drops it behind one line (`preprocess/faults.py`) or, for any
-other failure, prints it after all.
+the launcher knows what happened, then drops it behind one line (`preprocess/job/faults.py`) or, for
+any other failure, prints it after all.
 Set ALEXNET_FULL_LOGS=1 to get every line back (`common.quiet`, which also quiets TensorFlow's C++
 start-up lines through TF_CPP_MIN_LOG_LEVEL, inherited by the worker processes).
 """

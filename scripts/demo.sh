@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole path on the generated sample data, on the CPU (time and accuracy measured
-# in README.md's table): sample tree -> shards -> training -> evaluation -> export -> prediction ->
-# learning curves -> the HTML report.
+# in benchmarks/README.md): sample tree -> shards -> training -> evaluation -> export ->
+# prediction -> learning curves -> the HTML report.
 set -euo pipefail
 PY=${1:-.venv/bin/python}
 OUT=${2:-demo}

@@ -8,7 +8,7 @@ there, and the schedules (train/run/schedule.py) do not count that time: the pla
 cut the rate and the step schedule's epochs do not run while the network is at chance.
 
 The band, measured (benchmarks/bench_flat_start.py: 100 classes, the paper's optimiser, width 0.5,
-batch 32, 300 steps in windows of 25, each of the four init settings; README.md's figures): while
+batch 32, 300 steps in windows of 25, each of the four init settings; benchmarks/README.md): while
 the network was flat no window's mean fell below ln(C) at all, and the first windows rose up to
 14% above it (the paper's biases of 1; 9.8% with the warm-up, 0.9% with Caffe's biases), a
 network that gives most of its probability to wrong classes. So a mean 1% below ln(C) is outside

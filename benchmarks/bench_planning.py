@@ -78,6 +78,7 @@ def plan_here(input_dir):
   from preprocess.job import build  # pylint: disable=import-outside-toplevel
   from preprocess.inputs import indexing  # pylint: disable=import-outside-toplevel
   from preprocess.job import runners  # pylint: disable=import-outside-toplevel
+  from preprocess.job import output_folder  # pylint: disable=import-outside-toplevel
   indexing.LAUNCHER_MAX_BYTES = 0  # index as ImageNet is: by the job's workers
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   options = build.BuildOptions(input_dir, input_dir + "_out")

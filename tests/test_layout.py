@@ -17,6 +17,13 @@ STAGES = ("common", "preprocess", "train")
 # named here; every module of the stage must be in one, so a new file is placed on purpose.
 ROOMS = {
     "common": [("common", None)],
+    "preprocess": [
+        ("top", {"errors", "paths"}),
+        ("inputs", None),
+        ("conversion", None),
+        ("job", None),
+        ("commands", {"build_shards"}),
+    ],
     "train": [
         ("top", {"config", "model", "input_pipeline", "preparation", "errors"}),
         ("distributed", None),

@@ -12,6 +12,7 @@ an accelerator needs. On one small machine the workers and the reader share the 
 overhead, not speedup.
 """
 
+from common import dataset as dataset_lib
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import os
@@ -27,7 +28,6 @@ from absl import flags
 from absl import logging
 
 from benchmarks.bench_input_pipeline import write_synthetic_dataset
-from common import manifest as manifest_lib
 from train import input_pipeline
 
 FLAGS = flags.FLAGS
@@ -73,7 +73,7 @@ def main(argv):
   try:
     with tempfile.TemporaryDirectory() as scratch:
       shards = FLAGS.shards or write_synthetic_dataset(scratch, FLAGS.num_images)
-      manifest = manifest_lib.load(shards)
+      manifest = dataset_lib.load(shards)
       pipeline = input_pipeline.make_dataset(manifest, "train", batch_size=FLAGS.batch_size,
                                              training=True, shuffle_buffer=1000)
       local = measure(pipeline, FLAGS.seconds)

@@ -10,6 +10,7 @@ writes a synthetic dataset of 256x256 JPEGs cut from scikit-image's photographs,
 quality and, unless --jpeg_subsampling says otherwise, its default chroma subsampling.
 """
 
+from common import dataset as dataset_lib
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import io
@@ -135,7 +136,7 @@ def main(argv):
   with tempfile.TemporaryDirectory() as scratch:
     shards = FLAGS.shards or write_synthetic_dataset(scratch, FLAGS.num_images,
                                                      subsampling=FLAGS.jpeg_subsampling)
-    manifest = manifest_lib.load(shards)
+    manifest = dataset_lib.load(shards)
     seconds = FLAGS.seconds
     pipeline = lambda batch_size: input_pipeline.make_dataset(  # noqa: E731
         manifest, "train", batch_size=batch_size, training=True, shuffle_buffer=1000)

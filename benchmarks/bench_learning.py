@@ -17,6 +17,7 @@ measured on the same machine in the same session (the `machine` and `date` of ea
 hand; not part of the tests (a learning run on 2 CPU cores takes minutes per epoch).
 """
 
+from common import dataset as dataset_lib
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import datetime
@@ -180,7 +181,7 @@ def main(argv):
     subprocess.run([sys.executable, "-m", "preprocess.build_shards",
                     f"--input_dir={FLAGS.input_dir}", f"--output_dir={shards}"], cwd=REPO,
                    check=True)
-  manifest = manifest_lib.load(shards)
+  manifest = dataset_lib.load(shards)
   results_path = os.path.join(FLAGS.work_dir, "learning.json")
   results = load_results(results_path)
   for name in FLAGS.recipes:

@@ -9,6 +9,7 @@ count. The loop is the trainer's own (`train.run.loop.make_train_loop` around
 `train.run.train.train_step`).
 """
 
+from common import dataset as dataset_lib
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import os
@@ -21,7 +22,6 @@ from absl import flags
 from absl import logging
 
 from benchmarks.bench_input_pipeline import write_synthetic_dataset
-from common import manifest as manifest_lib
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
@@ -38,7 +38,7 @@ def one_batch_trainer(width, batch_size):
   iterator, step)`, `step(batch, measure)` being `train.run.train.train_step` as the trainer calls
   it."""
   with tempfile.TemporaryDirectory() as scratch:
-    manifest = manifest_lib.load(write_synthetic_dataset(scratch, 4 * batch_size))
+    manifest = dataset_lib.load(write_synthetic_dataset(scratch, 4 * batch_size))
     batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=batch_size,
                                                   training=True, shuffle_buffer=16)))
     prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)

@@ -2,10 +2,10 @@
 
 The job writes the manifest last, so its presence means the dataset is complete. Everything a consumer
 sizes itself from (classes, example counts, shard files, mean image, colour PCA) comes from here, never
-from constants such as 1000 classes or 1,281,167 images. This module is its only writer and reader:
-every producer builds it with `make_manifest`, `make_split` and `make_shard`, `dumps` (and `write`,
-which streams a long skip list in) refuses a dict whose keys differ from the key tuples below, and
-`load` checks the same when reading.
+from constants such as 1000 classes or 1,281,167 images. This module is the document: every producer
+builds it with `make_manifest`, `make_split` and `make_shard`, `dumps` (and `write`, which streams a
+long skip list in) refuses a dict whose keys differ from the key tuples below, and `parse` checks
+the same when reading. `common/dataset.py` reads a built dataset directory through it.
 
 Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
 
@@ -37,19 +37,9 @@ those two options, the classes that had fewer training files than `per_class` ({
 and the list's names that matched no training file. `args` holds the resolved options of the run
 that wrote the manifest. The manifests of two builds of the same input differ only in `args` and
 `resume`.
-
-The readers (`load`, `read_mean_image`, `file_sha256`, `join`) go through `tf.io.gfile` and import
-TensorFlow inside the function: the build only writes, through Beam's `FileSystems`, and so never
-loads TensorFlow (0.64 GiB) for them.
 """
 
-import dataclasses
-import hashlib
-import io
 import json
-import posixpath
-
-import numpy as np
 
 from common import schema
 
@@ -75,12 +65,6 @@ SUBSET_KEYS = ("name", "wnids", "digest", "per_class", "train_list", "short_clas
 
 class ManifestError(ValueError):
   """The dataset directory does not hold a complete, consistent dataset."""
-
-
-def join(directory, name):
-  """Joins a dataset directory (local or a URL such as gs://bucket/dir) and a relative name."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
-  return posixpath.join(directory, name) if "://" in directory else tf.io.gfile.join(directory, name)
 
 
 def make_shard(file, num_examples, size_bytes, sha256, index_file=None):
@@ -318,142 +302,3 @@ def parse(text, path):
   data.setdefault("subset", {})  # Written before subsets: the whole release.
   check_layout(data, path)
   return data
-
-
-def file_sha256(path, chunk_size=1 << 22):
-  """Hex SHA-256 of a file read through `tf.io.gfile` (local paths and gs:// alike)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
-  digest = hashlib.sha256()
-  with tf.io.gfile.GFile(path, "rb") as f:
-    while chunk := f.read(chunk_size):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class Manifest:
-  """A loaded manifest: the parsed JSON plus the directory it describes."""
-  directory: str
-  data: dict
-
-  @property
-  def num_classes(self):
-    return len(self.data["classes"])
-
-  @property
-  def synsets(self):
-    return [c["synset"] for c in self.data["classes"]]
-
-  @property
-  def class_names(self):
-    return [c["name"] for c in self.data["classes"]]
-
-  @property
-  def encoding(self):
-    return self.data["encoding"]
-
-  @property
-  def image_size(self):
-    return self.data["image_size"]
-
-  @property
-  def stats(self):
-    return self.data["stats"]
-
-  def has_split(self, split):
-    return self.data["splits"].get(split, {}).get("num_examples", 0) > 0
-
-  def num_examples(self, split):
-    return self._split(split)["num_examples"]
-
-  def shard_paths(self, split):
-    """Absolute paths of the split's shards, in shard order."""
-    return [join(self.directory, s["file"]) for s in self._split(split)["shards"]]
-
-  def mean_image(self):
-    """The per-pixel training mean, float32 `[image_size, image_size, 3]` in 0..255 units."""
-    return read_mean_image(join(self.directory, self.stats["mean_file"]), self.image_size)
-
-  def _split(self, split):
-    if split not in self.data["splits"]:
-      raise ManifestError(f"{join(self.directory, MANIFEST_NAME)}: no split {split!r}; it has "
-                          f"{sorted(self.data['splits'])}")
-    return self.data["splits"][split]
-
-
-def read_mean_image(path, image_size):
-  """Reads a mean image (`mean.npy` of a dataset, or its copy in a model directory).
-
-  Args:
-    path: the .npy file, local or on any filesystem `tf.io.gfile` knows.
-    image_size: the expected side of the square image.
-
-  Returns:
-    float32 `[image_size, image_size, 3]` in 0..255 units.
-
-  Raises:
-    ManifestError: if the file is missing, unreadable or of another shape.
-  """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      mean = np.load(io.BytesIO(f.read()), allow_pickle=False)
-  except (tf.errors.OpError, OSError, ValueError) as e:
-    raise ManifestError(f"{path}: cannot read the mean image ({e})") from None
-  if mean.shape != (image_size, image_size, 3):
-    raise ManifestError(f"{path}: shape {mean.shape}, expected ({image_size}, {image_size}, 3) "
-                        "for the mean image")
-  return mean.astype(np.float32)
-
-
-def load(directory, verify="size"):
-  """Loads and checks the manifest of a dataset directory.
-
-  Args:
-    directory: the `--output_dir` of `preprocess.build_shards`.
-    verify: "size" checks that every listed shard exists with its listed size (cheap), "sha256"
-      also re-hashes every shard (reads the whole dataset), "none" checks nothing on disk.
-
-  Returns:
-    A `Manifest`.
-
-  Raises:
-    ManifestError: with one line naming the file at fault.
-  """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
-  path = join(directory, MANIFEST_NAME)
-  if not tf.io.gfile.exists(path):
-    raise ManifestError(f"{path}: not found; the dataset is incomplete or was never built "
-                        "(run python -m preprocess.build_shards)")
-  with tf.io.gfile.GFile(path, "rb") as f:
-    data = parse(f.read(), path)
-  if data.get("label_base") != 0:
-    raise ManifestError(f"{path}: label_base {data.get('label_base')!r}, expected 0")
-  labels = [c["label"] for c in data["classes"]]
-  if labels != list(range(len(labels))):
-    raise ManifestError(f"{path}: class labels are not 0..{len(labels) - 1} in order")
-  manifest = Manifest(directory, data)
-  if verify != "none":
-    for split, info in data["splits"].items():
-      for shard in info["shards"]:
-        _verify_shard(join(directory, shard["file"]), shard, verify == "sha256")
-  return manifest
-
-
-def _verify_shard(path, shard, check_hash):
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
-  if not tf.io.gfile.exists(path):
-    raise ManifestError(f"{path}: shard listed in {MANIFEST_NAME} is missing")
-  size = tf.io.gfile.stat(path).length
-  if size != shard["size_bytes"]:
-    raise ManifestError(f"{path}: {size} bytes, {MANIFEST_NAME} lists {shard['size_bytes']} "
-                        "(truncated or replaced)")
-  if check_hash and file_sha256(path) != shard["sha256"]:
-    raise ManifestError(f"{path}: SHA-256 differs from {MANIFEST_NAME} (corrupt or replaced)")
-  if check_hash and shard["index_file"]:
-    from common import records  # pylint: disable=import-outside-toplevel
-    index_path = path[:-len(shard["file"])] + shard["index_file"]  # beside the shard
-    try:
-      records.verify_index(path, index_path, opener=tf.io.gfile.GFile)
-    except (ValueError, tf.errors.OpError) as e:
-      raise ManifestError(str(e).splitlines()[0]) from None

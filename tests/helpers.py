@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from common import dataset as dataset_lib
 from common import image as image_lib
 from common import manifest as manifest_lib
 from common import schema
@@ -30,7 +31,7 @@ def build_dataset(input_dir, output_dir, beam_args=IN_PROCESS, **options):
 
 def read_records(dataset_dir, split):
   """Every record of a split, parsed to numpy values, in shard order then record order."""
-  manifest = manifest_lib.load(str(dataset_dir))
+  manifest = dataset_lib.load(str(dataset_dir))
   records = []
   for path in manifest.shard_paths(split):
     for serialized in tf.data.TFRecordDataset(path):

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from sample import make_sample_data
 from train import config as config_lib
 from train import input_pipeline
@@ -62,7 +62,7 @@ def test_training_steps_on_sample_shards_lower_the_loss(tmp_path):
   make_sample_data.make_sample_tree(tmp_path / "imagenet", images_per_class_train=2,
                                     images_per_class_val=1, broken_files=False)
   helpers.build_dataset(tmp_path / "imagenet", tmp_path / "shards")
-  manifest = manifest_lib.load(str(tmp_path / "shards"))
+  manifest = dataset_lib.load(str(tmp_path / "shards"))
   config = config_lib.Config(batch_size=8, dropout=0.0, learning_rate=0.0001, seed=0)
   tf.keras.utils.set_random_seed(0)
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)

@@ -11,6 +11,7 @@ the ILSVRC-2012 validation images are also scored against ImageNet-ReaL's labels
 other, its test split by default.
 """
 
+from common import dataset as dataset_lib
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import sys
@@ -20,7 +21,6 @@ from absl import flags
 from absl import logging
 
 from common import imagenetv2
-from common import manifest as manifest_lib
 from train.evaluation import real_labels
 from train.evaluation import trained
 
@@ -44,7 +44,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     real = real_labels.load(FLAGS.real_labels) if FLAGS.real_labels else None
-    manifest = manifest_lib.load(FLAGS.shards)
+    manifest = dataset_lib.load(FLAGS.shards)
     split = FLAGS.split or trained.default_split(manifest)
     result = trained.evaluate_model(manifest, FLAGS.model_dir, split, ten_crop=FLAGS.ten_crop,
                             batch_size=FLAGS.batch_size, skip_corrupt=FLAGS.skip_corrupt,

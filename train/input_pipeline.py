@@ -129,7 +129,7 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
   evaluation reads every record exactly once, in shard order, and keeps the partial batch.
 
   Args:
-    manifest: a `common.manifest.Manifest`.
+    manifest: a `common.dataset.Manifest`.
     split: "train", "validation" or "test".
     batch_size: examples per batch of this input pipeline (per worker under multi-worker training).
     training: random crop and mirror, shuffling and repetition; otherwise the central crop.

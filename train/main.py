@@ -9,6 +9,7 @@ the next step and exits 0, a second Ctrl-C stops at once. Multi-GPU and multi-ma
 `train/run/train.py`. Library log chatter is hidden (see `common/quiet.py`).
 """
 
+from common import dataset as dataset_lib
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import sys
@@ -169,7 +170,7 @@ def main(argv):
   try:
     if config.seed is not None:
       keras.utils.set_random_seed(config.seed)
-    manifest = manifest_lib.load(FLAGS.shards)
+    manifest = dataset_lib.load(FLAGS.shards)
     train.train_and_evaluate(config, manifest, FLAGS.model_dir)
   except (manifest_lib.ManifestError, TrainingError, input_pipeline.DataError) as e:
     logging.error("%s", e)

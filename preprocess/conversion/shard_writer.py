@@ -22,7 +22,7 @@ from preprocess import errors
 from preprocess.conversion import convert
 from preprocess.conversion import resume
 from preprocess.conversion import stats as stats_lib
-from preprocess.inputs import archives
+from preprocess.inputs import locations
 from preprocess.paths import join
 
 
@@ -69,7 +69,7 @@ def write_shard(config, spec, entries):
     config: a `BuildConfig`.
     spec: the `ShardSpec` to write.
     entries: iterable of (sort_key, relative_path, label, size) tuples, with the image's location in
-      an archive appended when it is not the file at relative_path (see `archives.Reader`).
+      an archive appended when it is not the file at relative_path (see `locations.Reader`).
 
   Returns:
     A JSON-serialisable dict: the shard's file, size, sha256, counts, skip counts (by class and by
@@ -90,7 +90,7 @@ def write_shard(config, spec, entries):
   digest_of_file, size, index = hashlib.sha256(), 0, []
   class_counts, skipped, repaired = collections.Counter(), [], []
   image_stats = stats_lib.ImageStats((schema.IMAGE_SIZE, schema.IMAGE_SIZE, schema.CHANNELS))
-  reader = archives.Reader(config.input_dir, config.read_from)
+  reader = locations.Reader(config.input_dir, config.read_from)
   with FileSystems.create(temp_path) as out:
     for _, relative, label, _, *location in entries:
       try:

@@ -13,6 +13,7 @@ import io
 import posixpath
 
 from preprocess.inputs import archives
+from preprocess.inputs import locations
 from preprocess.inputs import sources
 from preprocess.inputs import zips
 
@@ -119,7 +120,7 @@ def index_zip(path, write):
 
 
 def _location(path, name, offset, size, method, encrypted):
-  """A member's location for `archives.Reader`; refuses what it could not read."""
+  """A member's location for `locations.Reader`; refuses what it could not read."""
   if encrypted or method not in _METHODS:
     how = "encrypted" if encrypted else f"compressed with method {method}"
     raise archives.ArchiveError(f"{path}: {name} is {how}; only stored and deflated members are "
@@ -129,7 +130,7 @@ def _location(path, name, offset, size, method, encrypted):
 
 def _read_member(name, location):
   """The text of a small member (a label file)."""
-  reader = archives.Reader("", location[:1])
+  reader = locations.Reader("", location[:1])
   try:
     return reader.read(name, (0, *location[1:])).decode("utf-8")
   except (ValueError, OSError) as e:  # errors.SkipImage (truncated, not inflatable), not UTF-8

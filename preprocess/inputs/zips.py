@@ -6,7 +6,7 @@ in blocks and yields plain tuples, so the launcher holds only the index it keeps
 PKWARE's APPNOTE: the end-of-central-directory record (and, past 65,535 members or 4 GiB, its zip64
 form, found through a locator just before it) says where the directory is and how many entries it
 has; each entry is a 46-byte header, then the name, an extra field (holding 64-bit sizes and offsets
-for zip64) and a comment. Members are read later by `archives.Reader`, past their local header.
+for zip64) and a comment. Members are read later by `locations.Reader`, past their local header.
 """
 
 import struct

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from preprocess import errors
 
@@ -22,7 +23,7 @@ def dataset(tmp_path):
   shard = tmp_path / "train-00000-of-00001.tfrecord"
   shard.write_bytes(b"records" * 10)
   np.save(tmp_path / "mean.npy", np.full((4, 4, 3), 100, np.float32))
-  shards = [manifest_lib.make_shard(shard.name, 3, 70, manifest_lib.file_sha256(str(shard)))]
+  shards = [manifest_lib.make_shard(shard.name, 3, 70, dataset_lib.file_sha256(str(shard)))]
   data = manifest_lib.make_manifest(
       image_size=4, encoding="JPEG", synsets=["n1", "n2"], names={"n1": "one", "n2": "two"},
       splits={"train": manifest_lib.make_split(shards, {"n1": 2, "n2": 1})},
@@ -39,7 +40,7 @@ def _write(directory, data):
 
 def test_load_reads_what_the_trainer_needs(dataset):
   directory, _ = dataset
-  manifest = manifest_lib.load(str(directory), verify="sha256")
+  manifest = dataset_lib.load(str(directory), verify="sha256")
   assert manifest.num_classes == 2
   assert manifest.synsets == ["n1", "n2"]
   assert manifest.class_names == ["one", "two"]
@@ -53,30 +54,30 @@ def test_load_reads_what_the_trainer_needs(dataset):
 
 def test_missing_manifest_means_incomplete(tmp_path):
   with pytest.raises(manifest_lib.ManifestError, match="manifest.json: not found"):
-    manifest_lib.load(str(tmp_path))
+    dataset_lib.load(str(tmp_path))
 
 
 def test_truncated_shard_is_caught_by_size(dataset):
   directory, _ = dataset
   (directory / "train-00000-of-00001.tfrecord").write_bytes(b"records")
   with pytest.raises(manifest_lib.ManifestError, match="train-00000-of-00001.tfrecord: 7 bytes"):
-    manifest_lib.load(str(directory))
+    dataset_lib.load(str(directory))
 
 
 def test_replaced_shard_is_caught_by_hash(dataset):
   directory, _ = dataset
   (directory / "train-00000-of-00001.tfrecord").write_bytes(b"RECORDS" * 10)
-  manifest_lib.load(str(directory))  # Same size: only the hash can tell.
+  dataset_lib.load(str(directory))  # Same size: only the hash can tell.
   with pytest.raises(manifest_lib.ManifestError, match="SHA-256 differs"):
-    manifest_lib.load(str(directory), verify="sha256")
+    dataset_lib.load(str(directory), verify="sha256")
 
 
 def test_missing_shard_is_named(dataset):
   directory, _ = dataset
   (directory / "train-00000-of-00001.tfrecord").unlink()
   with pytest.raises(manifest_lib.ManifestError, match="shard listed in manifest.json is missing"):
-    manifest_lib.load(str(directory))
-  manifest_lib.load(str(directory), verify="none")
+    dataset_lib.load(str(directory))
+  dataset_lib.load(str(directory), verify="none")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -89,21 +90,21 @@ def test_inconsistent_manifest_is_refused(dataset, change, message):
   change(data)
   _write(directory, data)
   with pytest.raises(manifest_lib.ManifestError, match=message):
-    manifest_lib.load(str(directory))
+    dataset_lib.load(str(directory))
 
 
 def test_garbage_manifest_is_refused(dataset):
   directory, _ = dataset
   (directory / "manifest.json").write_text("{not json")
   with pytest.raises(manifest_lib.ManifestError, match="not valid JSON"):
-    manifest_lib.load(str(directory))
+    dataset_lib.load(str(directory))
 
 
 def test_wrong_mean_shape_is_refused(dataset):
   directory, _ = dataset
   np.save(directory / "mean.npy", np.zeros((3, 3, 3), np.float32))
   with pytest.raises(manifest_lib.ManifestError, match=r"mean.npy: shape \(3, 3, 3\)"):
-    manifest_lib.load(str(directory)).mean_image()
+    dataset_lib.load(str(directory)).mean_image()
 
 
 def _names(text):
@@ -136,7 +137,7 @@ def test_workspace_names_exactly_the_keys_and_skip_reasons():
   text = (REPO / "WORKSPACE.md").read_text()
   section = text[text.index("### `manifest.json`"):text.index("\n### ", text.index("### `manifest"))]
   named = set(re.findall(r"`([a-z][a-z0-9_]*)`", section))
-  builders = {"make_manifest", "make_split", "make_shard", "make_resume", "load"}
+  builders = {"make_manifest", "make_split", "make_shard", "make_resume", "parse", "load"}
   assert named == set().union(*KEY_TUPLES) | set(errors.REASONS) | builders
 
 
@@ -145,7 +146,7 @@ def test_builders_write_and_load_reads_the_same_layout(dataset):
   assert set(data) == set(manifest_lib.TOP_KEYS)
   assert set(data["splits"]["train"]) == set(manifest_lib.SPLIT_KEYS)
   assert data["splits"]["train"]["files_seen"] == 3
-  assert manifest_lib.load(str(directory)).data == data
+  assert dataset_lib.load(str(directory)).data == data
 
 
 @pytest.mark.parametrize("change, message", [
@@ -161,7 +162,7 @@ def test_a_manifest_off_the_layout_is_neither_written_nor_read(dataset, change, 
     manifest_lib.dumps(data)
   (directory / "manifest.json").write_text(json.dumps(data))
   with pytest.raises(manifest_lib.ManifestError, match=message):
-    manifest_lib.load(str(directory))
+    dataset_lib.load(str(directory))
 
 
 def test_split_builder_refuses_inconsistent_counts():
@@ -174,14 +175,14 @@ def test_a_manifest_from_before_archive_input_reads_as_extracted(dataset):
   directory, data = dataset
   del data["splits"]["train"]["input"]
   (directory / "manifest.json").write_text(json.dumps(data))
-  assert manifest_lib.load(str(directory)).data["splits"]["train"]["input"] == "extracted"
+  assert dataset_lib.load(str(directory)).data["splits"]["train"]["input"] == "extracted"
 
 
 def test_a_manifest_from_before_subsets_reads_as_the_whole_release(dataset):
   directory, data = dataset
   assert data.pop("subset") == {}
   (directory / "manifest.json").write_text(json.dumps(data))
-  assert manifest_lib.load(str(directory)).data["subset"] == {}
+  assert dataset_lib.load(str(directory)).data["subset"] == {}
   data["subset"] = {"name": "imagenette"}
   with pytest.raises(manifest_lib.ManifestError, match=r"subset: missing keys \['digest'"):
     manifest_lib.dumps(data)

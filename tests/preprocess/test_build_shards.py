@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from preprocess import errors
 from preprocess.conversion import convert
@@ -94,7 +95,7 @@ def test_mean_and_covariance_match_a_float64_reference(built):
   output_dir, manifest = built
   images = [r["pixels"] for r in helpers.read_records(output_dir, "train")]
   mean, covariance = helpers.float64_statistics(images)
-  stored_mean = manifest_lib.load(str(output_dir)).mean_image()
+  stored_mean = dataset_lib.load(str(output_dir)).mean_image()
   np.testing.assert_allclose(stored_mean, mean, atol=1e-4)
   stats = manifest["stats"]
   assert stats["num_images"] == len(images)

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common import dataset as dataset_lib
 from common import imagenetv2
 from common import manifest as manifest_lib
 from preprocess.inputs import sources
 from tests import helpers
-from tests import named_dataset
+from tests import datasets
 
 # Twelve classes: sorted as strings, folders "10" and "11" come before "2", so a loader that sorts
 # folder names (torchvision's ImageFolder) labels ten of them wrong.
@@ -28,7 +29,7 @@ def training_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("training"))
   records = [(f"train/{w}/{w}_{i}.JPEG", label) for label, w in enumerate(SYNSETS)
              for i in range(PER_CLASS)]
-  return named_dataset.write_dataset(directory, SYNSETS, {"train": records})
+  return datasets.write_dataset(directory, SYNSETS, {"train": records})
 
 
 def write_v2_folder(root, numbers=range(NUM_CLASSES), folder=FOLDER, seed=1):
@@ -37,7 +38,7 @@ def write_v2_folder(root, numbers=range(NUM_CLASSES), folder=FOLDER, seed=1):
   for number in numbers:
     os.makedirs(os.path.join(root, folder, str(number)), exist_ok=True)
     for _ in range(PER_CLASS):
-      data = named_dataset.jpeg(named_dataset.class_pixels(int(str(number).strip("x")) % 1000, rng, 200))
+      data = datasets.jpeg(datasets.class_pixels(int(str(number).strip("x")) % 1000, rng, 200))
       name = hashlib.sha1(data).hexdigest() + ".jpeg"
       with open(os.path.join(root, folder, str(number), name), "wb") as f:
         f.write(data)
@@ -66,8 +67,8 @@ def test_folder_numbers_are_read_as_integers(v2_dir):
 
 def test_manifest_is_evaluation_only_in_the_training_classes(v2_dir, training_dir):
   _, output = v2_dir
-  data = manifest_lib.load(output).data
-  training = manifest_lib.load(training_dir).data
+  data = dataset_lib.load(output).data
+  training = dataset_lib.load(training_dir).data
   assert list(data["splits"]) == [imagenetv2.SPLIT]
   assert data["classes"] == training["classes"]
   assert data["stats"] == training["stats"]
@@ -150,8 +151,8 @@ def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir
   model_dir = str(tmp_path / "model")
   config = config_lib.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
                              checkpoint_every=100, shuffle_buffer=8, seed=0)
-  train.train_and_evaluate(config, manifest_lib.load(training_dir), model_dir)
-  v2 = manifest_lib.load(output)
+  train.train_and_evaluate(config, dataset_lib.load(training_dir), model_dir)
+  v2 = dataset_lib.load(output)
   assert trained.default_split(v2) == imagenetv2.SPLIT
   result = trained.evaluate_model(v2, model_dir, imagenetv2.SPLIT, batch_size=5)
   count = NUM_CLASSES * PER_CLASS
@@ -160,7 +161,7 @@ def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir
       f"test: {count} of ImageNetV2 MatchedFrequency's 10,000 images scored (the set is "
       f"incomplete: its figures are not comparable with published ones)")
   assert evaluate.coverage(v2, imagenetv2.SPLIT, 10_000).endswith("10,000 images scored")
-  assert evaluate.coverage(manifest_lib.load(training_dir), "validation", count) is None
+  assert evaluate.coverage(dataset_lib.load(training_dir), "validation", count) is None
   with pytest.raises(TrainingError, match=r"ImageNetV2 MatchedFrequency dataset .* no training "
                                           r"split; train on the dataset whose classes it took"):
     train.train_and_evaluate(config, v2, str(tmp_path / "on_v2"))

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from common import reader
 from preprocess import errors
@@ -89,7 +90,7 @@ def test_the_manifest_records_the_subset_and_labels_follow_its_sorted_wnids(rele
       "per_class": PER_CLASS, "train_list": None, "short_classes": {}, "unmatched": []}
   assert manifest["args"]["classes"] == str(root / "classes.txt")
   # What the trainer and TFDS read: a dataset like any other, in the subset's classes.
-  assert manifest_lib.load(str(root / "reference"), verify="sha256").synsets == list(wnids)
+  assert dataset_lib.load(str(root / "reference"), verify="sha256").synsets == list(wnids)
   labels = (root / "reference" / "image.class.label.labels.txt").read_text().split()
   assert labels == list(wnids)
 
@@ -103,7 +104,7 @@ def test_per_class_is_the_same_on_every_runner_and_rerun_and_follows_the_seed(re
   manifest = _build(root, root / "tree", tmp_path / "seed", seed=1)
   _, listed = _train_files(tmp_path / "seed", manifest)
   assert listed == set().union(*(_chosen(root / "tree", w, PER_CLASS, seed=1) for w in wnids))
-  assert listed != _train_files(root / "reference", manifest_lib.load(
+  assert listed != _train_files(root / "reference", dataset_lib.load(
       str(root / "reference"), verify="none").data)[1]
 
 

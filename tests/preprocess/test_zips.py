@@ -7,6 +7,7 @@ import zipfile
 import pytest
 
 from preprocess.inputs import archives
+from preprocess.inputs import locations
 from preprocess.inputs import kaggle
 from preprocess.inputs import zips
 
@@ -46,7 +47,7 @@ def test_members_are_what_zipfile_lists(tmp_path, form):
   ours = list(zips.members(path))
   assert ours == _zipfile_members(path)
   assert [name for name, *_ in ours][-2] == "ILSVRC/Data/CLS-LOC/val/caf\u00e9_\u732b.JPEG"
-  reader = archives.Reader("", (path,))
+  reader = locations.Reader("", (path,))
   assert reader.read("a", (0, ours[0][1], ours[0][2], "zip8")) == b"a" * 300
   reader.close()
 
@@ -77,7 +78,7 @@ def test_sizes_and_offsets_past_4_gib_are_read_from_the_zip64_extra_field(tmp_pa
   path.write_bytes(local + data + entry + end)
   ours = list(zips.members(str(path)))
   assert ours == _zipfile_members(str(path)) == [(name.decode(), 0, len(data), 0, False)]
-  reader = archives.Reader("", (str(path),))
+  reader = locations.Reader("", (str(path),))
   assert reader.read("x", (0, 0, len(data), "zip0")) == data
   reader.close()
 

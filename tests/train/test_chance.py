@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train import model as model_lib
 from train.run import chance
@@ -97,7 +97,7 @@ def test_a_run_at_chance_warns_holds_its_rate_and_says_so_at_the_end(dataset_dir
   monkeypatch.setattr(chance, "BAND_BELOW", 0.1)
   model_dir = str(tmp_path / "model")
   train.train_and_evaluate(_config(epochs=3, patience=1, learning_rate=1e-5),
-                           manifest_lib.load(dataset_dir), model_dir)
+                           dataset_lib.load(dataset_dir), model_dir)
   assert _warnings(caplog) and "ln(3)=1.0986" in _warnings(caplog)[0]
   closing = [line for line in caplog.text.splitlines() if "Stopped (" in line]
   assert "the network still predicts at chance" in closing[0] and "since step 0" in closing[0]
@@ -138,7 +138,7 @@ def test_the_warmup_raises_the_rate_linearly_then_holds_it(dataset_dir):
 def test_the_init_flags_are_recorded(dataset_dir, tmp_path):
   model_dir = str(tmp_path / "model")
   train.train_and_evaluate(_config(max_steps=1, bias_init="caffe", warmup_steps=3),
-                           manifest_lib.load(dataset_dir), model_dir)
+                           dataset_lib.load(dataset_dir), model_dir)
   with open(os.path.join(model_dir, "config.json")) as f:
     flags = json.load(f)["flags"]
   assert (flags["bias_init"], flags["warmup_steps"]) == ("caffe", 3)

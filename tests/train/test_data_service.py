@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train.errors import TrainingError
 from train.run import train
@@ -143,7 +143,7 @@ def test_a_wrong_service_address_is_one_error_before_anything_is_written(dataset
                            ("127.0.0.1", "expected HOST:PORT")):
     config = config_lib.Config(**{**TINY_CONFIG, "data_service": address})
     with pytest.raises(TrainingError, match=f"--data_service={address}: {message}"):
-      train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
+      train.train_and_evaluate(config, dataset_lib.load(dataset_dir), model_dir)
   assert not os.path.exists(model_dir)
 
 
@@ -152,7 +152,7 @@ def test_the_service_with_several_trainers_is_refused(dataset_dir, tmp_path, mon
                      '"task": {"type": "worker", "index": 0}}')
   config = config_lib.Config(**{**TINY_CONFIG, "data_service": "127.0.0.1:1"})
   with pytest.raises(TrainingError, match="--data_service with TF_CONFIG"):
-    train.train_and_evaluate(config, manifest_lib.load(dataset_dir), str(tmp_path / "model"))
+    train.train_and_evaluate(config, dataset_lib.load(dataset_dir), str(tmp_path / "model"))
   assert not (tmp_path / "model").exists()
 
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train.errors import TrainingError
 from train.run import train
@@ -29,7 +29,7 @@ def determinism():
 
 def _train(dataset_dir, model_dir, **overrides):
   train.train_and_evaluate(config_lib.Config(**{**DETERMINISTIC, **overrides}),
-                           manifest_lib.load(dataset_dir), model_dir)
+                           dataset_lib.load(dataset_dir), model_dir)
 
 
 def _checkpoint(prefix):

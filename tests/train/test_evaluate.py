@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from common import schema
 from train.errors import TrainingError
@@ -38,7 +39,7 @@ def _central_crop_accuracy(model_dir, manifest):
 
 
 def test_evaluate_scores_every_validation_image_once(trained_dir, dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   result = trained.evaluate_model(manifest, trained_dir, "validation", batch_size=4)
   accuracy, count = _central_crop_accuracy(trained_dir, manifest)
   assert result["count"] == count == manifest.num_examples("validation")
@@ -58,7 +59,7 @@ def test_a_count_different_from_the_manifest_fails(trained_dir, dataset_dir, tmp
   with open(path, "w") as f:
     f.write(manifest_lib.dumps(manifest))
   with pytest.raises(TrainingError, match="scored 9 images, the manifest lists 10"):
-    trained.evaluate_model(manifest_lib.load(shards), trained_dir, "validation", batch_size=4)
+    trained.evaluate_model(dataset_lib.load(shards), trained_dir, "validation", batch_size=4)
 
 
 def test_cli_prints_one_summary_line(trained_dir, dataset_dir):
@@ -74,7 +75,7 @@ def test_cli_prints_one_summary_line(trained_dir, dataset_dir):
 
 def test_named_batches_read_each_shard_once_and_pair_names_with_their_records(dataset_dir,
                                                                                monkeypatch):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   expected = [[(schema.parse_example(r)[schema.FILENAME].numpy().decode(),
                 int(schema.parse_example(r)[schema.LABEL])) for r in tf.data.TFRecordDataset(p)]
               for p in manifest.shard_paths("validation")]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from common import schema
 from train.evaluation import scoring
@@ -39,7 +40,7 @@ def _prep(manifest):
 
 
 def test_training_batches_have_crop_offsets_in_range_and_both_flips(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   dataset = input_pipeline.make_dataset(manifest, "train", batch_size=6, training=True, seed=3)
   margin = manifest.image_size - CROP
   offsets, flips, labels = [], [], []
@@ -60,7 +61,7 @@ def test_training_batches_have_crop_offsets_in_range_and_both_flips(dataset_dir)
 def test_training_crop_matches_its_offset(dataset_dir):
   # Records are shuffled, so compare each crop with the window at its offset in every record: the
   # pixel noise (std 25) makes any other window or offset differ by tens of grey levels on average.
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   full = [_full_image(r) for r in _records(manifest, "train")]
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=True)))
   for image, (row, col) in zip(batch["image"].numpy(), batch["offset"].numpy()):
@@ -70,7 +71,7 @@ def test_training_crop_matches_its_offset(dataset_dir):
 
 @pytest.mark.parametrize("offset", [(0, 0), (29, 3), (14, 14)])
 def test_decode_crop_agrees_eagerly_and_inside_tf_data(dataset_dir, offset):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   record = _records(manifest, "validation")[0]
   crop = lambda r: input_pipeline.decode_crop(  # noqa: E731
       schema.parse_example(r), manifest.encoding, tf.constant(offset))
@@ -84,7 +85,7 @@ def test_decode_crop_agrees_eagerly_and_inside_tf_data(dataset_dir, offset):
 
 
 def test_evaluation_reads_every_image_once_in_order(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   dataset = input_pipeline.make_dataset(manifest, "validation", batch_size=4, training=False)
   batches = list(dataset)
   assert [len(b["label"]) for b in batches] == [4, 4, 1]
@@ -100,7 +101,7 @@ def test_evaluation_reads_every_image_once_in_order(dataset_dir):
 
 
 def test_ten_crop_gives_corners_centre_and_mirrors(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   full = _full_image(_records(manifest, "validation")[0])
   batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=2,
                                                 training=False, ten_crop=True)))
@@ -126,7 +127,7 @@ class _CornerPixelModel:
 
 
 def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=3,
                                                 training=False, ten_crop=True)))
@@ -146,7 +147,7 @@ def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
 
 
 def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=True)))
   eager = preparation.prepare_batch(batch, prep, training=False).numpy()
@@ -161,7 +162,7 @@ def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_di
 
 
 def test_pca_lighting_shifts_each_image_by_one_colour_of_a_few_grey_levels(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=6, training=True)))
   plain = preparation.prepare_batch(batch, prep, training=False).numpy()
@@ -190,9 +191,9 @@ def _truncate(path, fraction=0.6):
 def test_truncated_shard_error_names_the_file(writable_dataset_dir):
   with pytest.raises(manifest_lib.ManifestError, match="validation-00000"):
     _truncate(os.path.join(writable_dataset_dir, "validation-00000-of-00001.tfrecord"))
-    manifest_lib.load(writable_dataset_dir)
+    dataset_lib.load(writable_dataset_dir)
   # Past the manifest's size check (e.g. a shard damaged during training), the reader names it.
-  manifest = manifest_lib.load(writable_dataset_dir, verify="none")
+  manifest = dataset_lib.load(writable_dataset_dir, verify="none")
   dataset = input_pipeline.make_dataset(manifest, "validation", batch_size=4, training=False)
   with pytest.raises(tf.errors.DataLossError) as raised:
     list(dataset)
@@ -208,7 +209,7 @@ def test_corrupt_record_in_training_is_named_or_skipped(writable_dataset_dir):
     byte = f.read(1)
     f.seek(5000)
     f.write(bytes([byte[0] ^ 0xFF]))  # Same size: only the record's CRC can tell.
-  manifest = manifest_lib.load(writable_dataset_dir)
+  manifest = dataset_lib.load(writable_dataset_dir)
   with pytest.raises(input_pipeline.CorruptDataError, match="train-00001-of-00002"):
     try:
       list(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train.errors import DeadNetworkError
 from train import input_pipeline
@@ -38,7 +38,7 @@ def _errors(caplog):
 def test_a_network_that_dies_in_training_is_named_saved_and_stopped(dataset_dir, tmp_path, caplog):
   caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "model")
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   with pytest.raises(DeadNetworkError) as raised:
     train.train_and_evaluate(_config(epochs=3, learning_rate=KILLING_RATE), manifest, model_dir)
   message = str(raised.value)
@@ -74,7 +74,7 @@ def test_a_network_alive_at_chance_is_not_called_dead(dataset_dir, tmp_path, cap
   caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "model")
   train.train_and_evaluate(_config(epochs=2, learning_rate=1e-5),
-                           manifest_lib.load(dataset_dir), model_dir)
+                           dataset_lib.load(dataset_dir), model_dir)
   assert checkpoints.read_run_state(model_dir)["dead_at"] is None
   assert not _errors(caplog)
   log_lines = [line for line in caplog.text.splitlines() if "Silent: " in line]

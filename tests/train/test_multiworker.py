@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from common import manifest as manifest_lib
-from tests.train.conftest import write_dataset
+from common import dataset as dataset_lib
+from tests import datasets
 from train.distributed import cluster as cluster_lib
 from train.errors import TrainingError
 
@@ -95,8 +95,8 @@ def workers(tmp_path):
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
   """Four training shards and two validation shards: enough for each worker to read its own."""
-  return write_dataset(str(tmp_path_factory.mktemp("cluster") / "shards"), train_shards=4,
-                       validation_shards=2)
+  return datasets.colour_dataset(str(tmp_path_factory.mktemp("cluster") / "shards"), train_shards=4,
+                                 validation_shards=2)
 
 
 def _last(pattern, text):
@@ -114,7 +114,7 @@ def test_two_workers_train_as_one(shards, workers, tmp_path):
     assert "Batch: 4/4" in text and "Traceback" not in text
     assert "2 replicas, per-replica batch 2 of the global 4" in text
   read = [set(_last(r"training shards (.*)", text).split(", ")) for text in texts]
-  manifest = manifest_lib.load(shards)
+  manifest = dataset_lib.load(shards)
   assert not read[0] & read[1]
   assert read[0] | read[1] == {os.path.basename(p) for p in manifest.shard_paths("train")}
   # Every validation image scored once over both workers, and both see the global figures.
@@ -197,7 +197,8 @@ def test_the_same_task_index_twice_is_one_line(shards, workers, tmp_path):
 
 
 def test_a_worker_with_other_shards_stops_both_in_one_line(shards, workers, tmp_path):
-  other = write_dataset(str(tmp_path / "other"), train_shards=4, validation_shards=2, seed=1)
+  other = datasets.colour_dataset(str(tmp_path / "other"), train_shards=4, validation_shards=2,
+                                  seed=1)
   ports, model_dir = [_free_port(), _free_port()], str(tmp_path / "model")
   workers.start(_tf_config(ports, 0), shards, model_dir, "--epochs=1")
   workers.start(_tf_config(ports, 1), other, model_dir, "--epochs=1")

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train.evaluation import metrics
 from train.evaluation import real_labels
@@ -21,7 +21,7 @@ from train.model_dir import restore
 from train import preparation
 from train.report import page
 from train.run import train
-from tests import named_dataset
+from tests import datasets
 
 # ILSVRC-2012's 1,000 WNIDs, from TFDS's imagenet2012 (a test dependency), read without importing it.
 SYNSETS = (pathlib.Path(importlib.util.find_spec("tensorflow_datasets").submodule_search_locations[0])
@@ -118,14 +118,14 @@ def ilsvrc_like(tmp_path_factory):
   rng = np.random.default_rng(0)
   train_records = [(f"train/{SYNSETS[i]}/{SYNSETS[i]}_{i}.JPEG", i) for i in range(8)]
   validation = [(f"val/ILSVRC2012_val_{n:08d}.JPEG", int(rng.integers(0, 1000))) for n in NUMBERS]
-  named_dataset.write_dataset(directory, SYNSETS, {"train": train_records,
+  datasets.write_dataset(directory, SYNSETS, {"train": train_records,
                                                    "validation": validation},
                               num_shards={"validation": 3})
   model_dir = str(tmp_path_factory.mktemp("ilsvrc_model") / "model")
   config = config_lib.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
                         checkpoint_every=100, shuffle_buffer=8, seed=0)
-  train.train_and_evaluate(config, manifest_lib.load(directory), model_dir)
-  return manifest_lib.load(directory), model_dir
+  train.train_and_evaluate(config, dataset_lib.load(directory), model_dir)
+  return dataset_lib.load(directory), model_dir
 
 
 def central_probabilities(manifest, model_dir):
@@ -202,8 +202,8 @@ def test_refusals_before_anything_is_scored(ilsvrc_like, real_json, dataset_dir)
   manifest, model_dir = ilsvrc_like
   real, _ = real_json
   with pytest.raises(ValueError, match="this dataset has 3"):
-    real_labels.check_classes(manifest_lib.load(dataset_dir))
-  renamed = manifest_lib.Manifest(manifest.directory, json.loads(json.dumps(manifest.data)))
+    real_labels.check_classes(dataset_lib.load(dataset_dir))
+  renamed = dataset_lib.Manifest(manifest.directory, json.loads(json.dumps(manifest.data)))
   renamed.data["classes"][5]["synset"] = "dog"
   with pytest.raises(ValueError, match="'dog' is not an ILSVRC-2012 WNID"):
     real_labels.check_classes(renamed)

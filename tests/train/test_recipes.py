@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
@@ -47,7 +47,7 @@ def _one_step_update(dataset_dir, **overrides):
   config = config_lib.Config(**{**TINY_CONFIG, "dropout": 0.0, "momentum": 0.0,
                                 "weight_decay": 0.0, "learning_rate": 1.0,
                                 **overrides})
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   tf.keras.utils.set_random_seed(0)
   model = model_lib.alexnet(3, width=0.0625, dropout=0.0)
   before = [v.numpy() for v in model.trainable_variables]
@@ -70,7 +70,7 @@ def test_the_bias_rate_multiplier_scales_only_the_biases(dataset_dir):
 
 
 def test_without_lighting_training_pixels_are_the_evaluation_pixels(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
   rng = tf.random.Generator.from_seed(0)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.util import event_pb2
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train.evaluation import trained
 from train.model_dir import restore
 from train.report import curves
@@ -46,13 +46,13 @@ def model_copy(trained_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scores(model_copy, dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   scorer = passes.Scorer(model_copy, manifest)
   return passes.score_split(scorer, manifest, "validation", batch_size=4, feature_rows=[1, 7])
 
 
 def test_per_image_scores_match_train_evaluate(scores, model_copy, dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   for mode, ten_crop in (("central", False), ("ten_crop", True)):
     result = trained.evaluate_model(manifest, model_copy, "validation", ten_crop=ten_crop,
                                      batch_size=4)
@@ -71,7 +71,7 @@ def test_file_names_line_up_with_their_records(scores):
 
 
 def test_passes_are_cached_and_invalidated_by_a_new_checkpoint(model_copy, dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   scorer = passes.Scorer(model_copy, manifest)
   calls = []
   compute = lambda: calls.append(1) or {"x": np.arange(3)}  # noqa: E731
@@ -92,12 +92,12 @@ def test_passes_are_cached_and_invalidated_by_a_new_checkpoint(model_copy, datas
 
 @pytest.fixture(scope="module")
 def context(model_copy, dataset_dir):
-  return page.build_context(manifest_lib.load(dataset_dir), model_copy, "validation",
+  return page.build_context(dataset_lib.load(dataset_dir), model_copy, "validation",
                                    **PAGE_OPTIONS)
 
 
 def test_page_sections_hold_the_model_s_data(context, dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   table = context["classes_top"] + context["classes_rest"]
   assert sum(row["count"] for row in table) == manifest.num_examples("validation")
   assert [row["top1"] for row in table] == sorted(row["top1"] for row in table)
@@ -161,14 +161,14 @@ def test_cli_mistake_is_one_line(tmp_path):
 
 
 def test_a_corrupt_record_is_named_by_its_shard(trained_dir, writable_dataset_dir, tmp_path):
-  manifest = manifest_lib.load(writable_dataset_dir)
+  manifest = dataset_lib.load(writable_dataset_dir)
   path = manifest.shard_paths("validation")[0]
   data = bytearray(open(path, "rb").read())
   data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # same size: the manifest still loads
   open(path, "wb").write(bytes(data))
   model_dir = shutil.copytree(trained_dir, str(tmp_path / "model"))
   with pytest.raises(ValueError, match=re.escape(path)):
-    page.build_context(manifest_lib.load(writable_dataset_dir), model_dir, "validation",
+    page.build_context(dataset_lib.load(writable_dataset_dir), model_dir, "validation",
                               **PAGE_OPTIONS)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train.report import page as page_lib
 
 CHROMIUM = shutil.which("chromium")
@@ -56,7 +56,7 @@ def _chromium(tmp_path, url, *mode):
 def page(trained_dir, dataset_dir, tmp_path_factory):
   model_dir = shutil.copytree(trained_dir, str(tmp_path_factory.mktemp("browser") / "model"))
   context = page_lib.build_context(
-      manifest_lib.load(dataset_dir), model_dir, "validation", batch_size=4, neighbour_pool=8,
+      dataset_lib.load(dataset_dir), model_dir, "validation", batch_size=4, neighbour_pool=8,
       num_queries=2, num_neighbours=3, num_predictions=4, num_confusions=3)
   path = os.path.join(model_dir, "report.html")
   page_lib.write_page(page_lib.render(context), path)

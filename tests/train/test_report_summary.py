@@ -2,7 +2,7 @@
 
 import pytest
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train.errors import DeadNetworkError
 from train.model_dir import directory as model_dir_lib
@@ -28,12 +28,12 @@ def flat_run(dataset_dir, tmp_path_factory):
   # reading of the run's verdict does not depend on the band's width.
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(chance, "BAND_BELOW", 0.1)
-    train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
+    train.train_and_evaluate(config, dataset_lib.load(dataset_dir), model_dir)
   return model_dir
 
 
 def test_steps_and_epochs_come_from_the_checkpoint_not_the_logged_scalars(flat_run, dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   scalars = curves.read_curves(flat_run)
   assert max(scalars["train/loss"][0]) == 1  # the only logged step
   summary = page_lib.run_summary(manifest, model_dir_lib.read_config(flat_run), scalars,
@@ -42,7 +42,7 @@ def test_steps_and_epochs_come_from_the_checkpoint_not_the_logged_scalars(flat_r
 
 
 def test_a_run_that_ended_at_chance_says_so(flat_run, dataset_dir):
-  context = page_lib.build_context(manifest_lib.load(dataset_dir), flat_run, "validation",
+  context = page_lib.build_context(dataset_lib.load(dataset_dir), flat_run, "validation",
                                       **PAGE_OPTIONS)
   assert context["summary"]["at_chance"]["since"] == 0
   assert context["summary"]["at_chance"]["steps"] == 12
@@ -55,11 +55,11 @@ def test_a_run_that_died_says_so_and_not_that_it_was_at_chance(dataset_dir, tmp_
   model_dir = str(tmp_path / "model")
   config = config_lib.Config(**{**TINY_CONFIG, "epochs": 3, "learning_rate": KILLING_RATE})
   with pytest.raises(DeadNetworkError):
-    train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
-  summary = page_lib.training_progress(manifest_lib.load(dataset_dir),
+    train.train_and_evaluate(config, dataset_lib.load(dataset_dir), model_dir)
+  summary = page_lib.training_progress(dataset_lib.load(dataset_dir),
                                           model_dir_lib.read_config(model_dir), model_dir)
   assert summary["dead"]["at"] == summary["steps"] and summary["at_chance"] is None
   page = page_lib.render({**page_lib.build_context(
-      manifest_lib.load(dataset_dir), model_dir, "validation", **PAGE_OPTIONS)})
+      dataset_lib.load(dataset_dir), model_dir, "validation", **PAGE_OPTIONS)})
   assert f"The network died at step {summary['steps']}" in page
   assert "The run ended at chance" not in page

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
@@ -61,7 +61,7 @@ def _train(manifest, calls, steps_per_call):
 
 
 def test_steps_per_loop_trains_like_one_step_per_call(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   one_sums, one_weights = _train(manifest, calls=6, steps_per_call=1)
   loop_sums, loop_weights = _train(manifest, calls=2, steps_per_call=3)
   assert one_sums[3] == loop_sums[3] == 18  # Six steps of three images in both.
@@ -82,7 +82,7 @@ def test_logs_checkpoints_and_evaluations_land_on_their_exact_steps(dataset_dir,
   # 4 steps an epoch: loops [1], [2, 3], [4], [5, 6], [7] for the first step, the checkpoints
   # every 3, the log line and evaluation at the epoch's end (4) and --max_steps=7.
   config = _config(steps_per_loop=3, log_every=4, checkpoint_every=3, epochs=2, max_steps=7)
-  validation = train.train_and_evaluate(config, manifest_lib.load(dataset_dir), model_dir)
+  validation = train.train_and_evaluate(config, dataset_lib.load(dataset_dir), model_dir)
   assert lengths == [1, 2, 1, 2, 1]
   assert validation["step"] == 7
   assert _checkpoint_steps(os.path.join(model_dir, "ckpt")) == [4, 6, 7]

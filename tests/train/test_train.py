@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from train import config as config_lib
 from train.errors import NonFiniteError
@@ -64,7 +65,7 @@ def trained_copy(trained_dir, tmp_path):
 
 
 def test_training_writes_config_mean_checkpoints_and_summaries(trained_dir, dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   with open(os.path.join(trained_dir, "config.json")) as f:
     config = json.load(f)
   assert config["model"] == {"num_classes": 3, "groups": 2, "width": 0.0625, "dropout": 0.5}
@@ -88,7 +89,7 @@ def test_training_writes_config_mean_checkpoints_and_summaries(trained_dir, data
 
 
 def test_train_steps_lower_the_loss(dataset_dir):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   # The paper's network at full width: with its N(0, 0.01) init a narrow one carries almost no
   # signal from the pixels to the logits, and its loss sits at ln(3) for hundreds of steps.
   config = _config(width=1.0, dropout=0.0, learning_rate=0.0001, batch_size=6)
@@ -123,7 +124,7 @@ def test_step_schedule_divides_the_rate_by_ten_at_each_boundary():
 
 def test_weight_decay_follows_the_papers_update_rule(dataset_dir):
   """v <- 0.9 v - wd * lr * w - lr * grad; w <- w + v, with the decay on kernels only."""
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   config = _config(weight_decay=0.5, learning_rate=0.1)
   model = model_lib.alexnet(manifest.num_classes, config.groups, 0.0, config.width)
   state = schedule.create_state(config)
@@ -147,7 +148,7 @@ def test_weight_decay_follows_the_papers_update_rule(dataset_dir):
 
 def test_resume_continues_from_the_saved_step_and_learning_rate(trained_copy, dataset_dir,
                                                                 caplog):
-  manifest = manifest_lib.load(dataset_dir)
+  manifest = dataset_lib.load(dataset_dir)
   caplog.set_level(logging.INFO, logger="absl")
   train.train_and_evaluate(_config(epochs=2, log_every=2), manifest, trained_copy)
   assert _checkpoint_steps(os.path.join(trained_copy, "ckpt")) == [4, 8]
@@ -185,7 +186,7 @@ def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir
   with open(path) as f:
     before = f.read()
   with pytest.raises(TrainingError) as raised:
-    train.train_and_evaluate(_config(epochs=2, **overrides), manifest_lib.load(dataset_dir),
+    train.train_and_evaluate(_config(epochs=2, **overrides), dataset_lib.load(dataset_dir),
                              trained_copy)
   message = str(raised.value)
   assert f"--{flag}={values[0]} differs from the {values[1]}" in message and "\n" not in message
@@ -197,7 +198,7 @@ def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir
 def test_an_unwritable_model_dir_is_one_error_line(dataset_dir, tmp_path):
   (tmp_path / "file").write_text("not a directory")
   with pytest.raises(TrainingError, match=r"file/model: cannot write the model directory \("):
-    train.train_and_evaluate(_config(max_steps=1), manifest_lib.load(dataset_dir),
+    train.train_and_evaluate(_config(max_steps=1), dataset_lib.load(dataset_dir),
                              str(tmp_path / "file" / "model"))
   assert (tmp_path / "file").read_text() == "not a directory"
 
@@ -205,10 +206,10 @@ def test_an_unwritable_model_dir_is_one_error_line(dataset_dir, tmp_path):
 def test_an_invalid_network_is_refused_before_the_model_dir_is_written(dataset_dir, tmp_path):
   model_dir = tmp_path / "model"
   with pytest.raises(TrainingError, match="groups must be at least 1"):
-    train.train_and_evaluate(_config(groups=0), manifest_lib.load(dataset_dir), str(model_dir))
+    train.train_and_evaluate(_config(groups=0), dataset_lib.load(dataset_dir), str(model_dir))
   assert not model_dir.exists()
   # The corrected run is not refused for a network it never built.
-  train.train_and_evaluate(_config(max_steps=1), manifest_lib.load(dataset_dir), str(model_dir))
+  train.train_and_evaluate(_config(max_steps=1), dataset_lib.load(dataset_dir), str(model_dir))
 
 
 def test_skip_corrupt_epochs_are_what_can_be_read(writable_dataset_dir, tmp_path, caplog):
@@ -218,7 +219,7 @@ def test_skip_corrupt_epochs_are_what_can_be_read(writable_dataset_dir, tmp_path
     byte = f.read(1)
     f.seek(5000)
     f.write(bytes([byte[0] ^ 0xFF]))
-  manifest = manifest_lib.load(writable_dataset_dir)
+  manifest = dataset_lib.load(writable_dataset_dir)
   readable = sum(len(b["label"]) for b in input_pipeline.make_dataset(
       manifest, "train", batch_size=4, training=False, skip_corrupt=True))
   assert readable < 16  # Fewer full batches than the 4 the manifest's 18 images give.
@@ -242,7 +243,7 @@ def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dat
   # Max pooling drops the NaN in the forward pass (the loss stays finite); the backward pass puts
   # it in the weights.
   with pytest.raises(NonFiniteError, match=r"non-finite weights after a step in 1\.\.1;"):
-    train.train_and_evaluate(_config(checkpoint_every=1), manifest_lib.load(writable_dataset_dir),
+    train.train_and_evaluate(_config(checkpoint_every=1), dataset_lib.load(writable_dataset_dir),
                              model_dir)
   assert not os.path.exists(os.path.join(model_dir, "ckpt"))
 
@@ -251,7 +252,7 @@ def test_diverging_loss_stops_the_run_naming_the_steps(dataset_dir, tmp_path):
   model_dir = str(tmp_path / "model")
   with pytest.raises(NonFiniteError, match=r"non-finite loss at a step in 2\.\.3;"):
     train.train_and_evaluate(_config(learning_rate=1e30, log_every=3, checkpoint_every=3),
-                             manifest_lib.load(dataset_dir), model_dir)
+                             dataset_lib.load(dataset_dir), model_dir)
   assert not os.path.exists(os.path.join(model_dir, "ckpt"))
 
 
@@ -301,11 +302,11 @@ def test_corrupt_checkpoint_is_an_error_not_a_fresh_start(trained_copy, dataset_
   with open(data_file, "r+b") as f:
     f.truncate(os.path.getsize(data_file) // 2)
   with pytest.raises(TrainingError, match="ckpt-4: cannot restore"):
-    train.train_and_evaluate(_config(epochs=2), manifest_lib.load(dataset_dir), trained_copy)
+    train.train_and_evaluate(_config(epochs=2), dataset_lib.load(dataset_dir), trained_copy)
   # Checkpoint files without the index that names the latest one: still not a fresh start.
   os.remove(os.path.join(trained_copy, "ckpt", "checkpoint"))
   with pytest.raises(TrainingError, match="no complete checkpoint"):
-    train.train_and_evaluate(_config(epochs=2), manifest_lib.load(dataset_dir), trained_copy)
+    train.train_and_evaluate(_config(epochs=2), dataset_lib.load(dataset_dir), trained_copy)
 
 
 def test_other_label_map_is_refused(trained_copy, dataset_dir):
@@ -316,7 +317,7 @@ def test_other_label_map_is_refused(trained_copy, dataset_dir):
   with open(path, "w") as f:
     json.dump(config, f)
   with pytest.raises(TrainingError, match="different label map"):
-    train.train_and_evaluate(_config(epochs=2), manifest_lib.load(dataset_dir), trained_copy)
+    train.train_and_evaluate(_config(epochs=2), dataset_lib.load(dataset_dir), trained_copy)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -378,7 +379,7 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train import config as config_lib, input_pipeline, model as model_lib, preparation
 from train.distributed import cluster
 from train.run import schedule, train
@@ -386,7 +387,7 @@ from tests.train.conftest import TINY_CONFIG
 
 preparation.LIGHTING_STDDEV = 0.0  # The replicas draw other random numbers than one device.
 dataset_dir, model_dir = sys.argv[1:]
-manifest = manifest_lib.load(dataset_dir)
+manifest = dataset_lib.load(dataset_dir)
 config = config_lib.Config(**{**TINY_CONFIG, "dropout": 0.0})
 prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
 batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
@@ -439,7 +440,7 @@ def test_gpu_options_train_and_save_on_the_cpu(dataset_dir, tmp_path, overrides)
   model_dir = str(tmp_path / "model")
   try:
     validation = train.train_and_evaluate(_config(max_steps=2, **overrides),
-                                          manifest_lib.load(dataset_dir), model_dir)
+                                          dataset_lib.load(dataset_dir), model_dir)
   finally:
     tf.keras.mixed_precision.set_global_policy("float32")
   assert validation["count"] == 9 and np.isfinite(validation["loss"])

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from common import manifest as manifest_lib
+from common import dataset as dataset_lib
 from train.distributed import service as data_service_lib
 from train.errors import TrainingError
 from train.evaluation import metrics
@@ -126,7 +126,7 @@ def shard_view(manifest, split, index):
   split_data["shards"] = [split_data["shards"][index]]
   split_data["num_examples"] = split_data["shards"][0]["num_examples"]
   data["splits"][split] = split_data
-  return manifest_lib.Manifest(manifest.directory, data)
+  return dataset_lib.Manifest(manifest.directory, data)
 
 
 def named_batches(manifest, split, *, batch_size, ten_crop=False, limit_per_shard=None):

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from train.errors import TrainingError
 from train import input_pipeline
@@ -199,4 +200,4 @@ def read_mean(model_dir, image_size):
   Raises:
     ValueError: if the file is missing, unreadable, or has another shape.
   """
-  return manifest_lib.read_mean_image(os.path.join(model_dir, MEAN_NAME), image_size)
+  return dataset_lib.read_mean_image(os.path.join(model_dir, MEAN_NAME), image_size)

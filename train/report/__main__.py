@@ -10,6 +10,7 @@ kernels) and Figure 4 (nearest training images in fc7 space). The scoring and fc
 in `model_dir/report_cache/`, so a second report only renders.
 """
 
+from common import dataset as dataset_lib
 from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imported)
 
 import os
@@ -19,7 +20,6 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from common import manifest as manifest_lib
 from train.evaluation import real_labels
 from train.evaluation import trained
 from train.model_dir import directory as model_dir_lib
@@ -39,7 +39,7 @@ def main(argv):
     if not shards:
       raise ValueError(f"{FLAGS.model_dir}/{model_dir_lib.CONFIG_NAME} names no dataset; pass --shards")
     real = real_labels.load(FLAGS.real_labels) if FLAGS.real_labels else None
-    manifest = manifest_lib.load(shards)
+    manifest = dataset_lib.load(shards)
     context = page.build_context(
         manifest, FLAGS.model_dir, FLAGS.split or trained.default_split(manifest),
         batch_size=FLAGS.batch_size, neighbour_pool=FLAGS.neighbour_pool,

@@ -140,7 +140,7 @@ def train_and_evaluate(config, manifest, model_dir):
 
   Args:
     config: a `train.config.Config`.
-    manifest: the dataset's `common.manifest.Manifest`.
+    manifest: the dataset's `common.dataset.Manifest`.
     model_dir: directory for config.json, mean.npy, checkpoints (ckpt/, best/) and summaries.
 
   Returns:

@@ -1,8 +1,11 @@
-"""A dataset of any classes and file names, written straight through the data contract.
+"""Datasets written straight through the data contract, so tests need not run the preprocessing job.
 
-For tests that need what `tests/train/conftest.py`'s three-colour dataset lacks: 1,000 WNIDs, or
-validation files named `ILSVRC2012_val_*.JPEG`, or more than ten classes. Each image is a flat
-colour chosen by its label, with pixel noise.
+The records, shards, mean image and manifest follow `common/schema.py` and `common/manifest.py`.
+Each image is a flat colour chosen by its label, with pixel noise:
+  * `colour_dataset`: the trainer's tiny three-colour dataset (`tests/train/conftest.py`), which a
+    narrow AlexNet learns in a few steps;
+  * `write_dataset`: any classes and file names, e.g. 1,000 WNIDs or validation files named
+    `ILSVRC2012_val_*.JPEG`.
 """
 
 import hashlib
@@ -33,7 +36,8 @@ def class_pixels(label, rng, size=schema.IMAGE_SIZE):
   return np.clip(class_colour(label) + noise, 0, 255).astype(np.uint8)
 
 
-def write_dataset(directory, synsets, splits, num_shards=None, seed=0):
+def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=class_pixels,
+                  names=None):
   """Writes shards, `mean.npy` and `manifest.json`.
 
   Args:
@@ -42,6 +46,8 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0):
     splits: {split: [(filename, label)]}, the records of each split in order.
     num_shards: {split: shards} (records dealt round-robin); default one shard per split.
     seed: NumPy seed of the pixel noise.
+    pixels: (label, rng) -> uint8 image of `schema.IMAGE_SIZE`, drawn in record order.
+    names: {wnid: class name}; default "class <label>".
 
   Returns:
     The directory.
@@ -54,11 +60,11 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0):
     shards, counts = [], {}
     examples = []
     for filename, label in records:
-      pixels = class_pixels(label, rng)
+      image = pixels(label, rng)
       if split == "train":
-        train_pixels.append(pixels.astype(np.float64))
+        train_pixels.append(image.astype(np.float64))
       examples.append(schema.make_example(
-          encoded=jpeg(pixels), image_format=schema.FORMAT_JPEG, label=label,
+          encoded=jpeg(image), image_format=schema.FORMAT_JPEG, label=label,
           synset=synsets[label], filename=filename, original_height=300, original_width=400))
       counts[synsets[label]] = counts.get(synsets[label], 0) + 1
     for shard in range(count):
@@ -80,10 +86,43 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0):
   order = np.argsort(eigval)[::-1]
   manifest = manifest_lib.make_manifest(
       image_size=schema.IMAGE_SIZE, encoding=schema.FORMAT_JPEG, synsets=synsets,
-      names={w: f"class {i}" for i, w in enumerate(synsets)}, splits=made,
+      names=names or {w: f"class {i}" for i, w in enumerate(synsets)}, splits=made,
       stats={"mean_file": manifest_lib.MEAN_NAME, "num_images": len(stacked),
              "channel_mean": flat.mean(axis=0).tolist(), "rgb_covariance": covariance.tolist(),
              "rgb_eigval": eigval[order].tolist(), "rgb_eigvec": eigvec[:, order].tolist()})
   with open(os.path.join(directory, manifest_lib.MANIFEST_NAME), "w") as f:
     f.write(manifest_lib.dumps(manifest))
   return directory
+
+
+CLASS_COLOURS = ((200, 40, 40), (40, 200, 40), (40, 40, 200))
+
+
+def colour_pixels(label, rng):
+  noise = rng.normal(0, 25, (schema.IMAGE_SIZE, schema.IMAGE_SIZE, 3))
+  return np.clip(np.array(CLASS_COLOURS[label]) + noise, 0, 255).astype(np.uint8)
+
+
+def colour_dataset(directory, train_per_class=6, validation_per_class=3, train_shards=2, seed=0,
+                   validation_shards=1):
+  """The three-colour dataset: `len(CLASS_COLOURS)` classes, files "<split>/<label>/<index>.JPEG".
+
+  Args:
+    directory: output directory (created).
+    train_per_class: training images per class.
+    validation_per_class: validation images per class.
+    train_shards: number of training shards.
+    seed: NumPy seed of the pixel noise.
+    validation_shards: number of validation shards.
+
+  Returns:
+    The directory.
+  """
+  synsets = [f"n0000000{i}" for i in range(len(CLASS_COLOURS))]
+  splits = {split: [(f"{split}/{label}/{index}.JPEG", label) for index in range(per_class)
+                    for label in range(len(CLASS_COLOURS))]
+            for split, per_class in (("train", train_per_class),
+                                     ("validation", validation_per_class))}
+  return write_dataset(directory, synsets, splits, seed=seed, pixels=colour_pixels,
+                       num_shards={"train": train_shards, "validation": validation_shards},
+                       names={w: f"colour {i}" for i, w in enumerate(synsets)})

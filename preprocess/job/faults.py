@@ -11,8 +11,11 @@ what happened, how many shards are complete and kept, and that rerunning the sam
 (`preprocess/conversion/resume.py`); `beam_logs` holds the tracebacks back meanwhile. Any other
 failure is re-raised with what was held printed after all.
 
-The runner stopped within a second of a lost worker in every case tried, but nothing in it promises
-that, so a watchdog bounds the wait (`LOST_WORKER_GRACE_SECONDS`) and then stops the job itself.
+The runner most often stops within a second of a lost worker, but nothing in it promises that (a
+worker killed while the other waits on its input has left it waiting past a minute), so a watchdog
+bounds the wait (`LOST_WORKER_GRACE_SECONDS`) and then stops the job itself, its line the only one:
+the main thread, still inside the runner, would otherwise log the runner's tracebacks and a second
+line of its own.
 """
 
 import contextlib
@@ -97,12 +100,13 @@ class _Watch:
   def _bound_the_wait(self):
     if self._finished.wait(self._grace):
       return
-    # The job ends here: other threads' tracebacks from now on only repeat it.
+    # The job ends here: what any thread or worker writes from now on only repeats it, so stderr
+    # stays dropped and our line goes straight to the terminal.
     threading.excepthook = lambda args: None
     beam_logs.relay().discard()
-    beam_logs.restore_stderr()
-    logging.error("%s (the runner had not stopped %.0f s after losing it, so the job was stopped)",
-                  self.lost_worker_message(), self._grace)
+    beam_logs.relay().say(_error_line(
+        f"{self.lost_worker_message()} (the runner had not stopped {self._grace:.0f} s after "
+        "losing it, so the job was stopped)"))
     exit_now(1)
 
   def finish(self):
@@ -154,6 +158,14 @@ def watch(kept_so_far, grace_seconds=LOST_WORKER_GRACE_SECONDS):
   beam_logs.relay().release()
 
 
+def _error_line(message):
+  """`message` as absl would log it from the caller, as text."""
+  caller = sys._getframe(1)  # pylint: disable=protected-access
+  record = std_logging.LogRecord("absl", std_logging.ERROR, caller.f_code.co_filename,
+                                 caller.f_lineno, message, None, None)
+  return logging.get_absl_handler().format(record) + "\n"
+
+
 def exit_now(code):
   """Ends the process at once with `code`, after our own log lines and the worker processes.
 
@@ -163,6 +175,9 @@ def exit_now(code):
   for handler in std_logging.getLogger().handlers + [logging.get_absl_handler()]:
     handler.flush()
   sys.stderr.flush()
+  # Our line is out. While the workers are ended, Beam's runner threads find their channels closed
+  # and log tracebacks that only repeat it (`Error closing worker_handler`): nothing logs now.
+  std_logging.disable(std_logging.CRITICAL)
   children = psutil.Process().children(recursive=True)
   for child in children:
     with contextlib.suppress(psutil.Error):

@@ -106,7 +106,7 @@ def test_archives_packed_by_gnu_tar_give_the_extracted_trees_bytes(release, fmt,
   _gnu_tar(fmt, tree / "val", form / "ILSVRC2012_img_val.tar")
   archive_fixtures.pack_devkit(tree, str(form / "ILSVRC2012_devkit_t12.tar.gz"),
                                "ILSVRC2012_devkit_t12")
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS)
   assert comparable(tmp_path / "out") == comparable(root / "reference")
   assert manifest["splits"]["train"]["input"].startswith("tar ")
@@ -136,7 +136,7 @@ def test_ilsvrc2010_shapes_with_the_published_test_labels(tmp_path):
 def test_kaggle_test_folder_is_ignored_and_said(release, make_form, tmp_path, caplog):
   root, info = release
   form = make_form(root, info, tmp_path / "form")
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS)
   assert "test" not in manifest["splits"]
   assert re.search(r"ILSVRC/Data/CLS-LOC/test/ (in \S+ )?was ignored: it has no labels",
@@ -297,7 +297,7 @@ def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp
   os.makedirs(form)
   archive_fixtures.pack_train_tar(root / "tree", str(form / "t.tar"))
   shutil.copy(root / "tree" / "synset_words.txt", form)
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     manifest = helpers.build_dataset(
         form, tmp_path / "out", num_shards=SHARDS, progress_seconds=0.001,
         archives={"validation": str(elsewhere / "v.tar")}, devkit_archive=str(elsewhere / "d.tgz"))

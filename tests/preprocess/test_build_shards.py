@@ -248,7 +248,7 @@ def test_summary_counts_repaired_files_and_fixes_apart(built, caplog):
   train = manifest["splits"]["train"]
   fixes = [r for r in manifest["repaired"] if r["split"] == "train"]
   assert len(fixes) > train["repaired"]  # one file had two fixes
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     report.log_summary(manifest, {}, elapsed=1.0)
   assert f"repaired {train['repaired']} files with {len(fixes)} fixes (" in caplog.text
 

@@ -27,19 +27,25 @@ def test_a_workers_exit_status_is_said_in_words(code, words):
 
 
 def test_a_runner_that_never_stops_after_losing_a_worker_is_stopped_in_one_line():
-  """The runner is replaced by a block that waits forever after its worker thread died."""
+  """The runner is replaced by a block that, after its worker thread died, keeps logging what
+  Beam's runner logs while its workers are ended, as it does on the main thread."""
   script = textwrap.dedent("""
-      import threading, time
-      from absl import flags, logging
+      import logging, threading
+      from absl import flags
       from preprocess.job import beam_logs
       from preprocess.job import faults
       flags.FLAGS.mark_as_parsed()
+      runner = logging.getLogger("apache_beam.runners.portability.fn_api_runner.worker_handlers")
       def die():
         raise RuntimeError("Worker subprocess exited with return code 137")
       with beam_logs.filtered_stderr():
         with faults.watch(lambda: "3 of 8 shards are complete and kept in /data", grace_seconds=1):
           threading.Thread(target=die).start()
-          time.sleep(120)
+          while True:
+            try:
+              raise RuntimeError("Channel closed prematurely.")
+            except RuntimeError:
+              runner.exception("Error closing worker_handler")
       """)
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)

@@ -117,7 +117,7 @@ def test_a_train_list_keeps_exactly_its_files_and_the_summary_names_what_it_miss
   outside = next(w for w in info.classes if w not in wnids)
   names = first[:3] + second[:1] + [images[outside][0], "n00000000_1.JPEG", "missing.JPEG"]
   (tmp_path / "list.txt").write_text("".join(f"{name}\n" for name in names))
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     manifest = _build(root, root / "tree", tmp_path / "out", per_class=2,
                       train_list=str(tmp_path / "list.txt"))
   _, listed = _train_files(tmp_path / "out", manifest)

@@ -10,17 +10,12 @@ import pytest
 import tensorflow as tf
 
 from common import dataset as dataset_lib
-from train import config as config_lib
 from train import model as model_lib
 from train.run import chance
 from train.run import schedule
 from train.run import train
 
-from tests.train.conftest import TINY_CONFIG
-
-
-def _config(**overrides):
-  return config_lib.Config(**{**TINY_CONFIG, **overrides})
+from tests.train.conftest import tiny_config
 
 
 def _warnings(caplog):
@@ -66,7 +61,7 @@ def test_the_band_around_ln_classes(loss, at_chance):
 
 
 def test_the_plateau_rule_does_not_cut_the_rate_at_chance():
-  config = _config(patience=1, max_lr_drops=3)
+  config = tiny_config(patience=1, max_lr_drops=3)
   state = schedule.create_state(config)
   schedule.update_on_validation(config, state, 0.999, at_chance=True)
   for _ in range(10):
@@ -77,7 +72,7 @@ def test_the_plateau_rule_does_not_cut_the_rate_at_chance():
 
 
 def test_the_step_schedule_counts_only_epochs_that_end_above_chance():
-  config = _config(lr_schedule="step", lr_step_epochs=(2, 4))
+  config = tiny_config(lr_schedule="step", lr_step_epochs=(2, 4))
   state = schedule.create_state(config)
   rates = []
   for epoch, at_chance in enumerate([True, True, True, False, False, False, False], start=1):
@@ -96,7 +91,7 @@ def test_a_run_at_chance_warns_holds_its_rate_and_says_so_at_the_end(dataset_dir
   # (warning, held rate, closing line) does not depend on the band's width.
   monkeypatch.setattr(chance, "BAND_BELOW", 0.1)
   model_dir = str(tmp_path / "model")
-  train.train_and_evaluate(_config(epochs=3, patience=1, learning_rate=1e-5),
+  train.train_and_evaluate(tiny_config(epochs=3, patience=1, learning_rate=1e-5),
                            dataset_lib.load(dataset_dir), model_dir)
   assert _warnings(caplog) and "ln(3)=1.0986" in _warnings(caplog)[0]
   closing = [line for line in caplog.text.splitlines() if "Stopped (" in line]
@@ -118,7 +113,7 @@ def test_caffe_biases_start_at_a_tenth():
 
 
 def test_the_warmup_raises_the_rate_linearly_then_holds_it(dataset_dir):
-  config = _config(warmup_steps=4)
+  config = tiny_config(warmup_steps=4)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
   model = model_lib.alexnet(3, width=0.0625)
@@ -131,13 +126,13 @@ def test_the_warmup_raises_the_rate_linearly_then_holds_it(dataset_dir):
   np.testing.assert_allclose(rates, [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01], rtol=1e-6)
   assert [schedule.rate_at(config, state, s) for s in (1, 4, 9)] == pytest.approx(
       [0.0025, 0.01, 0.01])
-  assert float(train.create_optimizer(_config(), state["learning_rate"]).learning_rate) == (
+  assert float(train.create_optimizer(tiny_config(), state["learning_rate"]).learning_rate) == (
       pytest.approx(0.01))
 
 
 def test_the_init_flags_are_recorded(dataset_dir, tmp_path):
   model_dir = str(tmp_path / "model")
-  train.train_and_evaluate(_config(max_steps=1, bias_init="caffe", warmup_steps=3),
+  train.train_and_evaluate(tiny_config(max_steps=1, bias_init="caffe", warmup_steps=3),
                            dataset_lib.load(dataset_dir), model_dir)
   with open(os.path.join(model_dir, "config.json")) as f:
     flags = json.load(f)["flags"]

@@ -16,7 +16,7 @@ from train.errors import TrainingError
 from train.run import train
 
 from tests.train.conftest import TINY_CONFIG
-from tests.train.test_train import _checkpoint_steps
+from tests.train.conftest import checkpoint_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START_SECONDS = 60  # TensorFlow's import on a loaded 2-core machine.
@@ -102,7 +102,7 @@ def test_training_reads_through_two_workers_and_survives_losing_one(service, pro
   assert "Traceback" not in text
   assert "Stopped (reached --max_steps=40) at step 40 " in text
   assert "(9 images)" in text  # Evaluation is local and scores every validation image once.
-  assert _checkpoint_steps(os.path.join(model_dir, "ckpt"))[-1] == 40
+  assert checkpoint_steps(os.path.join(model_dir, "ckpt"))[-1] == 40
   # Both workers served the trainer's job, and worked for it.
   for name in ("worker0", "worker1"):
     busy = re.findall(r": 1 tasks, ([\d.]+) cores busy", open(processes.started[name][1]).read())

@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from common import dataset as dataset_lib
-from train import config as config_lib
 from train.errors import DeadNetworkError
 from train import input_pipeline
 from train import model as model_lib
@@ -20,15 +19,11 @@ from train import preparation
 from train.run import liveness
 from train.run import train
 
-from tests.train.conftest import TINY_CONFIG
+from tests.train.conftest import tiny_config
 
 # Measured on TINY_CONFIG's network and data: at 0.3 the loss explodes (to ~540) and conv5 goes
 # silent for every image at step 4; at 1e-5 the network stays alive at ln(3).
 KILLING_RATE = 0.3
-
-
-def _config(**overrides):
-  return config_lib.Config(**{**TINY_CONFIG, **overrides})
 
 
 def _errors(caplog):
@@ -40,7 +35,7 @@ def test_a_network_that_dies_in_training_is_named_saved_and_stopped(dataset_dir,
   model_dir = str(tmp_path / "model")
   manifest = dataset_lib.load(dataset_dir)
   with pytest.raises(DeadNetworkError) as raised:
-    train.train_and_evaluate(_config(epochs=3, learning_rate=KILLING_RATE), manifest, model_dir)
+    train.train_and_evaluate(tiny_config(epochs=3, learning_rate=KILLING_RATE), manifest, model_dir)
   message = str(raised.value)
   assert "the network is dead and cannot recover" in message
   assert "--learning_rate" in message and "--warmup_steps" in message
@@ -67,13 +62,13 @@ def test_a_network_that_dies_in_training_is_named_saved_and_stopped(dataset_dir,
   # Rerunning the same command resumes the dead network and says so again at once.
   caplog.clear()
   with pytest.raises(DeadNetworkError, match="dead at the first step this run measured"):
-    train.train_and_evaluate(_config(epochs=3, learning_rate=KILLING_RATE), manifest, model_dir)
+    train.train_and_evaluate(tiny_config(epochs=3, learning_rate=KILLING_RATE), manifest, model_dir)
 
 
 def test_a_network_alive_at_chance_is_not_called_dead(dataset_dir, tmp_path, caplog):
   caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "model")
-  train.train_and_evaluate(_config(epochs=2, learning_rate=1e-5),
+  train.train_and_evaluate(tiny_config(epochs=2, learning_rate=1e-5),
                            dataset_lib.load(dataset_dir), model_dir)
   assert checkpoints.read_run_state(model_dir)["dead_at"] is None
   assert not _errors(caplog)

@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 from common import dataset as dataset_lib
-from train import config as config_lib
 from train import input_pipeline
 from train import model as model_lib
 from train import preparation
@@ -15,13 +14,9 @@ from train.run import loop as loop_lib
 from train.run import schedule
 from train.run import train
 
-from tests.train.conftest import TINY_CONFIG
-from tests.train.test_train import _checkpoint_steps
-from tests.train.test_train import _read_scalars
-
-
-def _config(**overrides):
-  return config_lib.Config(**{**TINY_CONFIG, **overrides})
+from tests.train.conftest import checkpoint_steps
+from tests.train.conftest import read_scalars
+from tests.train.conftest import tiny_config
 
 
 @pytest.mark.parametrize("step, expected", [
@@ -35,14 +30,14 @@ def _config(**overrides):
     (4, 2),    # 4 -> 6 after a resume at 3.
 ])
 def test_a_loop_never_crosses_a_boundary(step, expected):
-  config = _config(steps_per_loop=4, log_every=8, checkpoint_every=6)
+  config = tiny_config(steps_per_loop=4, log_every=8, checkpoint_every=6)
   start_step = 3 if step in (3, 4) else 0
   assert loop_lib.loop_length(step, config, 12, 18, start_step) == expected
 
 
 def _train(manifest, calls, steps_per_call):
   """Trains calls * steps_per_call steps from the same initialisation on the same batches."""
-  config = _config(seed=0, batch_size=3)
+  config = tiny_config(seed=0, batch_size=3)
   tf.keras.utils.set_random_seed(0)
   strategy = tf.distribute.get_strategy()
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
@@ -81,11 +76,11 @@ def test_logs_checkpoints_and_evaluations_land_on_their_exact_steps(dataset_dir,
   model_dir = str(tmp_path / "model")
   # 4 steps an epoch: loops [1], [2, 3], [4], [5, 6], [7] for the first step, the checkpoints
   # every 3, the log line and evaluation at the epoch's end (4) and --max_steps=7.
-  config = _config(steps_per_loop=3, log_every=4, checkpoint_every=3, epochs=2, max_steps=7)
+  config = tiny_config(steps_per_loop=3, log_every=4, checkpoint_every=3, epochs=2, max_steps=7)
   validation = train.train_and_evaluate(config, dataset_lib.load(dataset_dir), model_dir)
   assert lengths == [1, 2, 1, 2, 1]
   assert validation["step"] == 7
-  assert _checkpoint_steps(os.path.join(model_dir, "ckpt")) == [4, 6, 7]
-  scalars = _read_scalars(os.path.join(model_dir, "eval"))
+  assert checkpoint_steps(os.path.join(model_dir, "ckpt")) == [4, 6, 7]
+  scalars = read_scalars(os.path.join(model_dir, "eval"))
   assert len(scalars["eval/loss"]) == 2  # At the epoch's end (4) and the last step (7).
-  assert len(_read_scalars(os.path.join(model_dir, "train"))["train/loss"]) == 2  # Steps 1, 4.
+  assert len(read_scalars(os.path.join(model_dir, "train"))["train/loss"]) == 2  # Steps 1, 4.

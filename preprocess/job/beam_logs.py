@@ -97,15 +97,16 @@ class Relay:
         return
       held, self._held, self._discarding = self._held, None, False
     for line in held or ():
-      while line:
-        line = line[os.write(self.original, line):]
+      self._write(line)
 
   def say(self, text):
     """Writes `text` to the terminal past the relay, whatever it is holding or dropping."""
-    data = text.encode()
     with self._lock:
-      while data:
-        data = data[os.write(self.original, data):]
+      self._write(text.encode())
+
+  def _write(self, data):
+    while data:  # os.write may write only part of it
+      data = data[os.write(self.original, data):]
 
   def relay(self, line, out):
     if any(text in line for text in _PRE_OPTIONS_LINES) or _PRE_INIT_NATIVE_LINE.match(line):
@@ -142,7 +143,8 @@ def relay():
   return _active
 
 
-def _handlers():
+def log_handlers():
+  """Every handler a log record of this process may reach: the root logger's and absl's."""
   return set(logging.getLogger().handlers) | {absl_logging.get_absl_handler()}
 
 
@@ -177,7 +179,7 @@ def filtered_stderr():
 
   relay_thread = threading.Thread(target=pump, args=(_active,), name="stderr_filter", daemon=True)
   relay_thread.start()
-  handlers = _handlers()
+  handlers = log_handlers()
   for handler in handlers:
     handler.addFilter(_hold_at_beams_errors)
   try:

@@ -172,7 +172,7 @@ def exit_now(code):
   Beam's runner threads are not daemons and may wait on a dead worker's channel forever, so a
   stopped job does not wait for them; its local workers are ended rather than left orphaned.
   """
-  for handler in std_logging.getLogger().handlers + [logging.get_absl_handler()]:
+  for handler in beam_logs.log_handlers():
     handler.flush()
   sys.stderr.flush()
   # Our line is out. While the workers are ended, Beam's runner threads find their channels closed

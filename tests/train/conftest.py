@@ -58,8 +58,7 @@ def writable_dataset_dir(tmp_path):
 def trained_dir(dataset_dir, tmp_path_factory):
   """One epoch (4 steps) of training, shared read-only; tests that alter it work on a copy."""
   model_dir = str(tmp_path_factory.mktemp("trained") / "model")
-  train.train_and_evaluate(config_lib.Config(**TINY_CONFIG), dataset_lib.load(dataset_dir),
-                           model_dir)
+  train.train_and_evaluate(tiny_config(), dataset_lib.load(dataset_dir), model_dir)
   return model_dir
 
 

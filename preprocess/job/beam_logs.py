@@ -57,7 +57,9 @@ def harness_options():
 
 # A traceback's first line, or a worker's shell reporting it was killed: from here on stderr is held
 # until the job's fate is known (see `Relay`).
-_TRACEBACK_STARTS = (b"Traceback (most recent call last):", b"Exception in thread ")
+_TRACEBACK_STARTS = (b"Traceback (most recent call last):", b"Exception in thread ",
+                     # and what a worker's harness prints first when Ctrl-C or a lost peer ends it
+                     b"CRITICAL:__main__:Python sdk harness failed", b"Logging client failed:")
 _SHELL_REPORTS = (b"Killed\n", b"Terminated\n", b"Segmentation fault\n", b"Aborted\n")
 # What a held stderr keeps for a failure that turns out not to be a stop: the last lines.
 _HELD_LINES = 2000

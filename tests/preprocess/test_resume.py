@@ -102,6 +102,7 @@ def _stop(job, how):
 
 def _one_error_line(stderr):
   assert "Traceback" not in stderr and "Killed" not in stderr, stderr[-3000:]
+  assert "harness failed" not in stderr and "Logging client failed" not in stderr, stderr[-3000:]
   errors = [line for line in stderr.splitlines() if re.match(r"^[EF]\d{4} ", line)]
   assert len(errors) == 1, stderr[-3000:]
   return errors[0]

@@ -11,7 +11,7 @@ TEST_WORKERS ?= 2
 
 .PHONY: install test demo bench clean
 
-$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt requirements-gcp.txt requirements-aws.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt -e .

@@ -26,6 +26,8 @@ from absl import logging  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from preprocess import errors  # noqa: E402
+from preprocess import paths  # noqa: E402
+from preprocess import stores  # noqa: E402
 from preprocess.conversion import convert  # noqa: E402
 from preprocess.inputs import class_lists  # noqa: E402
 from preprocess.inputs import sources  # noqa: E402
@@ -178,7 +180,10 @@ def main(argv):
     check_workers(beam_options)
     with beam_logs.filtered_stderr():
       build.run_build(options, beam_options)
-  except (errors.BuildError, sources.InputError) as e:
+  except (errors.BuildError, sources.InputError, stores.Unavailable, stores.NoCredentials) as e:
+    logging.error("%s", e)
+    sys.exit(1)
+  except paths.PathError as e:  # a file or store failing while planning, already one line
     logging.error("%s", e)
     sys.exit(1)
   except faults.Stopped as e:  # a lost worker, Ctrl-C or SIGTERM while the job ran

@@ -18,7 +18,7 @@ STAGES = ("common", "preprocess", "train")
 ROOMS = {
     "common": [("common", None)],
     "preprocess": [
-        ("top", {"errors", "paths"}),
+        ("top", {"errors", "paths", "stores"}),
         ("inputs", None),
         ("conversion", None),
         ("job", None),

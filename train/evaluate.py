@@ -65,20 +65,28 @@ def main(argv):
           f"{result['count']} of ReaL's {real_labels.NUM_IMAGES:,} images")
 
 
-def define_flags():
-  """Defines the flags, only when run as a command, so that entry modules import together."""
-  flags.DEFINE_string("shards", None, "Dataset directory holding manifest.json and the shards.")
-  flags.DEFINE_string("model_dir", None, "The trainer's --model_dir.")
+def define_flags(flag_values=FLAGS):
+  """Defines the flags, only when run as a command, so that entry modules import together.
+
+  Args:
+    flag_values: the `FlagValues` to define them in (a fresh one in tests).
+  """
+  into = {"flag_values": flag_values}
+  flags.DEFINE_string("shards", None, "Dataset directory holding manifest.json and the shards.",
+                      **into)
+  flags.DEFINE_string("model_dir", None, "The trainer's --model_dir.", **into)
   flags.DEFINE_enum("split", None, ["validation", "test", "train"],
-                    "Split to score (default: validation, or an ImageNetV2 dataset's test).")
-  flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops.")
-  flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
-  flags.DEFINE_bool("skip_corrupt", False, "Skip unreadable records (the count check then warns).")
+                    "Split to score (default: validation, or an ImageNetV2 dataset's test).",
+                    **into)
+  flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops.", **into)
+  flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1, **into)
+  flags.DEFINE_bool("skip_corrupt", False, "Skip unreadable records (the count check then warns).",
+                    **into)
   flags.DEFINE_string("real_labels", None,
                       "ImageNet-ReaL's real.json: also score the ILSVRC-2012 validation images "
-                      "against every label ReaL gives them.")
-  flags.mark_flag_as_required("shards")
-  flags.mark_flag_as_required("model_dir")
+                      "against every label ReaL gives them.", **into)
+  flags.mark_flag_as_required("shards", **into)
+  flags.mark_flag_as_required("model_dir", **into)
 
 
 if __name__ == "__main__":

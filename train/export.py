@@ -132,9 +132,16 @@ def _check_output(output_dir, model_dir, overwrite):
   if not overwrite:
     kind = "a non-empty directory" if tf.io.gfile.isdir(output_dir) else "a file"
     raise ValueError(f"{output_dir}: already exists ({kind}); pass --overwrite to replace it")
-  if (os.path.abspath(model_dir) + os.sep).startswith(os.path.abspath(output_dir) + os.sep):
+  if _within(model_dir, output_dir):
     raise ValueError(f"{output_dir}: holds the model directory {model_dir}; --overwrite would "
                      "delete it")
+
+
+def _within(path, directory):
+  """Whether `path` is `directory` or under it: local paths made absolute, URLs (gs://) as given."""
+  if "://" in directory:
+    return (path.rstrip("/") + "/").startswith(directory.rstrip("/") + "/")
+  return (os.path.abspath(path) + os.sep).startswith(os.path.abspath(directory) + os.sep)
 
 
 def _remove(path):
@@ -157,7 +164,8 @@ def export_model(model_dir, output_dir, checkpoint=None, overwrite=False):
   """Writes the SavedModel of a trained model directory.
 
   The model is written beside `output_dir` under a temporary name and moved into place when
-  complete, so a failed export leaves whatever was at `output_dir` untouched.
+  complete (a new remote `output_dir` is written in place), so a failed export leaves whatever was
+  at `output_dir` untouched.
 
   Args:
     model_dir: the trainer's `--model_dir`.
@@ -177,16 +185,22 @@ def export_model(model_dir, output_dir, checkpoint=None, overwrite=False):
   model, config, prefix = restore.restore_model(model_dir, checkpoint)
   mean_image = model_dir_lib.read_mean(model_dir, config["image_size"])
   classifier = Classifier(model, mean_image, config["classes"])
-  staging, replaced = f"{output_dir}.export-{os.getpid()}", f"{output_dir}.replaced-{os.getpid()}"
+  # A directory of an object store (gs://) is a prefix of its files' names: renaming it copies every
+  # file (TensorFlow's GCS client renames them one by one), and ram:// renames only its own name,
+  # not its files. A new remote model is written in place instead, and removed if the export fails.
+  in_place = "://" in output_dir and not tf.io.gfile.exists(output_dir)
+  staging = output_dir if in_place else f"{output_dir}.export-{os.getpid()}"
+  replaced = f"{output_dir}.replaced-{os.getpid()}"
   try:
     _save(classifier, config["classes"], staging)
   except BaseException:
     _remove(staging)
     raise
-  if tf.io.gfile.exists(output_dir):
-    tf.io.gfile.rename(output_dir, replaced)
-  tf.io.gfile.rename(staging, output_dir)
-  _remove(replaced)
+  if not in_place:
+    if tf.io.gfile.exists(output_dir):
+      tf.io.gfile.rename(output_dir, replaced)
+    tf.io.gfile.rename(staging, output_dir)
+    _remove(replaced)
   logging.info("Exported %s to %s", prefix, output_dir)
   return prefix
 
@@ -202,16 +216,21 @@ def main(argv):
     sys.exit(f"export: {err.message}")
 
 
-def define_flags():
-  """Defines the flags, only when run as a command, so that tests can import several commands."""
-  flags.DEFINE_string("model_dir", None, "The trainer's model directory.")
-  flags.DEFINE_string("output", None, "Directory to write the SavedModel to.")
+def define_flags(flag_values=FLAGS):
+  """Defines the flags, only when run as a command, so that tests can import several commands.
+
+  Args:
+    flag_values: the `FlagValues` to define them in (a fresh one in tests).
+  """
+  into = {"flag_values": flag_values}
+  flags.DEFINE_string("model_dir", None, "The trainer's model directory.", **into)
+  flags.DEFINE_string("output", None, "Directory to write the SavedModel to.", **into)
   flags.DEFINE_string("checkpoint", None, "Checkpoint prefix or directory to export instead of the "
-                      "newest in model_dir/best/, or model_dir/ckpt/ if there is no best.")
+                      "newest in model_dir/best/, or model_dir/ckpt/ if there is no best.", **into)
   flags.DEFINE_bool("overwrite", False, "Replace an existing --output (a non-empty directory or a "
-                    "file); the old one is removed only once the new one is complete.")
-  flags.mark_flag_as_required("model_dir")
-  flags.mark_flag_as_required("output")
+                    "file); the old one is removed only once the new one is complete.", **into)
+  flags.mark_flag_as_required("model_dir", **into)
+  flags.mark_flag_as_required("output", **into)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,17 @@ def main(argv):
   logging.info("Wrote %s", output)
 
 
-def define_flags():
-  """Defines the flags, only when run as a command, so that tests can import several commands."""
-  flags.DEFINE_string("model_dir", None, "The trainer's model directory.")
+def define_flags(flag_values=FLAGS):
+  """Defines the flags, only when run as a command, so that tests can import several commands.
+
+  Args:
+    flag_values: the `FlagValues` to define them in (a fresh one in tests).
+  """
+  into = {"flag_values": flag_values}
+  flags.DEFINE_string("model_dir", None, "The trainer's model directory.", **into)
   flags.DEFINE_string("output", None, "Image to write, in the format its extension names (.png, "
-                      f".pdf, .svg, ...); default model_dir/{curves.DEFAULT_OUTPUT_NAME}.")
-  flags.mark_flag_as_required("model_dir")
+                      f".pdf, .svg, ...); default model_dir/{curves.DEFAULT_OUTPUT_NAME}.", **into)
+  flags.mark_flag_as_required("model_dir", **into)
 
 
 if __name__ == "__main__":

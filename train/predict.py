@@ -113,10 +113,15 @@ def main(argv):
     sys.exit(1)
 
 
-def define_flags():
-  """Defines the flags, only when run as a command, so that tests can import several commands."""
-  flags.DEFINE_string("model", None, "SavedModel directory written by train.export.")
-  flags.mark_flag_as_required("model")
+def define_flags(flag_values=FLAGS):
+  """Defines the flags, only when run as a command, so that tests can import several commands.
+
+  Args:
+    flag_values: the `FlagValues` to define them in (a fresh one in tests).
+  """
+  flags.DEFINE_string("model", None, "SavedModel directory written by train.export.",
+                      flag_values=flag_values)
+  flags.mark_flag_as_required("model", flag_values=flag_values)
 
 
 if __name__ == "__main__":

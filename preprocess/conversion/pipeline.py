@@ -10,9 +10,10 @@ import hashlib
 import json
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from preprocess import paths
+from preprocess import stores
 from preprocess.conversion import shard_writer
 from preprocess.conversion import stats as stats_lib
 from preprocess.inputs import archives
@@ -47,7 +48,8 @@ class ListFilesFn(beam.DoFn):
   here; the driver's listing counts them. So are images outside the subset (`subsets.Selection`).
   """
 
-  def __init__(self, config, shard_bases, num_shards, selection=None):
+  def __init__(self, config, shard_bases, num_shards, selection=None, options=None):
+    self._options = options
     self._config = config
     self._selection = selection or subsets.Selection()
     self._shard_bases = shard_bases
@@ -56,6 +58,9 @@ class ListFilesFn(beam.DoFn):
     self._read_from = {path: number for number, path in enumerate(config.read_from)}
     self._listed = Metrics.counter("build_shards", "images_listed")
     self._outside_subset = Metrics.counter("build_shards", "images_outside_subset")
+
+  def setup(self):
+    stores.connect(self._options, (self._config.input_dir, self._config.output_dir))
 
   def process(self, unit):
     split, kind, where, canonical, ground_truth = unit
@@ -97,13 +102,17 @@ class ListFilesFn(beam.DoFn):
 class WriteShardFn(beam.DoFn):
   """Writes one shard from its grouped entries; emits the shard's result dict."""
 
-  def __init__(self, config, specs):
+  def __init__(self, config, specs, options=None):
+    self._options = options
     self._config = config
     self._specs = specs
     self._written = Metrics.counter("build_shards", "images_written")
     self._skipped = Metrics.counter("build_shards", "images_skipped")
     self._repaired = Metrics.counter("build_shards", "images_repaired")
     self._kept = Metrics.counter("build_shards", "shards_kept")
+
+  def setup(self):
+    stores.connect(self._options, (self._config.input_dir, self._config.output_dir))
 
   def process(self, keyed_entries):
     shard, entries = keyed_entries
@@ -121,8 +130,12 @@ class WriteShardFn(beam.DoFn):
 class MergeResultsFn(beam.DoFn):
   """Gathers all shard results into one file and sums the training statistics, streaming."""
 
-  def __init__(self, config):
+  def __init__(self, config, options=None):
+    self._options = options
     self._config = config
+
+  def setup(self):
+    stores.connect(self._options, (self._config.input_dir, self._config.output_dir))
 
   def process(self, keyed_results):
     _, results = keyed_results
@@ -130,13 +143,11 @@ class MergeResultsFn(beam.DoFn):
     total = None
     for result in results:
       if result["stats_file"]:
-        part = stats_lib.ImageStats.from_bytes(shard_writer.read_file(result["stats_file"]))
+        part = stats_lib.ImageStats.from_bytes(paths.read(result["stats_file"]))
         total = part if total is None else total.merge(part)
     if total is not None:
-      with FileSystems.create(join(self._config.tmp_dir, STATS_NAME)) as f:
-        f.write(total.to_bytes())
-    with FileSystems.create(join(self._config.tmp_dir, RESULTS_NAME)) as f:
-      f.write(json.dumps(results).encode())
+      paths.write_file(join(self._config.tmp_dir, STATS_NAME), total.to_bytes())
+    paths.write_file(join(self._config.tmp_dir, RESULTS_NAME), json.dumps(results).encode())
     yield len(results)
 
 
@@ -154,11 +165,15 @@ def build(root, config, plans, specs, selection):
   for index, spec in enumerate(specs):
     shard_bases.setdefault(spec.split, index)
     num_shards[spec.split] = spec.num_shards
+  # Every DoFn connects its worker's filesystems with the job's options (`stores.connect`): not
+  # every runner hands them to `FileSystems` (the Dask runner does not).
+  options = root.options
   return (root
           | "create_listing_units" >> beam.Create(listing_units(plans))
-          | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards, selection))
+          | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards, selection,
+                                                   options))
           | "group_by_shard" >> beam.GroupByKey()
-          | "write_shards" >> beam.ParDo(WriteShardFn(config, specs))
+          | "write_shards" >> beam.ParDo(WriteShardFn(config, specs, options))
           | "key_for_merge" >> beam.Map(lambda result: (0, result))
           | "gather_results" >> beam.GroupByKey()
-          | "merge_results" >> beam.ParDo(MergeResultsFn(config)))
+          | "merge_results" >> beam.ParDo(MergeResultsFn(config, options)))

@@ -25,11 +25,10 @@ import json
 
 import PIL
 from PIL import features as pil_features
-from apache_beam.io.filesystems import FileSystems
-
 from common import manifest as manifest_lib
 from common import records
 from common import schema
+from preprocess import paths
 from preprocess.paths import join
 
 RESULTS_NAME = ".build_results"
@@ -78,10 +77,10 @@ def inputs_digest(entries):
 
 
 def file_sha256(path, chunk_size=1 << 22):
-  """Hex SHA-256 of a file read through Beam's `FileSystems`, or None if it cannot be read."""
+  """Hex SHA-256 of a file on any filesystem (`paths`), or None if it cannot be read."""
   digest = hashlib.sha256()
   try:
-    with FileSystems.open(path) as f:
+    with paths.open_sequential(path) as f:
       while chunk := f.read(chunk_size):
         digest.update(chunk)
   except OSError:
@@ -92,12 +91,12 @@ def file_sha256(path, chunk_size=1 << 22):
 def read_result(config, spec):
   """The result an earlier run left for `spec`'s shard: a dict, None if there is none, or
   `UNREADABLE` if the file is there but not a complete result."""
-  path = result_path(config, spec)
   try:
-    with FileSystems.open(path) as f:
-      result = json.loads(f.read())
+    result = json.loads(paths.read(result_path(config, spec)))
+  except paths.Missing:
+    return None
   except (OSError, ValueError):
-    return UNREADABLE if FileSystems.exists(path) else None
+    return UNREADABLE
   return result if isinstance(result, dict) and "digest" in result else UNREADABLE
 
 
@@ -123,7 +122,7 @@ def kept_result(config, spec, digest):
   index = join(config.output_dir, records.index_name(spec.file))
   if file_sha256(index) != earlier.get("index_sha256"):
     return None, INDEX_DIFFERS
-  if not FileSystems.exists(skip_list_path(config, spec)):
+  if earlier["num_skipped"] and not paths.exists(skip_list_path(config, spec)):
     return None, UNREADABLE
   return earlier, None
 
@@ -131,19 +130,14 @@ def kept_result(config, spec, digest):
 def forget(config, spec):
   """Deletes `spec`'s earlier result before its shard is written again, so that a stop while it is
   rewritten leaves no result that describes other bytes."""
-  path = result_path(config, spec)
-  if FileSystems.exists(path):
-    FileSystems.delete([path])
+  paths.delete([result_path(config, spec)])
 
 
 def write_result(config, spec, result):
   """Writes the shard's result last, through a temporary name: its presence means the shard, its skip
   list and its statistics are complete."""
-  path = result_path(config, spec)
-  temp_path = join(config.tmp_dir, f"{spec.file}.json")
-  with FileSystems.create(temp_path) as f:
-    f.write(json.dumps(result, sort_keys=True).encode())
-  FileSystems.rename([temp_path], [path])
+  paths.write_file(result_path(config, spec), json.dumps(result, sort_keys=True).encode(),
+                   config.tmp_dir)
 
 
 def survey(config, specs):
@@ -154,11 +148,9 @@ def survey(config, specs):
     (dict file -> the earlier result's num_examples for those shards, dict file -> the result file's
     `FileMetadata` or None for every spec: how progress tells a shard finished during this run).
   """
-  found = {}
-  for metadata in _list(results_dir(config)):
-    found[metadata.path.replace("\\", "/").rsplit("/", 1)[-1]] = metadata
-  shard_sizes = {m.path.replace("\\", "/").rsplit("/", 1)[-1]: m.size_in_bytes
-                 for m in _list(config.output_dir, "*.tfrecord")}
+  found = {paths.basename(m.path): m for m in paths.list_files(results_dir(config), "*")}
+  shard_sizes = {paths.basename(m.path): m.size_in_bytes
+                 for m in paths.list_files(config.output_dir, "*.tfrecord")}
   likely, before = {}, {}
   for spec in specs:
     before[spec.file] = found.get(f"{spec.file}.json")
@@ -171,16 +163,9 @@ def survey(config, specs):
   return likely, before
 
 
-def _list(directory, pattern="*"):
-  try:
-    return FileSystems.match([join(directory, pattern)])[0].metadata_list
-  except OSError:  # BeamIOError (an OSError) when nothing matches on some filesystems
-    return []
-
-
 def finished_since(config, before):
   """Files of shards whose result was written after `survey` saw `before`."""
-  now = {m.path.replace("\\", "/").rsplit("/", 1)[-1]: m for m in _list(results_dir(config))}
+  now = {paths.basename(m.path): m for m in paths.list_files(results_dir(config), "*")}
   return {file for file, then in before.items()
           if (meta := now.get(f"{file}.json")) is not None and (
               then is None or (meta.last_updated_in_seconds, meta.size_in_bytes) !=
@@ -189,5 +174,5 @@ def finished_since(config, before):
 
 def count_finished(config, specs):
   """How many of `specs` have a complete result on disk (shown when a run stops)."""
-  names = {m.path.replace("\\", "/").rsplit("/", 1)[-1] for m in _list(results_dir(config))}
+  names = {paths.basename(m.path) for m in paths.list_files(results_dir(config), "*")}
   return sum(f"{spec.file}.json" in names for spec in specs)

@@ -1,7 +1,7 @@
 """Writing one shard: read, convert and frame each image, streaming, to a temporary file.
 
 Nothing here knows about Beam's pipeline model; it is called once per shard by a DoFn. Files go
-through Beam's `FileSystems`, so the output may be local or remote. A shard is written under a unique
+through `paths`, so the output may be local or on an object store. A shard is written under a unique
 temporary name and renamed when complete, so a retried or killed worker never leaves a partial shard
 under a final name, and a retry rewrites the same bytes. Each finished shard then leaves its result
 beside it (`resume`), so that a rerun after a stop keeps it instead of converting it again.
@@ -14,11 +14,10 @@ import io
 import json
 import uuid
 
-from apache_beam.io.filesystems import FileSystems
-
 from common import records
 from common import schema
 from preprocess import errors
+from preprocess import paths
 from preprocess.conversion import convert
 from preprocess.conversion import resume
 from preprocess.conversion import stats as stats_lib
@@ -57,11 +56,6 @@ class ShardSpec:
     return f"{self.split}-{self.index:05d}-of-{self.num_shards:05d}.tfrecord"
 
 
-def read_file(path):
-  with FileSystems.open(path) as f:
-    return f.read()
-
-
 def write_shard(config, spec, entries):
   """Converts and writes the images of one shard, or keeps the one an earlier run finished.
 
@@ -83,7 +77,8 @@ def write_shard(config, spec, entries):
   earlier, rebuilt = resume.kept_result(config, spec, digest)
   if earlier:
     return _with_paths(config, spec, earlier, kept=True, rebuilt=None)
-  resume.forget(config, spec)
+  if rebuilt:  # an earlier run's result, which no longer describes what will be written
+    resume.forget(config, spec)
   image_format = schema.format_of_encoding(config.encoding)
   final_path = join(config.output_dir, spec.file)
   temp_path = join(config.tmp_dir, f"{spec.file}.{uuid.uuid4().hex}")
@@ -91,12 +86,14 @@ def write_shard(config, spec, entries):
   class_counts, skipped, repaired = collections.Counter(), [], []
   image_stats = stats_lib.ImageStats((schema.IMAGE_SIZE, schema.IMAGE_SIZE, schema.CHANNELS))
   reader = locations.Reader(config.input_dir, config.read_from)
-  with FileSystems.create(temp_path) as out:
-    for _, relative, label, _, *location in entries:
+  sources = reader.read_all((relative, location) for _, relative, _, _, *location in entries)
+  with paths.create(temp_path) as out:
+    for (_, relative, label, _, *_), (data, error) in zip(entries, sources):
       try:
-        image = convert.convert_image(reader.read(relative, location),
-                                      image_size=schema.IMAGE_SIZE, encoding=config.encoding,
-                                      quality=config.quality,
+        if error:
+          raise error
+        image = convert.convert_image(data, image_size=schema.IMAGE_SIZE,
+                                      encoding=config.encoding, quality=config.quality,
                                       subsampling=config.jpeg_subsampling,
                                       max_pixels=config.max_pixels,
                                       stored_pixels=spec.split == "train")
@@ -104,7 +101,7 @@ def write_shard(config, spec, entries):
         skipped.append((relative, label, e.reason, str(e)))
         continue
       except OSError as e:  # Unreadable file: permissions, vanished, I/O error.
-        skipped.append((relative, label, errors.UNREADABLE, f"{e.__class__.__name__}: {e}"))
+        skipped.append((relative, label, errors.UNREADABLE, str(e)))
         continue
       synset = config.synsets[label]
       record = records.frame_record(schema.make_example(
@@ -120,17 +117,17 @@ def write_shard(config, spec, entries):
       if spec.split == "train":
         image_stats.add(image.pixels)
   reader.close()
-  FileSystems.rename([temp_path], [final_path])
+  paths.rename(temp_path, final_path)
   # DALI's and the `tfrecord` package's index, beside the shard (common/records.py reads it).
   index_bytes = b"".join(index)
-  with FileSystems.create(join(config.output_dir, records.index_name(spec.file))) as f:
-    f.write(index_bytes)
-  write_skip_list(resume.skip_list_path(config, spec), spec.split, skipped)
+  paths.write_file(join(config.output_dir, records.index_name(spec.file)), index_bytes,
+                   config.tmp_dir)
+  if skipped:  # no file for none: an object store's writer cannot write an empty one (`paths`)
+    write_skip_list(resume.skip_list_path(config, spec), spec.split, skipped)
   stats_sha256 = None
   if spec.split == "train":
     stats_bytes = image_stats.to_bytes()
-    with FileSystems.create(resume.stats_path(config, spec)) as f:
-      f.write(stats_bytes)
+    paths.write_file(resume.stats_path(config, spec), stats_bytes, config.tmp_dir)
     stats_sha256 = hashlib.sha256(stats_bytes).hexdigest()
   result = {
       "split": spec.split, "index": spec.index, "file": spec.file,
@@ -147,8 +144,10 @@ def write_shard(config, spec, entries):
 
 
 def _with_paths(config, spec, result, **flags):
-  """A shard's result as the job passes it on: with where its skip list and statistics are."""
-  return dict(result, skipped_file=resume.skip_list_path(config, spec),
+  """A shard's result as the job passes it on: with where its skip list (None: it skipped nothing)
+  and statistics are."""
+  return dict(result, skipped_file=(resume.skip_list_path(config, spec) if result["num_skipped"]
+                                    else None),
               stats_file=resume.stats_path(config, spec) if result["stats_sha256"] else None,
               **flags)
 
@@ -161,10 +160,9 @@ def write_skip_list(path, split, skipped):
     split: the shard's split.
     skipped: (relative path, label, reason, detail) tuples.
   """
-  with FileSystems.create(path) as f:
-    for relative, _, reason, detail in sorted(skipped):
-      entry = {"split": split, "path": relative, "reason": reason, "detail": detail}
-      f.write(json.dumps(entry).encode() + b"\n")
+  paths.write_file(path, b"".join(
+      json.dumps({"split": split, "path": relative, "reason": reason, "detail": detail}).encode() +
+      b"\n" for relative, _, reason, detail in sorted(skipped)))
 
 
 def read_skip_list(path):
@@ -173,5 +171,5 @@ def read_skip_list(path):
   The file is read whole (a shard's list is small), so merging a thousand shards' lists holds no file
   open, and their bytes, not their parsed entries, are what stays in memory.
   """
-  for line in io.BytesIO(read_file(path)):
+  for line in io.BytesIO(paths.read(path)):
     yield json.loads(line)

@@ -2,8 +2,8 @@
 
 A tar is a sequence of 512-byte headers, each followed by its member's data padded to 512 bytes, with
 no central directory; so indexing reads each header and seeks past the data, and an image is later
-read as one byte range (archive, offset, size) through Beam's `FileSystems`, which seeks on local
-disks, GCS and S3. The ILSVRC training archive is a tar of per-class tars; an inner tar is indexed
+read as one byte range (archive, offset, size) through `paths`: a seek on a local disk, one ranged
+request on GCS and S3. The ILSVRC training archive is a tar of per-class tars; an inner tar is indexed
 as the range of the outer file it occupies, so nothing is ever extracted or copied.
 
 Zip members (Kaggle's single download) are random-access too: the central directory gives each
@@ -23,9 +23,7 @@ import re
 import tarfile
 import zlib
 
-from apache_beam.io.filesystems import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
+from preprocess import paths
 from preprocess.inputs import sources
 
 BLOCK = 512
@@ -44,12 +42,12 @@ class ArchiveError(sources.InputError):
 
 
 def open_range(path):
-  # Never let Beam guess a compression from the name: offsets are into the raw bytes.
-  return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+  """The archive as stored (offsets are into its raw bytes), for reads at offsets."""
+  return paths.open_ranges(path)
 
 
 def file_size(path):
-  return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+  return paths.size(path)
 
 
 def compression(head):
@@ -204,14 +202,12 @@ def index_tar(path, start, end, folder):
 
 
 def write_index(path, entries=None, error=None):
-  with FileSystems.create(path) as f:
-    f.write(json.dumps({"entries": entries or [], "error": error}).encode())
+  paths.write_file(path, json.dumps({"entries": entries or [], "error": error}).encode())
 
 
 def read_index(path):
   """The entries of one index file; raises `ArchiveError` if indexing it failed."""
-  with FileSystems.open(path) as f:
-    data = json.loads(f.read())
+  data = json.loads(paths.read(path))
   if data["error"]:
     raise ArchiveError(data["error"])
   return [(kind, canonical, tuple(location)) for kind, canonical, location in data["entries"]]
@@ -231,8 +227,7 @@ def read_compressed_tar(path, wanted):
   `wanted(basename)` accepts; refuses an image archive, which would need reading whole."""
   found = {}
   try:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw, \
-        tarfile.open(fileobj=raw, mode="r|*") as tar:
+    with paths.open_sequential(path) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
       for member in tar:
         base = posixpath.basename(member.name)
         if member.isfile() and image_role(base):

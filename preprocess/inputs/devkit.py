@@ -9,8 +9,8 @@ import dataclasses
 import io
 
 import scipy.io
-from apache_beam.io.filesystems import FileSystems
 
+from preprocess import paths
 from preprocess.inputs.sources import InputError
 
 
@@ -35,8 +35,7 @@ def read_meta(path, data=None):
   """
   try:
     if data is None:
-      with FileSystems.open(path) as f:
-        data = f.read()
+      data = paths.read(path)
     mat = scipy.io.loadmat(io.BytesIO(data), squeeze_me=True, struct_as_record=False)
   except (OSError, ValueError, TypeError) as e:
     raise InputError(f"{path}: not a readable MATLAB file ({e})") from None

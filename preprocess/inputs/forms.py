@@ -15,8 +15,8 @@ import dataclasses
 import posixpath
 
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 
+from preprocess import paths
 from preprocess.inputs import archives
 from preprocess.inputs import kaggle
 from preprocess.inputs import sources
@@ -71,7 +71,7 @@ def find_inputs(input_dir, named_archives, devkit_archive=None, indexer=None):
   """
   for flag, path in [(f"{split}_archive", path) for split, path in named_archives.items()] + [
       ("devkit_archive", devkit_archive)]:
-    if path and not FileSystems.exists(path):
+    if path and not paths.exists(path):
       raise sources.InputError(f"--{flag} {path}: not found")
   candidates = {split: [] for split in SPLITS}
   found = Found()
@@ -83,12 +83,11 @@ def find_inputs(input_dir, named_archives, devkit_archive=None, indexer=None):
     if sources.list_files_exist(join(input_dir, kaggle_folder)):
       candidates[split].append(("kaggle", kaggle_folder))
   class_tars = []
-  roots = [m.path for m in FileSystems.match([join(input_dir, "*")])[0].metadata_list]
+  roots = [m.path for m in paths.list_files(input_dir, "*")]
   for path in sorted(roots) + [devkit_archive] * bool(devkit_archive):
     try:
-      with archives.open_range(path) as f:
-        head = f.read(archives.BLOCK)
-    except OSError:  # a folder
+      head = paths.read_range(path, 0, archives.BLOCK)
+    except IsADirectoryError:  # a folder, on a local disk
       continue
     if archives.looks_like_zip(head):
       if indexer is None:

@@ -23,10 +23,10 @@ import re
 
 import numpy as np
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 
 from common import imagenetv2
 from common import manifest as manifest_lib
+from preprocess import paths
 from preprocess.inputs import archives
 from preprocess.inputs import sources
 from preprocess.paths import join
@@ -37,14 +37,15 @@ ILSVRC_CLASSES = 1000
 
 
 def read_training_manifest(classes_from):
-  """The parsed manifest of the dataset named by --classes_from (no TensorFlow: Beam's FileSystems)."""
+  """The parsed manifest of the dataset named by --classes_from (no TensorFlow: `paths`)."""
   path = join(classes_from.rstrip("/"), manifest_lib.MANIFEST_NAME)
   try:
-    with FileSystems.open(path) as f:
-      data = manifest_lib.parse(f.read(), path)
-  except (OSError, FileNotFoundError):
+    data = manifest_lib.parse(paths.read(path), path)
+  except paths.Missing:
     raise sources.InputError(f"--classes_from {classes_from}: no {manifest_lib.MANIFEST_NAME} "
                              "(name a dataset built by preprocess.build_shards)") from None
+  except OSError as e:
+    raise sources.InputError(f"--classes_from {classes_from}: {e}") from None
   except manifest_lib.ManifestError as e:
     raise sources.InputError(f"--classes_from {classes_from}: {e}") from None
   if not data["classes"] or not data["stats"]:
@@ -62,8 +63,7 @@ def training_stats(classes_from):
   data = read_training_manifest(classes_from)
   path = join(classes_from.rstrip("/"), data["stats"]["mean_file"])
   try:
-    with FileSystems.open(path) as f:
-      mean = np.load(io.BytesIO(f.read()), allow_pickle=False)
+    mean = np.load(io.BytesIO(paths.read(path)), allow_pickle=False)
   except (OSError, ValueError) as e:
     raise sources.InputError(f"{path}: cannot read the training mean image ({e})") from None
   return mean.astype(np.float32), dict(data["stats"])
@@ -76,11 +76,10 @@ def find_source(input_dir):
     return variant, "folder", input_dir
   found = [(v, "folder", join(input_dir, imagenetv2.folder_name(v))) for v in imagenetv2.VARIANTS
            if sources.list_files_exist(join(input_dir, imagenetv2.folder_name(v)))]
-  for match in FileSystems.match([join(input_dir, "*")])[0].metadata_list:
+  for match in paths.list_files(input_dir, "*"):
     try:
-      with archives.open_range(match.path) as f:
-        head = f.read(archives.BLOCK)
-    except OSError:  # a folder
+      head = paths.read_range(match.path, 0, archives.BLOCK)
+    except IsADirectoryError:  # a folder, on a local disk
       continue
     if archives.compression(head) and "imagenetv2" in posixpath.basename(match.path):
       raise sources.InputError(f"{match.path}: a compressed archive cannot be read by byte "

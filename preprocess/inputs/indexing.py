@@ -15,9 +15,10 @@ import time
 
 import apache_beam as beam
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from preprocess import paths
+from preprocess import stores
 from preprocess.inputs import archives
 from preprocess.paths import join
 
@@ -29,9 +30,13 @@ LAUNCHER_MAX_BYTES = 1 << 30
 class IndexArchiveFn(beam.DoFn):
   """Indexes one archive unit (one inner class tar, or a flat split's tar) into its own file."""
 
-  def __init__(self, index_dir):
+  def __init__(self, index_dir, options=None):
     self._index_dir = index_dir
+    self._options = options
     self._indexed = Metrics.counter("build_shards", "archives_indexed")
+
+  def setup(self):
+    stores.connect(self._options, (self._index_dir,))
 
   def process(self, numbered_unit):
     number, unit = numbered_unit
@@ -42,17 +47,23 @@ class IndexArchiveFn(beam.DoFn):
 class _IndexProgress(threading.Thread):
   """Logs index units done of total while indexing, which on a network disk takes a while."""
 
-  def __init__(self, index_dir, total, interval_seconds):
+  def __init__(self, index_dir, numbers, interval_seconds):
     super().__init__(daemon=True)
-    self._pattern = join(index_dir, "*.json")
-    self._total = total
+    self._index_dir = index_dir
+    # Only this job's files: the folder also holds what the launcher and earlier jobs indexed.
+    self._files = {paths.basename(index_file(index_dir, number)) for number in numbers}
     self._interval = interval_seconds
     self._stopped = threading.Event()
 
   def run(self):
     while not self._stopped.wait(self._interval):
-      done = len(FileSystems.match([self._pattern])[0].metadata_list)
-      logging.info("indexing archives: %d/%d units done", done, self._total)
+      try:
+        names = {paths.basename(m.path) for m in paths.list_files(self._index_dir, "*.json")}
+      except OSError as e:  # a store that did not answer this time
+        logging.warning("indexing archives: cannot list the finished units now (%s)", e)
+        continue
+      logging.info("indexing archives: %d/%d units done", len(names & self._files),
+                   len(self._files))
 
   def stop(self):
     self._stopped.set()
@@ -61,7 +72,7 @@ class _IndexProgress(threading.Thread):
 def in_launcher(units):
   """Whether units are small and local enough for the launcher to index them itself."""
   return (sum(end - start for _, start, end, _ in units) <= LAUNCHER_MAX_BYTES and
-          not any(FileSystems.get_scheme(path) for path, _, _, _ in units))
+          not any(stores.scheme(path) for path, _, _, _ in units))
 
 
 def index_file(index_dir, number):
@@ -95,12 +106,13 @@ class ArchiveIndexer:
     return [index_file(self._index_dir, number) for number, _ in numbered]
 
   def _run_job(self, numbered):
-    progress = _IndexProgress(self._index_dir, len(numbered), self._progress_seconds)
+    progress = _IndexProgress(self._index_dir, [number for number, _ in numbered],
+                              self._progress_seconds)
     progress.start()
     try:
       with beam.Pipeline(options=self._options) as root:
         _ = (root | "create_index_units" >> beam.Create(numbered)
-             | "index_archives" >> beam.ParDo(IndexArchiveFn(self._index_dir)))
+             | "index_archives" >> beam.ParDo(IndexArchiveFn(self._index_dir, self._options)))
     finally:
       progress.stop()
 
@@ -112,5 +124,4 @@ class ArchiveIndexer:
     return path
 
   def remove(self):
-    if FileSystems.exists(self._index_dir):
-      FileSystems.delete([self._index_dir])
+    paths.delete_tree(self._index_dir)

@@ -1,8 +1,8 @@
 """Finding out what an input tree holds: splits, layouts, classes, names and ground-truth labels.
 
 Runs on the launching machine before the pipeline starts, so that a wrong folder or a bad ground-truth
-file stops the job at once with one line naming the file. Everything goes through Beam's
-`FileSystems`, so `--input_dir` may be local or any filesystem Beam knows (gs://, s3://, ...).
+file stops the job at once with one line naming the file. Everything goes through `paths`, so
+`--input_dir` may be local or any filesystem Beam knows (gs://, s3://, ...).
 
 Layouts understood for each split folder (`train/`, `val/` or `validation/`, `test/`):
   folders: `<split>/<wnid>/<image>`, the ImageFolder layout (what `valprep.sh` produces);
@@ -16,8 +16,8 @@ import posixpath
 import re
 
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 
+from preprocess import paths
 from preprocess.paths import join
 
 
@@ -90,8 +90,8 @@ def list_files(directory):
 def list_files_with_sizes(directory):
   """(relative path with "/", size in bytes) of every file below `directory`, sorted by path."""
   prefix = directory.rstrip("/") + "/"
-  matches = FileSystems.match([prefix + "**"])[0].metadata_list
-  return sorted((m.path[len(prefix):].replace("\\", "/"), m.size_in_bytes) for m in matches)
+  return sorted((m.path[len(prefix):].replace("\\", "/"), m.size_in_bytes)
+                for m in paths.list_files(directory))
 
 
 def find_split_folder(input_dir, split):
@@ -103,7 +103,7 @@ def find_split_folder(input_dir, split):
 
 
 def list_files_exist(directory):
-  return bool(FileSystems.match([directory.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
+  return paths.has_files(directory)
 
 
 def plan_split(input_dir, split, folder, classes=None, labeler=None, canonical=None,
@@ -220,15 +220,12 @@ def parse_ground_truth(text, path, num_images, classes, id_to_wnid):
   return wnids
 
 
-def read_bytes(path):
-  with FileSystems.open(path) as f:
-    return f.read()
-
-
 def read_text(path):
   try:
-    return read_bytes(path).decode("utf-8")
-  except (OSError, UnicodeDecodeError) as e:
+    return paths.read(path).decode("utf-8")
+  except OSError as e:
+    raise InputError(str(e)) from None
+  except UnicodeDecodeError as e:
     raise InputError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
 
 
@@ -251,7 +248,7 @@ def find_meta_file(input_dir):
 def _first_existing(input_dir, relatives):
   for relative in relatives:
     path = join(input_dir, relative)
-    if FileSystems.exists(path):
+    if paths.exists(path):
       return path
   return None
 

@@ -17,8 +17,8 @@ import posixpath
 import re
 
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 
+from preprocess import paths
 from preprocess.errors import BuildError
 from preprocess.inputs import class_lists
 from preprocess.inputs import sources
@@ -108,7 +108,7 @@ def read_request(classes=None, per_class=None, train_list=None):
 
 
 def _read_list(path, flag):
-  if not FileSystems.exists(path):
+  if not paths.exists(path):
     raise BuildError(f"{flag} {path}: no such file")
   text = sources.read_text(path).lstrip("\ufeff")  # a list saved by Notepad starts with a BOM
   return [line.strip() for line in text.splitlines()
@@ -116,7 +116,7 @@ def _read_list(path, flag):
 
 
 def _read_wnids(value):
-  if "/" not in value and "." not in value and not FileSystems.exists(value):
+  if "/" not in value and "." not in value and not paths.exists(value):
     raise BuildError(f"--classes {value}: not a list this project ships "
                      f"({', '.join(sorted(class_lists.NAMED))}) nor a file of WNIDs")
   wnids = set()

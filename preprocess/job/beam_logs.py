@@ -158,6 +158,14 @@ def _hold_at_beams_errors(record):
   return True
 
 
+def _drop_store_chatter(record):
+  """Beam's object-store modules log on the root logger: each listing at INFO (`Finished listing 507
+  files in 0.19 seconds`), and a refused request as an error with its traceback before raising it,
+  which `preprocess.paths` then tells in one line."""
+  where = record.pathname.replace("\\", "/")
+  return not any(f"apache_beam/io/{store}/" in where for store in ("aws", "gcp"))
+
+
 @contextlib.contextmanager
 def filtered_stderr():
   """Drops Beam's pre-options start-up lines from everything written to stderr meanwhile, by this
@@ -184,11 +192,13 @@ def filtered_stderr():
   handlers = log_handlers()
   for handler in handlers:
     handler.addFilter(_hold_at_beams_errors)
+    handler.addFilter(_drop_store_chatter)
   try:
     yield
   finally:
     for handler in handlers:
       handler.removeFilter(_hold_at_beams_errors)
+      handler.removeFilter(_drop_store_chatter)
     sys.stderr.flush()
     os.dup2(original, 2)  # closes our write end; the relay ends once the workers' copies close
     relay_thread.join(timeout=10)

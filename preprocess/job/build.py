@@ -12,7 +12,6 @@ import time
 
 import apache_beam as beam
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 
 from common import records
 from preprocess.conversion import convert
@@ -20,6 +19,8 @@ from preprocess.conversion import pipeline as pipeline_lib
 from preprocess.conversion import resume
 from preprocess.conversion.shard_writer import BuildConfig
 from preprocess.conversion.shard_writer import ShardSpec
+from preprocess import paths
+from preprocess import stores
 from preprocess.errors import BuildError
 from preprocess.inputs import devkit
 from preprocess.inputs import forms
@@ -28,6 +29,7 @@ from preprocess.inputs import indexing
 from preprocess.inputs import kaggle
 from preprocess.inputs import sources
 from preprocess.inputs import subsets
+from preprocess.job import access
 from preprocess.job import faults
 from preprocess.job import output_folder
 from preprocess.job import report
@@ -78,8 +80,6 @@ def plan_input(options, indexer=None):
   input_dir = options.input_dir.rstrip("/")
   found = forms.find_inputs(input_dir, options.archives, options.devkit_archive, indexer)
   if "train" not in found.sources:
-    if not sources.list_files_exist(input_dir):
-      raise BuildError(f"--input_dir {input_dir}: missing or empty")
     raise BuildError(f"--input_dir {input_dir}: no train/ folder (expected train/<wnid>/*.JPEG) "
                      "nor a training archive")
   train = forms.plan_source(input_dir, found, "train", None, None, indexer)
@@ -126,7 +126,7 @@ def _labeler(options, input_dir, found, split, meta):
                                           found.devkit[name].decode("utf-8"))
   if split == "validation":
     solution = join(input_dir, kaggle.SOLUTION)
-    if FileSystems.exists(solution):
+    if paths.exists(solution):
       return kaggle.solution_labeler(sources.read_text(solution), solution)
     if kaggle.SOLUTION in found.kaggle_files:
       return kaggle.solution_labeler(found.kaggle_files[kaggle.SOLUTION],
@@ -173,15 +173,24 @@ def run_build(options, pipeline_options):
     streamed from the shards' lists into the file, since it can hold most of ImageNet).
 
   Raises:
-    BuildError, sources.InputError: one-line user-facing failures.
+    BuildError, sources.InputError, stores.Unavailable, stores.NoCredentials, paths.PathError:
+      one-line user-facing failures.
   """
   start = time.time()
+  # Before any file is touched: S3's endpoint and keys reach `FileSystems`, Google's credentials
+  # are looked up once, and a filesystem that is not installed is named.
+  stores.connect(pipeline_options, [path for path in (
+      options.input_dir, options.output_dir, options.classes_from, options.devkit_meta,
+      options.class_names, options.devkit_archive, options.classes, options.train_list,
+      *options.ground_truth.values(), *options.archives.values()) if path])
   output_dir = options.output_dir.rstrip("/")
   # Before indexing, which writes into the output folder.
   request = subsets.read_request(options.classes, options.per_class, options.train_list)
   if options.classes_from and request.active:
     raise BuildError("--classes, --per_class and --train_list choose from a training release; an "
                      "ImageNetV2 build (--classes_from) takes its training dataset's classes")
+  access.check_input("input_dir", options.input_dir)
+  access.check_output("output_dir", output_dir)
   output_folder.check(output_dir, options.overwrite)
   indexer = indexing.ArchiveIndexer(join(output_dir, output_folder.INDEX_NAME), pipeline_options,
                                     options.progress_seconds)
@@ -252,16 +261,17 @@ def run_build(options, pipeline_options):
   empty_shard = report.empty_shard_error(manifest, plans, options.seed, skips)
   if empty_shard:  # Fail rather than re-plan: an explicit count is the user's, and rare otherwise.
     report.write_json(report_path, manifest, skips)
-    FileSystems.delete([join(output_dir, name) for spec in specs
-                        for name in (spec.file, records.index_name(spec.file))] +
-                       [config.tmp_dir, resume.results_dir(config)])
+    paths.delete([join(output_dir, name) for spec in specs
+                  for name in (spec.file, records.index_name(spec.file))])
+    paths.delete_tree(config.tmp_dir)
+    paths.delete_tree(resume.results_dir(config))
     raise BuildError(f"{empty_shard}; no shard was kept, see {report_path}")
   if fraction > WARN_SKIP_FRACTION:
     logging.warning("%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason",
                     skipped, total_images, 100 * fraction)
   report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image, skips)
   output_folder.remove_unplanned(output_dir, specs)
-  FileSystems.delete([config.tmp_dir])
+  paths.delete_tree(config.tmp_dir)
   indexer.remove()
   report.log_summary(manifest, skips.reasons, time.time() - start)
   subsets.log_summary(subset)

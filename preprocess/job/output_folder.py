@@ -10,11 +10,11 @@ manifest is written. `--overwrite` starts from nothing.
 import re
 
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
 from common import records
 from common import tfds_metadata
+from preprocess import paths
 from preprocess.conversion import resume
 from preprocess.errors import BuildError
 from preprocess.paths import join
@@ -30,7 +30,7 @@ _REWRITTEN = (manifest_lib.MEAN_NAME, REPORT_NAME) + tfds_metadata.FILE_NAMES
 
 def check(output_dir, overwrite):
   """Refuses a complete dataset without --overwrite; True if there is one to replace."""
-  if not FileSystems.exists(join(output_dir, manifest_lib.MANIFEST_NAME)):
+  if not paths.exists(join(output_dir, manifest_lib.MANIFEST_NAME)):
     return False
   if not overwrite:
     raise BuildError(refusal_message(output_dir))
@@ -41,8 +41,7 @@ def refusal_message(output_dir):
   """Why a build into `output_dir`, which holds a manifest, needs --overwrite: one line."""
   manifest_path = join(output_dir, manifest_lib.MANIFEST_NAME)
   try:
-    with FileSystems.open(manifest_path) as f:
-      manifest_lib.parse(f.read(), manifest_path)
+    manifest_lib.parse(paths.read(manifest_path), manifest_path)
   except (manifest_lib.ManifestError, OSError) as e:
     return (f"--output_dir {output_dir}: its manifest is unreadable ({e}), so the dataset there is "
             "incomplete or damaged; --overwrite deletes that manifest and the shards, mean.npy, "
@@ -60,15 +59,15 @@ def prepare(output_dir, overwrite):
   and their results are the job's to keep or rewrite.
   """
   if check(output_dir, overwrite):
-    FileSystems.delete([join(output_dir, manifest_lib.MANIFEST_NAME)])
+    paths.delete([join(output_dir, manifest_lib.MANIFEST_NAME)])
   ours = [path for path, name in _files(output_dir) if name in _REWRITTEN or
           (overwrite and _SHARD_FILE.match(name))]
-  ours += [m.path for m in _tree(join(output_dir, TMP_NAME))]
+  ours += [m.path for m in paths.list_files(join(output_dir, TMP_NAME))]
   if overwrite:
-    ours += [m.path for m in _tree(join(output_dir, resume.RESULTS_NAME))]
+    ours += [m.path for m in paths.list_files(join(output_dir, resume.RESULTS_NAME))]
   if ours:
     logging.info("Removing %d files of an earlier run from %s", len(ours), output_dir)
-    FileSystems.delete(ours)
+    paths.delete(ours)
 
 
 def remove_unplanned(output_dir, specs):
@@ -80,16 +79,10 @@ def remove_unplanned(output_dir, specs):
   if stale:
     logging.info("Removing %d shards of an earlier run's plan that this build has not",
                  len(stale))
-    FileSystems.delete(stale)
-  results = join(output_dir, resume.RESULTS_NAME)
-  if FileSystems.exists(results):
-    FileSystems.delete([results])
+    paths.delete(stale)
+  paths.delete_tree(join(output_dir, resume.RESULTS_NAME))
 
 
 def _files(directory):
-  for metadata in _tree(directory, "*"):
-    yield metadata.path, metadata.path.replace("\\", "/").rsplit("/", 1)[-1]
-
-
-def _tree(directory, pattern="**"):
-  return FileSystems.match([join(directory, pattern)])[0].metadata_list
+  for metadata in paths.list_files(directory, "*"):
+    yield metadata.path, paths.basename(metadata.path)

@@ -9,12 +9,12 @@ import time
 
 import numpy as np
 from absl import logging
-from apache_beam.io.filesystems import FileSystems
 
 from common import manifest as manifest_lib
 from common import records
 from common import schema
 from common import tfds_metadata
+from preprocess import paths
 from preprocess.conversion import pipeline as pipeline_lib
 from preprocess.conversion import resume
 from preprocess.conversion import shard_writer
@@ -42,7 +42,11 @@ class ProgressReporter(threading.Thread):
 
   def run(self):
     while not self._stopped.wait(self._interval):
-      finished = resume.finished_since(self._config, self._before)
+      try:
+        finished = resume.finished_since(self._config, self._before)
+      except OSError as e:  # a store that did not answer this time: the next line will say more
+        logging.warning("progress: cannot list the finished shards now (%s)", e)
+        continue
       images = sum(self._to_convert[f] for f in finished)
       rate = images / (time.time() - self._start)
       eta = (self._total_images - images) / rate if rate else float("nan")
@@ -69,7 +73,8 @@ class SkipList:
     self._files = collections.defaultdict(list)
     self.reasons = collections.defaultdict(collections.Counter)  # split -> reason -> count
     for result in results:
-      self._files[result["split"]].append(result["skipped_file"])
+      if result["skipped_file"]:
+        self._files[result["split"]].append(result["skipped_file"])
       self.reasons[result["split"]].update(result["skipped_reasons"])
     self.count = sum(sum(reasons.values()) for reasons in self.reasons.values())
 
@@ -82,7 +87,7 @@ class SkipList:
 
 
 def write_json(path, manifest, skips):
-  with FileSystems.create(path) as f:
+  with paths.create(path) as f:
     manifest_lib.write(manifest, f, skips.entries())
 
 
@@ -96,8 +101,7 @@ def assemble_manifest(config, names, plans, specs, options, subset=None):
     RuntimeError: if the written and skipped images do not add up to the listed ones (a bug, or
       files that changed during the run).
   """
-  with FileSystems.open(join(config.tmp_dir, pipeline_lib.RESULTS_NAME)) as f:
-    results = json.load(f)
+  results = json.loads(paths.read(join(config.tmp_dir, pipeline_lib.RESULTS_NAME)))
   by_split = collections.defaultdict(list)
   for result in results:
     by_split[result["split"]].append(result)
@@ -160,11 +164,11 @@ def _labelled(plan):
 
 def _training_stats(tmp_dir):
   """(mean image, stats dict), or (None, {}) when no training image was written."""
-  path = join(tmp_dir, pipeline_lib.STATS_NAME)
-  if not FileSystems.exists(path):  # no training split (ImageNetV2): no shard summed any pixel
+  try:
+    image_stats = stats_lib.ImageStats.from_bytes(paths.read(join(tmp_dir,
+                                                                  pipeline_lib.STATS_NAME)))
+  except paths.Missing:  # no training split (ImageNetV2): no shard summed any pixel
     return None, {}
-  with FileSystems.open(path) as f:
-    image_stats = stats_lib.ImageStats.from_bytes(f.read())
   if image_stats.count == 0:
     return None, {}
   mean_image, stats = image_stats.finalize()
@@ -180,15 +184,13 @@ def write_mean_and_manifest(output_dir, tmp_dir, manifest, mean_image, skips):
   marks completion."""
   buffer = io.BytesIO()
   np.save(buffer, mean_image)
-  with FileSystems.create(join(output_dir, manifest_lib.MEAN_NAME)) as f:
-    f.write(buffer.getvalue())
+  paths.write_file(join(output_dir, manifest_lib.MEAN_NAME), buffer.getvalue(), tmp_dir)
   # TFDS's files, derived from the manifest, so `tfds.builder_from_directory` reads the shards.
   for name, data in tfds_metadata.metadata_files(manifest).items():
-    with FileSystems.create(join(output_dir, name)) as f:
-      f.write(data)
+    paths.write_file(join(output_dir, name), data, tmp_dir)
   temp_path = join(tmp_dir, manifest_lib.MANIFEST_NAME)
   write_json(temp_path, manifest, skips)
-  FileSystems.rename([temp_path], [join(output_dir, manifest_lib.MANIFEST_NAME)])
+  paths.rename(temp_path, join(output_dir, manifest_lib.MANIFEST_NAME))
 
 
 def empty_shard_error(manifest, plans, seed, skips):

@@ -304,6 +304,10 @@ def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp
   assert manifest["splits"]["validation"]["input"] == f"tar {elsewhere}/v.tar"
   assert comparable(tmp_path / "out") == comparable(root / "reference")
   assert re.search(r"indexing archives: \d+/10 units done", caplog.text)
+  assert re.search(r"indexing archives: \d+/1 units done", caplog.text)  # the validation tar's job
+  # Each job counts only its own units, not those of the jobs before it (which printed "11/1").
+  done = re.findall(r"indexing archives: (\d+)/(\d+) units done", caplog.text)
+  assert all(int(units) <= int(total) for units, total in done), done
   assert "indexed 10 archive units of " in caplog.text and "(by the workers)" in caplog.text
   with pytest.raises(sources.InputError, match="--test_archive .*missing.tar: not found"):
     build.plan_input(build.BuildOptions(str(form), "unused",

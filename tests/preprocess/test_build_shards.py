@@ -298,4 +298,6 @@ def test_a_real_build_prints_no_beam_start_up_chatter_unless_asked(sample, tmp_p
               if "0000 00:00:" in line or "InitializeLog" in line or " __init__.py:" in line]
   assert all(line[:1] in "IW" and line[1:5].isdigit() for line in quiet_lines), quiet_lines
   assert "images written to" in outputs[""]
-  assert all(c in outputs["1"] for c in chatter)
+  # What a worker says at start whatever extras are installed ("apitools not found" is said only
+  # without apache-beam[gcp], "Logging handler created" not on every version).
+  assert all(c in outputs["1"] for c in chatter[1:3])

@@ -69,10 +69,11 @@ def test_a_retried_shard_write_gives_the_same_single_file(sample, tmp_path):
                                                  spec.file, records.index_name(spec.file)])
   assert records.verify_index(str(tmp_path / spec.file),
                               str(tmp_path / records.index_name(spec.file))) == len(entries)
-  # Temporaries were renamed into place; the result and skip list stay for the manifest step.
+  # Temporaries were renamed into place; the result (and a skip list, had a file been skipped)
+  # stay for the manifest step.
   assert os.listdir(tmp_path / output_folder.TMP_NAME) == []
-  assert sorted(os.listdir(tmp_path / resume.RESULTS_NAME)) == [f"{spec.file}.json",
-                                                                 f"{spec.file}.skipped.jsonl"]
+  assert first["num_skipped"] == 0 and first["skipped_file"] is None
+  assert sorted(os.listdir(tmp_path / resume.RESULTS_NAME)) == [f"{spec.file}.json"]
   read_back = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
   assert len(read_back) == first["num_examples"] == len(entries)
 

@@ -187,7 +187,8 @@ def test_killed_run_leaves_no_manifest_and_the_rerun_completes(sample, built, tm
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--input_dir", "{tmp}/missing", "--output_dir", "{tmp}/out"], "--input_dir .*missing or empty"),
+    (["--input_dir", "{tmp}/missing", "--output_dir", "{tmp}/out"],
+     "--input_dir .*missing: no such folder"),
     (["--input_dir", "{tmp}", "--output_dir", "{tmp}/out"], "no train/ folder"),
     (["--input_dir", "{sample}", "--output_dir", "{built}"], "already holds a complete dataset"),
     (["--input_dir", "{sample}", "--output_dir", "{tmp}/out", "--num_shard_train=2"],

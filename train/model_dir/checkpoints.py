@@ -30,13 +30,23 @@ def read_run_state(model_dir):
   prefix = tf.train.latest_checkpoint(os.path.join(model_dir, model_dir_lib.LATEST_SUBDIR))
   if prefix is None:
     return None
-  reader = tf.train.load_checkpoint(prefix)
+  reader = open_checkpoint(prefix)
   value = lambda name: (int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
                         if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else None)
   since, dead_at = value("chance_since"), value("dead_at")
   return {"step": value("step"), "epoch": value("epoch"),
           "chance_since": since if since is not None and since >= 0 else None,
           "dead_at": dead_at if dead_at is not None and dead_at >= 0 else None}
+
+
+def open_checkpoint(prefix):
+  """A reader of the checkpoint at `prefix` (e.g. `DIR/ckpt/ckpt-12`).
+
+  `tf.train.load_checkpoint` first asks whether `prefix` is a directory, and a filesystem without
+  real directories (TensorFlow's ram://, the tests' stand-in for gs://) says yes to any prefix of
+  a file's name, `ckpt-12` of `ckpt-12.index`; a prefix needs no such guess.
+  """
+  return tf.compat.v1.train.NewCheckpointReader(prefix)
 
 
 def all_finite(variables):
@@ -78,7 +88,7 @@ class Checkpoints:
                             "away to start from scratch")
       return
     try:
-      held = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(prefix)}
+      held = {name.split("/", 1)[0] for name in open_checkpoint(prefix).get_variable_to_shape_map()}
       missing = [name for name in LATER_ADDITIONS if name in objects and name not in held]
       restorer = self.checkpoint if not missing else tf.train.Checkpoint(
           **{name: value for name, value in objects.items() if name not in missing})

@@ -7,6 +7,7 @@ and TensorBoard event files under `train/` and `eval/`.
 """
 
 import contextlib
+import io
 import json
 import os
 import socket
@@ -149,10 +150,23 @@ def write(config, manifest, model_dir):
              "stats": manifest.stats,
              "flags": {**_flag_values(config), "shards": manifest.directory,
                        "model_dir": model_dir}}
-  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_NAME), "w") as f:
-    f.write(json.dumps(content, indent=1, sort_keys=True) + "\n")
-  with tf.io.gfile.GFile(os.path.join(model_dir, MEAN_NAME), "wb") as f:
-    np.save(f, manifest.mean_image())
+  _replace(os.path.join(model_dir, CONFIG_NAME),
+           (json.dumps(content, indent=1, sort_keys=True) + "\n").encode())
+  mean = io.BytesIO()
+  np.save(mean, manifest.mean_image())
+  _replace(os.path.join(model_dir, MEAN_NAME), mean.getvalue())
+
+
+def _replace(path, data):
+  """Writes `data` to `path` under a temporary name, then renames it over the old file.
+
+  A resumed run rewrites config.json and mean.npy: this way it never leaves them half-written, and
+  the old file is replaced, which TensorFlow's ram:// (the tests' stand-in for gs://) would append
+  to when opened for writing.
+  """
+  with tf.io.gfile.GFile(path + ".tmp", "wb") as f:
+    f.write(data)
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def read_config(model_dir):

@@ -52,27 +52,38 @@ def main(argv):
   print(output)  # the command's one result: where the page is
 
 
-def define_flags():
-  """Defines the flags, only when run as a command, so that tests can import several commands."""
-  flags.DEFINE_string("model_dir", None, "The trainer's model directory.")
-  flags.DEFINE_string("shards", None, "Dataset directory; default: the one config.json names.")
+def define_flags(flag_values=FLAGS):
+  """Defines the flags, only when run as a command, so that tests can import several commands.
+
+  Args:
+    flag_values: the `FlagValues` to define them in (a fresh one in tests).
+  """
+  into = {"flag_values": flag_values}
+  flags.DEFINE_string("model_dir", None, "The trainer's model directory.", **into)
+  flags.DEFINE_string("shards", None, "Dataset directory; default: the one config.json names.",
+                      **into)
   flags.DEFINE_enum("split", None, ["validation", "test", "train"],
-                    "Split to score (default: validation, or an ImageNetV2 dataset's test).")
+                    "Split to score (default: validation, or an ImageNetV2 dataset's test).",
+                    **into)
   flags.DEFINE_string("real_labels", None,
                       "ImageNet-ReaL's real.json: also score the ILSVRC-2012 validation images "
-                      "against every label ReaL gives them.")
-  flags.DEFINE_string("output", None, f"HTML file to write; default model_dir/{DEFAULT_OUTPUT_NAME}.")
+                      "against every label ReaL gives them.", **into)
+  flags.DEFINE_string("output", None,
+                      f"HTML file to write; default model_dir/{DEFAULT_OUTPUT_NAME}.", **into)
   flags.DEFINE_integer("batch_size", 32, "Images per batch (each image is ten crops).",
-                       lower_bound=1)
+                       lower_bound=1, **into)
   flags.DEFINE_integer("neighbour_pool", 2000,
                        "Training images whose fc7 features Figure 4 searches (a sample spread over "
-                       "the training shards).", lower_bound=0)
+                       "the training shards).", lower_bound=0, **into)
   flags.DEFINE_integer("num_queries", 6, "Images of the split shown with their neighbours.",
-                       lower_bound=0)
-  flags.DEFINE_integer("num_neighbours", 6, "Nearest training images per query.", lower_bound=1)
-  flags.DEFINE_integer("num_predictions", 24, "Images in the predictions grid.", lower_bound=0)
-  flags.DEFINE_integer("num_confusions", 12, "Most confused class pairs shown.", lower_bound=0)
-  flags.mark_flag_as_required("model_dir")
+                       lower_bound=0, **into)
+  flags.DEFINE_integer("num_neighbours", 6, "Nearest training images per query.", lower_bound=1,
+                       **into)
+  flags.DEFINE_integer("num_predictions", 24, "Images in the predictions grid.", lower_bound=0,
+                       **into)
+  flags.DEFINE_integer("num_confusions", 12, "Most confused class pairs shown.", lower_bound=0,
+                       **into)
+  flags.mark_flag_as_required("model_dir", **into)
 
 
 if __name__ == "__main__":

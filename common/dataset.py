@@ -80,6 +80,36 @@ class Manifest:
     """The per-pixel training mean, float32 `[image_size, image_size, 3]` in 0..255 units."""
     return read_mean_image(join(self.directory, self.stats["mean_file"]), self.image_size)
 
+  @property
+  def audited(self):
+    """Whether stage 1 looked for duplicates in this dataset (`duplicates.json`)."""
+    return bool(self.data["audit"])
+
+  def duplicated_in_training(self, split):
+    """The `image/filename`s of `split` that stage 1's audit found among the training images (of
+    this dataset, or of the training dataset an ImageNetV2 build was audited against): what a clean
+    score leaves out. Empty when the dataset was not audited.
+
+    Raises:
+      ManifestError: `duplicates.json` is missing or is not the file the manifest lists.
+    """
+    if not self.audited:
+      return frozenset()
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
+    from common import audit as audit_lib  # pylint: disable=import-outside-toplevel
+    path = join(self.directory, self.data["audit"]["file"])
+    try:
+      with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    except tf.errors.OpError as e:
+      raise manifest_lib.ManifestError(f"{path}: cannot be read ({e.message})") from None
+    if hashlib.sha256(data).hexdigest() != self.data["audit"]["sha256"]:
+      raise manifest_lib.ManifestError(f"{path}: SHA-256 differs from {_MANIFEST} (replaced?)")
+    try:
+      return audit_lib.in_training(audit_lib.parse(data, path), split)
+    except audit_lib.AuditError as e:
+      raise manifest_lib.ManifestError(str(e)) from None
+
   def _split(self, split):
     if split not in self.data["splits"]:
       raise manifest_lib.ManifestError(

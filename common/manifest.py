@@ -18,13 +18,15 @@ Layout (a test holds this block, the key tuples and WORKSPACE.md to each other):
   stats {mean_file, num_images, channel_mean, rgb_covariance, rgb_eigval, rgb_eigvec},
   resume {kept_shards, kept_images, num_shards, rebuilt},
   subset {name, wnids, digest, per_class, train_list, short_classes, unmatched},
+  audit {file, sha256, fingerprints, fingerprints_sha256, counts, dropped},
   args
 
 Counts are integers and paths relative to the dataset directory. `encoding` is "JPEG" or "RAW",
 `label_base` always 0, `classes` in label order (sorted WNIDs), `layout` "folders" or "flat", `input`
 the form the split was read from ("extracted", "kaggle", "tar ILSVRC2012_img_val.tar", ...). A split's
 `files_seen` is `num_examples + skipped + ignored`, and its `repaired` counts files with at least one
-fix, while the top-level `repaired` lists every fix. The top-level `ignored` counts `ignored_files`.
+fix, while the top-level `repaired` lists every fix (`files_seen` also counts the training images
+`--drop_duplicates=train` left out, which `audit.dropped` lists). The top-level `ignored` counts `ignored_files`.
 `stats` describe the written training images in 0..255 pixel units; eigenvalues are in descending
 order and `rgb_eigvec[i][j]` is component i (R, G, B) of eigenvector j; they are empty in a failed
 build's report.json, where no training image was written. `resume` says what the run kept of a
@@ -34,7 +36,12 @@ empty `rebuilt` for a build from nothing). `subset` is empty for the whole relea
 (`preprocess/inputs/subsets.py`) it holds the list `--classes` named (or None), the kept WNIDs, the
 SHA-256 of those WNIDs and of the training files `--per_class` or `--train_list` chose (one a line),
 those two options, the classes that had fewer training files than `per_class` ({wnid: count kept})
-and the list's names that matched no training file. `args` holds the resolved options of the run
+and the list's names that matched no training file. `audit` is empty when the build did not look for
+duplicates (`--noaudit_duplicates`, or a manifest written before the audit); otherwise it names
+`duplicates.json` (`common/audit.py`: the groups of copies, their counts) with its SHA-256, the
+training split's fingerprints (`fingerprints.npy`, which a later ImageNetV2 build is audited
+against; None without a training split) with theirs, a copy of the file's `counts`, and in `dropped`
+the training images `--drop_duplicates=train` left out ({split, path, duplicate_of}). `args` holds the resolved options of the run
 that wrote the manifest. The manifests of two builds of the same input differ only in `args` and
 `resume`.
 """
@@ -51,7 +58,7 @@ LAYOUTS = ("folders", "flat")
 
 # The layout, once: the builders below produce exactly these keys and `check_layout` accepts only them.
 TOP_KEYS = ("schema_version", "image_size", "encoding", "label_base", "classes", "splits", "skipped",
-            "repaired", "ignored", "ignored_files", "stats", "resume", "subset", "args")
+            "repaired", "ignored", "ignored_files", "stats", "resume", "subset", "audit", "args")
 CLASS_KEYS = ("label", "synset", "name")
 SPLIT_KEYS = ("num_examples", "class_counts", "shards", "layout", "input", "files_seen", "skipped",
               "repaired", "ignored")
@@ -61,6 +68,8 @@ REPAIRED_KEYS = ("split", "path", "fix")
 STATS_KEYS = ("mean_file", "num_images", "channel_mean", "rgb_covariance", "rgb_eigval", "rgb_eigvec")
 RESUME_KEYS = ("kept_shards", "kept_images", "num_shards", "rebuilt")
 SUBSET_KEYS = ("name", "wnids", "digest", "per_class", "train_list", "short_classes", "unmatched")
+AUDIT_KEYS = ("file", "sha256", "fingerprints", "fingerprints_sha256", "counts", "dropped")
+DROPPED_KEYS = ("split", "path", "duplicate_of")
 
 
 class ManifestError(ValueError):
@@ -86,7 +95,7 @@ def make_shard(file, num_examples, size_bytes, sha256, index_file=None):
 
 
 def make_split(shards, class_counts, layout="folders", input_form="extracted", skipped=0, repaired=0,
-               ignored=0):
+               ignored=0, dropped=0):
   """One entry of `splits`.
 
   Args:
@@ -97,6 +106,8 @@ def make_split(shards, class_counts, layout="folders", input_form="extracted", s
     skipped: files that could not become an image.
     repaired: files written with at least one fix.
     ignored: files that are clearly not images.
+    dropped: images left out as copies of held-out images (`--drop_duplicates=train`), written to
+      no shard but seen.
 
   Returns:
     A dict with `SPLIT_KEYS`.
@@ -112,7 +123,7 @@ def make_split(shards, class_counts, layout="folders", input_form="extracted", s
     raise ValueError(f"unknown layout {layout!r}, expected one of {LAYOUTS}")
   return {"num_examples": num_examples, "class_counts": dict(sorted(class_counts.items())),
           "shards": list(shards), "layout": layout, "input": input_form,
-          "files_seen": num_examples + skipped + ignored, "skipped": skipped,
+          "files_seen": num_examples + skipped + ignored + dropped, "skipped": skipped,
           "repaired": repaired, "ignored": ignored}
 
 
@@ -133,7 +144,7 @@ def make_resume(kept_shards=0, kept_images=0, num_shards=0, rebuilt=None):
 
 
 def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), repaired=(),
-                  ignored_files=(), stats=None, resume=None, subset=None, args=None):
+                  ignored_files=(), stats=None, resume=None, subset=None, audit=None, args=None):
   """The whole manifest.
 
   Args:
@@ -149,6 +160,8 @@ def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), r
     resume: a `make_resume` dict (default: nothing kept).
     subset: a dict with `SUBSET_KEYS` describing a subset of a release, or None for the whole
       release.
+    audit: a dict with `AUDIT_KEYS` (the duplicate audit's files and counts), or None when the
+      build did not audit.
     args: the run's resolved options.
 
   Returns:
@@ -175,6 +188,7 @@ def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), r
       "resume": dict(resume or make_resume(
           num_shards=sum(len(info["shards"]) for info in splits.values()))),
       "subset": dict(subset or {}),
+      "audit": dict(audit or {}),
       "args": dict(args or {}),
   }
 
@@ -202,6 +216,10 @@ def check_layout(manifest, where=MANIFEST_NAME):
   _check_keys(manifest["resume"], RESUME_KEYS, f"{where}: resume")
   if manifest["subset"]:
     _check_keys(manifest["subset"], SUBSET_KEYS, f"{where}: subset")
+  if manifest["audit"]:
+    _check_keys(manifest["audit"], AUDIT_KEYS, f"{where}: audit")
+    for entry in manifest["audit"]["dropped"]:
+      _check_keys(entry, DROPPED_KEYS, f"{where}: audit.dropped")
 
 
 def _check_keys(entry, keys, where):
@@ -300,5 +318,6 @@ def parse(text, path):
     data["resume"] = make_resume(num_shards=sum(
         len(info.get("shards", [])) for info in splits.values() if isinstance(info, dict)))
   data.setdefault("subset", {})  # Written before subsets: the whole release.
+  data.setdefault("audit", {})  # Written before the duplicate audit: not audited.
   check_layout(data, path)
   return data

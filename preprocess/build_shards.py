@@ -106,6 +106,13 @@ def define_flags(flag_values=FLAGS):
                      "Fail (after writing report.json) if more than this fraction of images is "
                      "skipped: the input is mostly not images, a wrong folder, say.",
                      lower_bound=0.0, upper_bound=1.0, **into)
+  flags.DEFINE_bool("audit_duplicates", True,
+                    "Fingerprint every image and list the copies among them (duplicates.json); with "
+                    "--classes_from, against that dataset's training images too.", **into)
+  flags.DEFINE_enum("drop_duplicates", None, ["train"],
+                    "train: leave out the training images the audit finds to be copies of "
+                    "validation or test images, so the held-out splits stay the standard ones; the "
+                    "manifest lists what was left out.", **into)
   flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.", **into)
   flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1,
                      **into)
@@ -174,7 +181,8 @@ def main(argv):
                 "test": FLAGS.test_archive},
       devkit_archive=FLAGS.devkit_archive,
       progress_seconds=FLAGS.progress_seconds, classes_from=FLAGS.classes_from,
-      classes=FLAGS.classes, per_class=FLAGS.per_class, train_list=FLAGS.train_list)
+      classes=FLAGS.classes, per_class=FLAGS.per_class, train_list=FLAGS.train_list,
+      audit_duplicates=FLAGS.audit_duplicates, drop_duplicates=FLAGS.drop_duplicates)
   try:
     beam_options = pipeline_options(argv[1:])
     check_workers(beam_options)

@@ -16,8 +16,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from common import audit as audit_lib
 from common import manifest as manifest_lib
+from common import records as records_lib
 from common import schema
+from preprocess.audit import fingerprint
+from preprocess.audit import search
 
 
 def class_colour(label):
@@ -37,8 +41,8 @@ def class_pixels(label, rng, size=schema.IMAGE_SIZE):
 
 
 def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=class_pixels,
-                  names=None):
-  """Writes shards, `mean.npy` and `manifest.json`.
+                  names=None, audit=True):
+  """Writes shards with their indexes, `mean.npy`, the audit's files and `manifest.json`.
 
   Args:
     directory: output directory (created).
@@ -48,23 +52,26 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=cl
     seed: NumPy seed of the pixel noise.
     pixels: (label, rng) -> uint8 image of `schema.IMAGE_SIZE`, drawn in record order.
     names: {wnid: class name}; default "class <label>".
+    audit: write the duplicate audit's files as stage 1 does: the training records' fingerprints
+      and a `duplicates.json` without groups (the pixels are noise: no two are alike).
 
   Returns:
     The directory.
   """
   os.makedirs(directory, exist_ok=True)
   rng = np.random.default_rng(seed)
-  made, train_pixels = {}, []
+  made, train_pixels, fingerprints = {}, [], []
   for split, records in splits.items():
     count = (num_shards or {}).get(split, 1)
     shards, counts = [], {}
-    examples = []
+    examples, encoded = [], []
     for filename, label in records:
       image = pixels(label, rng)
       if split == "train":
         train_pixels.append(image.astype(np.float64))
+      encoded.append(jpeg(image))
       examples.append(schema.make_example(
-          encoded=jpeg(image), image_format=schema.FORMAT_JPEG, label=label,
+          encoded=encoded[-1], image_format=schema.FORMAT_JPEG, label=label,
           synset=synsets[label], filename=filename, original_height=300, original_width=400))
       counts[synsets[label]] = counts.get(synsets[label], 0) + 1
     for shard in range(count):
@@ -75,8 +82,18 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=cl
           writer.write(serialized)
       with open(path, "rb") as f:
         data = f.read()
+      with open(path + records_lib.INDEX_SUFFIX, "wb") as f:
+        f.write(b"".join(records_lib.index_line(offset, records_lib.HEADER_BYTES + len(record) +
+                                                records_lib.FOOTER_BYTES)
+                         for offset, record in records_lib.iter_records(path)))
       shards.append(manifest_lib.make_shard(name, len(examples[shard::count]), len(data),
-                                            hashlib.sha256(data).hexdigest()))
+                                            hashlib.sha256(data).hexdigest(),
+                                            records_lib.index_name(name)))
+      if split == "train":
+        for number, stored in enumerate(encoded[shard::count]):
+          thumb = fingerprint.thumbnail(stored)
+          fingerprints.append((search.image_id(shard, number), fingerprint.phash(thumb),
+                               fingerprint.digest(stored)))
     made[split] = manifest_lib.make_split(shards, counts)
   stacked = np.stack(train_pixels)
   np.save(os.path.join(directory, manifest_lib.MEAN_NAME), stacked.mean(axis=0).astype(np.float32))
@@ -84,12 +101,26 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=cl
   covariance = np.cov(flat, rowvar=False)
   eigval, eigvec = np.linalg.eigh(covariance)
   order = np.argsort(eigval)[::-1]
+  audit_entry = None
+  if audit:
+    document = audit_lib.dumps(audit_lib.make_document([], {"hash": "pHash"}))
+    with open(os.path.join(directory, audit_lib.NAME), "wb") as f:
+      f.write(document)
+    fingerprints_file = os.path.join(directory, audit_lib.FINGERPRINTS_NAME)
+    np.save(fingerprints_file, np.array(fingerprints, search.ROW))
+    with open(fingerprints_file, "rb") as f:
+      fingerprints_sha256 = hashlib.sha256(f.read()).hexdigest()
+    audit_entry = {"file": audit_lib.NAME, "sha256": hashlib.sha256(document).hexdigest(),
+             "fingerprints": audit_lib.FINGERPRINTS_NAME,
+             "fingerprints_sha256": fingerprints_sha256, "counts": audit_lib.count([]),
+             "dropped": []}
   manifest = manifest_lib.make_manifest(
       image_size=schema.IMAGE_SIZE, encoding=schema.FORMAT_JPEG, synsets=synsets,
       names=names or {w: f"class {i}" for i, w in enumerate(synsets)}, splits=made,
       stats={"mean_file": manifest_lib.MEAN_NAME, "num_images": len(stacked),
              "channel_mean": flat.mean(axis=0).tolist(), "rgb_covariance": covariance.tolist(),
-             "rgb_eigval": eigval[order].tolist(), "rgb_eigvec": eigvec[:, order].tolist()})
+             "rgb_eigval": eigval[order].tolist(), "rgb_eigvec": eigvec[:, order].tolist()},
+      audit=audit_entry)
   with open(os.path.join(directory, manifest_lib.MANIFEST_NAME), "w") as f:
     f.write(manifest_lib.dumps(manifest))
   return directory

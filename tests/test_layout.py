@@ -20,6 +20,7 @@ ROOMS = {
     "preprocess": [
         ("top", {"errors", "paths", "stores"}),
         ("inputs", None),
+        ("audit", None),
         ("conversion", None),
         ("job", None),
         ("commands", {"build_shards"}),

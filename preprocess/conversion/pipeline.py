@@ -7,13 +7,18 @@ output file, so only paths, never pixels, are grouped and memory stays flat as t
 """
 
 import hashlib
+import io
 import json
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 
+from common import records
 from preprocess import paths
 from preprocess import stores
+from preprocess.audit import beam as audit_beam
+from preprocess.conversion import drop
 from preprocess.conversion import shard_writer
 from preprocess.conversion import stats as stats_lib
 from preprocess.inputs import archives
@@ -23,6 +28,8 @@ from preprocess.paths import join
 
 RESULTS_NAME = "results.json"
 STATS_NAME = "stats.npz"
+AUDIT_NAME = "audit.json"  # the audit's confirmed pairs (`preprocess/audit/groups.py` reads them)
+FINGERPRINTS_NAME = "fingerprints.npy"  # the training split's, ids whole
 
 
 def shard_key(seed, relative_path):
@@ -128,7 +135,8 @@ class WriteShardFn(beam.DoFn):
 
 
 class MergeResultsFn(beam.DoFn):
-  """Gathers all shard results into one file and sums the training statistics, streaming."""
+  """Gathers all shard results into one file, sums the training statistics (streaming), and keeps
+  the audit's confirmed pairs and the training split's fingerprints."""
 
   def __init__(self, config, options=None):
     self._options = options
@@ -137,21 +145,62 @@ class MergeResultsFn(beam.DoFn):
   def setup(self):
     stores.connect(self._options, (self._config.input_dir, self._config.output_dir))
 
-  def process(self, keyed_results):
-    _, results = keyed_results
-    results = sorted(results, key=lambda r: (r["split"], r["index"]))
-    total = None
+  def process(self, keyed_elements):
+    _, elements = keyed_elements
+    results = sorted((e for e in elements if isinstance(e, dict)),
+                     key=lambda r: (r["split"], r["index"]))
+    confirmed = sorted(e for e in elements if not isinstance(e, dict))
+    total, fingerprints = None, []
     for result in results:
       if result["stats_file"]:
         part = stats_lib.ImageStats.from_bytes(paths.read(result["stats_file"]))
         total = part if total is None else total.merge(part)
+      if result["split"] == "train" and result.get("fingerprints_file"):
+        fingerprints.append(audit_beam.read_rows(result["fingerprints_file"], result["index"]))
     if total is not None:
       paths.write_file(join(self._config.tmp_dir, STATS_NAME), total.to_bytes())
+    if fingerprints:
+      buffer = io.BytesIO()
+      np.save(buffer, np.concatenate(fingerprints))
+      paths.write_file(join(self._config.tmp_dir, FINGERPRINTS_NAME), buffer.getvalue())
+    if confirmed or not paths.exists(join(self._config.tmp_dir, AUDIT_NAME)):
+      paths.write_file(join(self._config.tmp_dir, AUDIT_NAME), json.dumps(confirmed).encode())
     paths.write_file(join(self._config.tmp_dir, RESULTS_NAME), json.dumps(results).encode())
     yield len(results)
 
 
-def build(root, config, plans, specs, selection):
+class DropFn(beam.DoFn):
+  """Rewrites a training shard without the records `--drop_duplicates=train` leaves out; passes
+  every other shard's result on as it is."""
+
+  def __init__(self, config, specs, dropped, options=None):
+    """`dropped`: {shard file: {record index: the manifest's dropped entry}}."""
+    self._config, self._specs, self._dropped, self._options = config, specs, dropped, options
+
+  def setup(self):
+    stores.connect(self._options, (self._config.input_dir, self._config.output_dir))
+
+  def process(self, result):
+    if result["file"] not in self._dropped:
+      yield result
+      return
+    spec = next(s for s in self._specs if s.file == result["file"])
+    yield drop.drop_records(self._config, spec, result, self._dropped[result["file"]])
+
+
+def drop_copies(root, config, specs, results, dropped):
+  """A job of its own, after the audit: the training shards that hold copies rewritten without
+  them, then the results and statistics merged again."""
+  options = root.options
+  return (root
+          | "shard_results" >> beam.Create(results)
+          | "drop_duplicates" >> beam.ParDo(DropFn(config, specs, dropped, options))
+          | "key_for_merge" >> beam.Map(lambda element: (0, element))
+          | "gather_results" >> beam.GroupByKey()
+          | "merge_results" >> beam.ParDo(MergeResultsFn(config, options)))
+
+
+def build(root, config, plans, specs, selection, reference=None):
   """Adds the job to a pipeline.
 
   Args:
@@ -160,6 +209,8 @@ def build(root, config, plans, specs, selection):
     plans: the `sources.SplitPlan`s to write.
     specs: list of `shard_writer.ShardSpec`, indexed by global shard index, split after split.
     selection: the `subsets.Selection` every listing applies.
+    reference: for the audit of an evaluation-only build, the training dataset's fingerprints as
+      `audit_beam.audit` takes them; else None.
   """
   shard_bases, num_shards = {}, {}
   for index, spec in enumerate(specs):
@@ -168,12 +219,20 @@ def build(root, config, plans, specs, selection):
   # Every DoFn connects its worker's filesystems with the job's options (`stores.connect`): not
   # every runner hands them to `FileSystems` (the Dask runner does not).
   options = root.options
-  return (root
-          | "create_listing_units" >> beam.Create(listing_units(plans))
-          | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards, selection,
-                                                   options))
-          | "group_by_shard" >> beam.GroupByKey()
-          | "write_shards" >> beam.ParDo(WriteShardFn(config, specs, options))
-          | "key_for_merge" >> beam.Map(lambda result: (0, result))
+  results = (root
+             | "create_listing_units" >> beam.Create(listing_units(plans))
+             | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards, selection,
+                                                      options))
+             | "group_by_shard" >> beam.GroupByKey()
+             | "write_shards" >> beam.ParDo(WriteShardFn(config, specs, options)))
+  if config.audit:
+    roots = (config.input_dir, config.output_dir)
+    shards = tuple((spec.split, join(config.output_dir, spec.file),
+                    join(config.output_dir, records.index_name(spec.file))) for spec in specs)
+    confirmed = audit_beam.audit(root, results, options, roots, shard_bases, shards, reference)
+    # The merge waits for both: the results, and the pairs the audit confirmed (or none).
+    results = (results, confirmed) | "results_and_audit" >> beam.Flatten()
+  return (results
+          | "key_for_merge" >> beam.Map(lambda element: (0, element))
           | "gather_results" >> beam.GroupByKey()
           | "merge_results" >> beam.ParDo(MergeResultsFn(config, options)))

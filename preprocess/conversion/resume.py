@@ -38,6 +38,7 @@ INPUTS_DIFFER = "inputs differ"
 SHARD_DIFFERS = "shard file differs"
 STATS_DIFFER = "statistics file differs"
 INDEX_DIFFERS = "index file differs"
+FINGERPRINTS_DIFFER = "fingerprints file differs"
 UNREADABLE = "result unreadable"
 # Fields of `BuildConfig` that say where things are, not what the records hold.
 _LOCATIONS = ("input_dir", "output_dir", "tmp_dir", "read_from")
@@ -57,6 +58,10 @@ def skip_list_path(config, spec):
 
 def stats_path(config, spec):
   return join(results_dir(config), f"{spec.file}.stats.npz")
+
+
+def fingerprints_path(config, spec):
+  return join(results_dir(config), f"{spec.file}.fingerprints.npy")
 
 
 def options_digest(config, spec):
@@ -119,6 +124,9 @@ def kept_result(config, spec, digest):
     return None, SHARD_DIFFERS
   if earlier["stats_sha256"] and file_sha256(stats_path(config, spec)) != earlier["stats_sha256"]:
     return None, STATS_DIFFER
+  if earlier.get("fingerprints_sha256") and file_sha256(
+      fingerprints_path(config, spec)) != earlier["fingerprints_sha256"]:
+    return None, FINGERPRINTS_DIFFER
   index = join(config.output_dir, records.index_name(spec.file))
   if file_sha256(index) != earlier.get("index_sha256"):
     return None, INDEX_DIFFERS

@@ -14,10 +14,14 @@ import io
 import json
 import uuid
 
+import numpy as np
+
 from common import records
 from common import schema
 from preprocess import errors
 from preprocess import paths
+from preprocess.audit import fingerprint
+from preprocess.audit import search
 from preprocess.conversion import convert
 from preprocess.conversion import resume
 from preprocess.conversion import stats as stats_lib
@@ -43,6 +47,10 @@ class BuildConfig:
   # The subset's digest (`subsets`), "" for the whole release: part of what a kept shard is checked
   # against (`resume.options_digest`).
   subset: str = ""
+  # Whether each record is fingerprinted for the duplicate audit (`preprocess/audit/`), and
+  # whether the training copies of held-out images are then left out ("train", else "").
+  audit: bool = True
+  drop_duplicates: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +93,7 @@ def write_shard(config, spec, entries):
   digest_of_file, size, index = hashlib.sha256(), 0, []
   class_counts, skipped, repaired = collections.Counter(), [], []
   image_stats = stats_lib.ImageStats((schema.IMAGE_SIZE, schema.IMAGE_SIZE, schema.CHANNELS))
+  fingerprints = []
   reader = locations.Reader(config.input_dir, config.read_from)
   sources = reader.read_all((relative, location) for _, relative, _, _, *location in entries)
   with paths.create(temp_path) as out:
@@ -116,6 +125,8 @@ def write_shard(config, spec, entries):
       repaired.extend({"path": relative, "fix": fix} for fix in image.fixes)
       if spec.split == "train":
         image_stats.add(image.pixels)
+      if config.audit:
+        fingerprints.append(_fingerprint(len(fingerprints), image, config.encoding))
   reader.close()
   paths.rename(temp_path, final_path)
   # DALI's and the `tfrecord` package's index, beside the shard (common/records.py reads it).
@@ -129,6 +140,12 @@ def write_shard(config, spec, entries):
     stats_bytes = image_stats.to_bytes()
     paths.write_file(resume.stats_path(config, spec), stats_bytes, config.tmp_dir)
     stats_sha256 = hashlib.sha256(stats_bytes).hexdigest()
+  fingerprints_sha256 = None
+  if config.audit and fingerprints:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(fingerprints, search.ROW))
+    paths.write_file(resume.fingerprints_path(config, spec), buffer.getvalue(), config.tmp_dir)
+    fingerprints_sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
   result = {
       "split": spec.split, "index": spec.index, "file": spec.file,
       "num_examples": sum(class_counts.values()), "size_bytes": size,
@@ -137,6 +154,7 @@ def write_shard(config, spec, entries):
       "skipped_classes": dict(collections.Counter(config.synsets[s[1]] for s in skipped)),
       "skipped_reasons": dict(collections.Counter(s[2] for s in skipped)),
       "repaired": repaired, "digest": digest, "stats_sha256": stats_sha256,
+      "fingerprints_sha256": fingerprints_sha256,
       "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
   }
   resume.write_result(config, spec, result)  # last: it says the three files above are complete
@@ -149,7 +167,19 @@ def _with_paths(config, spec, result, **flags):
   return dict(result, skipped_file=(resume.skip_list_path(config, spec) if result["num_skipped"]
                                     else None),
               stats_file=resume.stats_path(config, spec) if result["stats_sha256"] else None,
+              fingerprints_file=(resume.fingerprints_path(config, spec)
+                                 if result.get("fingerprints_sha256") else None),
               **flags)
+
+
+def _fingerprint(record, image, encoding):
+  """(record index, perceptual hash, digest) of a written image: the audit's `search.ROW`."""
+  pixels = image.pixels
+  if pixels is None and encoding == "raw":
+    pixels = np.frombuffer(image.encoded, np.uint8).reshape(schema.IMAGE_SIZE, schema.IMAGE_SIZE,
+                                                            schema.CHANNELS)
+  thumb = fingerprint.thumbnail(image.encoded, pixels)
+  return record, fingerprint.phash(thumb), fingerprint.digest(image.encoded)
 
 
 def write_skip_list(path, split, skipped):

@@ -73,6 +73,15 @@ class ImageStats:
     self.rgb_outer += other.rgb_outer
     return self
 
+  def subtract(self, other):
+    """Takes another accumulator's images out of this one (exactly: the sums are integers) and
+    returns this one: a shard's statistics without the images `--drop_duplicates` leaves out."""
+    self.count -= other.count
+    self._flush()
+    self._pixel_sum -= other.pixel_sum
+    self.rgb_outer -= other.rgb_outer
+    return self
+
   def to_bytes(self):
     buffer = io.BytesIO()
     np.savez(buffer, count=np.int64(self.count), pixel_sum=self.pixel_sum,

@@ -13,6 +13,7 @@ import time
 import apache_beam as beam
 from absl import logging
 
+from common import audit as audit_lib
 from common import records
 from preprocess.conversion import convert
 from preprocess.conversion import pipeline as pipeline_lib
@@ -30,6 +31,7 @@ from preprocess.inputs import kaggle
 from preprocess.inputs import sources
 from preprocess.inputs import subsets
 from preprocess.job import access
+from preprocess.job import duplicates
 from preprocess.job import faults
 from preprocess.job import output_folder
 from preprocess.job import report
@@ -68,6 +70,8 @@ class BuildOptions:
   classes: str = None  # a subset (inputs/subsets.py): a named list or a file of WNIDs
   per_class: int = None
   train_list: str = None
+  audit_duplicates: bool = True  # fingerprint every image and look for copies (preprocess/audit/)
+  drop_duplicates: str = None  # "train": leave out the training copies of held-out images
 
 
 def plan_input(options, indexer=None):
@@ -192,6 +196,11 @@ def run_build(options, pipeline_options):
   access.check_input("input_dir", options.input_dir)
   access.check_output("output_dir", output_dir)
   output_folder.check(output_dir, options.overwrite)
+  if options.drop_duplicates and (options.classes_from or not options.audit_duplicates):
+    raise BuildError("--drop_duplicates=train needs the audit of a training release (not "
+                     "--noaudit_duplicates, nor --classes_from, which builds no training split)")
+  reference = (duplicates.reference(options.classes_from)
+               if options.classes_from and options.audit_duplicates else None)
   indexer = indexing.ArchiveIndexer(join(output_dir, output_folder.INDEX_NAME), pipeline_options,
                                     options.progress_seconds)
   release, names, plans, notes = plan_input(options, indexer)
@@ -216,7 +225,8 @@ def run_build(options, pipeline_options):
                        jpeg_subsampling=options.jpeg_subsampling,
                        max_pixels=options.max_pixels, seed=options.seed,
                        read_from=tuple(sorted({path for plan in plans for path in plan.read_from})),
-                       subset=subset.get("digest", ""))
+                       subset=subset.get("digest", ""), audit=options.audit_duplicates,
+                       drop_duplicates=options.drop_duplicates or "")
   for plan in plans:
     classes = (len({p.split("/")[1] for p in plan.candidates}) if plan.layout == "folders" else
                len(set(plan.ground_truth)))
@@ -240,7 +250,9 @@ def run_build(options, pipeline_options):
   try:
     with faults.watch(kept_so_far):
       with beam.Pipeline(options=pipeline_options) as root:
-        pipeline_lib.build(root, config, plans, specs, selection)
+        pipeline_lib.build(root, config, plans, specs, selection, reference)
+      if options.drop_duplicates:
+        duplicates.drop_training_copies(pipeline_options, config, specs)
   finally:
     progress.stop()
   total_images = sum(listed.values())
@@ -269,11 +281,15 @@ def run_build(options, pipeline_options):
   if fraction > WARN_SKIP_FRACTION:
     logging.warning("%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason",
                     skipped, total_images, 100 * fraction)
+  if options.audit_duplicates:
+    manifest["audit"] = duplicates.finish(output_dir, config.tmp_dir)
   report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image, skips)
   output_folder.remove_unplanned(output_dir, specs)
   paths.delete_tree(config.tmp_dir)
   indexer.remove()
   report.log_summary(manifest, skips.reasons, time.time() - start)
+  if manifest["audit"]:
+    logging.info("audit: %s", audit_lib.summary(manifest["audit"]["counts"]))
   subsets.log_summary(subset)
   for note in notes:
     logging.info("%s", note)

@@ -125,7 +125,8 @@ def assemble_manifest(config, names, plans, specs, options, subset=None):
          for r in shards],
         class_counts, layout=plan.layout, input_form=plan.source,
         skipped=sum(s["num_skipped"] for s in shards),
-        repaired=len({r["path"] for r in split_repaired}), ignored=len(plan.ignored))
+        repaired=len({r["path"] for r in split_repaired}), ignored=len(plan.ignored),
+        dropped=sum(len(s.get("dropped", ())) for s in shards))
   mean_image, stats = _training_stats(config.tmp_dir)
   kept = [r for r in results if r["kept"]]
   manifest = manifest_lib.make_manifest(
@@ -141,7 +142,7 @@ def assemble_manifest(config, names, plans, specs, options, subset=None):
 
 
 def _check_accounting(plan, shards):
-  """Listed images = written + skipped, overall and per class."""
+  """Listed images = written + skipped (+ dropped as duplicates), overall and per class."""
   seen = collections.Counter()
   for path, wnid in _labelled(plan):
     seen[wnid] += 1
@@ -149,6 +150,7 @@ def _check_accounting(plan, shards):
   for shard in shards:
     accounted.update(shard["class_counts"])
     accounted.update(shard["skipped_classes"])
+    accounted.update(entry["path"].split("/")[1] for entry in shard.get("dropped", ()))
   if seen != accounted:
     wrong = sorted(w for w in set(seen) | set(accounted) if seen[w] != accounted[w])
     raise RuntimeError(f"{plan.name}: accounting does not close for {wrong[:5]}: listed "

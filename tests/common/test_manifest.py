@@ -15,7 +15,8 @@ from preprocess import errors
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KEY_TUPLES = (manifest_lib.TOP_KEYS, manifest_lib.CLASS_KEYS, manifest_lib.SPLIT_KEYS,
               manifest_lib.SHARD_KEYS, manifest_lib.SKIPPED_KEYS, manifest_lib.REPAIRED_KEYS,
-              manifest_lib.STATS_KEYS, manifest_lib.RESUME_KEYS, manifest_lib.SUBSET_KEYS)
+              manifest_lib.STATS_KEYS, manifest_lib.RESUME_KEYS, manifest_lib.SUBSET_KEYS,
+              manifest_lib.AUDIT_KEYS, manifest_lib.DROPPED_KEYS)
 
 
 @pytest.fixture
@@ -120,7 +121,8 @@ def test_docstring_layout_is_exactly_the_key_tuples():
   doc = manifest_lib.__doc__
   block = doc[doc.index("  schema_version"):doc.index("\n\n", doc.index("  schema_version"))]
   groups = {name: re.search(rf"\b{name} \[?\{{([^{{}}]*)\}}", block).group(1)
-            for name in ("classes", "shards", "skipped", "repaired", "stats", "resume", "subset")}
+            for name in ("classes", "shards", "skipped", "repaired", "stats", "resume", "subset",
+                         "audit")}
   assert _names(groups["classes"]) == manifest_lib.CLASS_KEYS
   assert _names(groups["shards"]) == manifest_lib.SHARD_KEYS
   assert _names(groups["skipped"]) == manifest_lib.SKIPPED_KEYS
@@ -128,6 +130,7 @@ def test_docstring_layout_is_exactly_the_key_tuples():
   assert _names(groups["stats"]) == manifest_lib.STATS_KEYS
   assert _names(groups["resume"]) == manifest_lib.RESUME_KEYS
   assert _names(groups["subset"]) == manifest_lib.SUBSET_KEYS
+  assert _names(groups["audit"]) == manifest_lib.AUDIT_KEYS
   split = re.search(r"\{<split>: \{(.*)\}\}", block, re.DOTALL).group(1)
   assert _names(split) == manifest_lib.SPLIT_KEYS
   assert _names(block) == manifest_lib.TOP_KEYS

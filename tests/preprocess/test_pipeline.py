@@ -73,7 +73,8 @@ def test_a_retried_shard_write_gives_the_same_single_file(sample, tmp_path):
   # stay for the manifest step.
   assert os.listdir(tmp_path / output_folder.TMP_NAME) == []
   assert first["num_skipped"] == 0 and first["skipped_file"] is None
-  assert sorted(os.listdir(tmp_path / resume.RESULTS_NAME)) == [f"{spec.file}.json"]
+  assert sorted(os.listdir(tmp_path / resume.RESULTS_NAME)) == [f"{spec.file}.fingerprints.npy",
+                                                                 f"{spec.file}.json"]
   read_back = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
   assert len(read_back) == first["num_examples"] == len(entries)
 

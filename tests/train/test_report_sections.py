@@ -80,7 +80,8 @@ def test_the_paper_row_appears_only_for_ilsvrc_on_its_own_split():
       _manifest(1000, {"devkit_meta": "/data/ILSVRC2012_devkit_t12/data/meta.mat"}))
   assert release == "2012"
   metrics = sections.final_metrics(scores, release, "validation")
-  assert metrics["rows"] == [{"method": "central crop", "top1": 0.5, "top5": 0.0, "count": 4}]
+  assert metrics["rows"] == [{"method": "central crop", "which": None, "top1": 0.5, "top5": 0.0,
+                              "count": 4}]
   assert [(r["who"], r["top1"]) for r in metrics["references"]] == [
       ("Krizhevsky et al. (2012)", 0.407), ("torchvision's AlexNet", pytest.approx(1 - 0.5652))]
   assert metrics["real_left_out"] is None
@@ -150,6 +151,25 @@ def test_real_rows_count_only_labelled_images():
             "central_real_top1": np.array([1, 0, 0, 0], bool),
             "central_real_top5": np.array([1, 1, 0, 0], bool)}
   metrics = sections.final_metrics(scores, "2012", "validation")
-  assert metrics["rows"][1] == {"method": "ReaL, central crop", "top1": pytest.approx(2 / 3),
-                                "top5": pytest.approx(1 / 3), "count": 3}
+  assert metrics["rows"][1] == {"method": "ReaL, central crop", "which": None,
+                                "top1": pytest.approx(2 / 3), "top5": pytest.approx(1 / 3),
+                                "count": 3}
   assert metrics["real_left_out"] == 1
+
+
+def test_rows_without_the_audit_s_copies_sit_beside_the_standard_ones():
+  scores = {"label": np.zeros(4), "filename": np.array(["a", "b", "c", "d"]),
+            "central_top1": np.array([1, 1, 0, 0], bool), "central_top5": np.ones(4, bool),
+            "real_labelled": np.ones(4, bool), "central_real_top1": np.ones(4, bool),
+            "central_real_top5": np.ones(4, bool)}
+  metrics = sections.final_metrics(scores, "2012", "validation", duplicates=frozenset({"a"}))
+  assert [(r["method"], r["which"], r["top1"], r["count"]) for r in metrics["rows"]] == [
+      ("central crop", "as released", 0.5, 4),
+      ("central crop", "without the 1 image also in training", pytest.approx(2 / 3), 3),
+      ("ReaL, central crop", None, 0.0, 4)]
+  assert metrics["duplicates"] == {"left_out": 1, "which": "without the 1 image also in training"}
+  found_none = sections.final_metrics(scores, "2012", "validation", duplicates=frozenset())
+  assert [r["which"] for r in found_none["rows"]] == [None, None]
+  assert found_none["duplicates"] == {"left_out": 0, "which": None}
+  assert sections.final_metrics(scores, "2012", "validation")["duplicates"] is None
+  assert sections.dataset_summary(_manifest(3))["audit"] is None

@@ -8,7 +8,8 @@ the raters agreed on) is left out of both numerator and denominator. A split hol
 the 50,000 images (a sample) is scored on those it holds.
 
 Top-1 means the top prediction is in the image's list, top-5 that one of the top five is; ties count
-against the model, as in `train/evaluation/metrics.py` (see `top_k_correct_any`).
+against the model, as in `train/evaluation/metrics.py` (see `top_k_correct_any`). The images are
+scored by name in `per_image.evaluate_split`, in the same pass as their own labels.
 """
 
 import hashlib
@@ -19,8 +20,6 @@ import re
 import numpy as np
 import tensorflow as tf
 from absl import logging
-
-from train.evaluation import scoring
 
 NUM_IMAGES = 50_000
 NUM_CLASSES = 1000
@@ -155,51 +154,6 @@ def check_classes(manifest):
   if hashlib.sha256("\n".join(synsets).encode()).hexdigest() != ILSVRC2012_WNIDS_SHA256:
     raise ValueError(f"{manifest.directory}: its 1,000 WNIDs are not ILSVRC-2012's (ReaL labels "
                      "only those); was it built from another release, such as ILSVRC-2010?")
-
-
-def make_step(model, prep):
-  """The compiled step: `(batch_sums [4], ReaL sums [top-1 hits, top-5 hits, labelled])`."""
-  @tf.function(reduce_retracing=True)
-  def step(batch, label_sets):
-    probabilities, sums = scoring.score_batch(model, batch, prep)
-    labelled = tf.reduce_any(label_sets, axis=1)
-    hits = [tf.reduce_sum(tf.cast(top_k_correct_any(probabilities, label_sets, k) & labelled,
-                                  tf.float32)) for k in (1, 5)]
-    return sums, tf.stack(hits + [tf.reduce_sum(tf.cast(labelled, tf.float32))])
-  return step
-
-
-def evaluate_split(model, prep, manifest, split, real, *, batch_size, ten_crop=False):
-  """Scores every image of a split once, on its own labels and on ReaL's.
-
-  Returns:
-    `{loss, top1, top5, count}` as `scoring.evaluate_split`, plus `real_top1`, `real_top5`
-    (accuracies over the images with ReaL labels), `real_count` (those images) and
-    `real_left_out` (the split's images whose ReaL list is empty).
-
-  Raises:
-    ValueError: classes or file names that ReaL does not label.
-    TrainingError: when the number of images scored differs from the manifest's.
-  """
-  check_classes(manifest)
-  step = make_step(model, prep)
-  totals, real_totals, agree, seen = np.zeros(4), np.zeros(3), 0, set()
-  for _, _, names, batch in scoring.named_batches(manifest, split, batch_size=batch_size,
-                                                  ten_crop=ten_crop):
-    # A split whose names are not ReaL's is refused at its first batch, before it is scored.
-    sets = real.label_sets(real.indices(names, seen), manifest.num_classes)
-    sums, real_sums = step(batch, tf.constant(sets))
-    totals += sums.numpy()
-    real_totals += real_sums.numpy()
-    agree += int(sets[np.arange(len(sets)), batch["label"].numpy()].sum())
-  loss, top1, top5, count = totals.tolist()
-  scoring.check_count(count, manifest, split)
-  hits1, hits5, labelled = real_totals.tolist()
-  warn_if_disagreeing(agree, labelled)
-  count, labelled = max(count, 1.0), int(labelled)
-  return {"loss": loss / count, "top1": top1 / count, "top5": top5 / count, "count": int(count),
-          "real_top1": hits1 / max(labelled, 1), "real_top5": hits5 / max(labelled, 1),
-          "real_count": labelled, "real_left_out": int(count) - labelled}
 
 
 def warn_if_disagreeing(agree, labelled):

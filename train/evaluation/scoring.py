@@ -4,9 +4,10 @@ Takes explicit arguments (a strategy, a model, the dataset's `Preparation`, a ba
 trainer's configuration, so that `train.evaluate` and the training loop share it.
 
 `make_dataset`'s evaluation interleave mixes shards, and its batches carry no file name unless
-asked. Scorers that need each image's name (ImageNet-ReaL, the report) use `named_batches`, which
-streams each shard alone through a view of the manifest listing just it, keeping file order, with
-the records' names in its batches: one read of each shard. Plain evaluation is unchanged.
+asked. Scorers that need each image's name (ImageNet-ReaL, the score without the audit's
+duplicates: `per_image.py`; the report) use `named_batches`, which streams each shard alone through
+a view of the manifest listing just it, keeping file order, with the records' names in its
+batches: one read of each shard. Plain evaluation is unchanged.
 """
 
 import copy
@@ -57,16 +58,20 @@ def per_crop(values, batch):
   return tf.reshape(values, [images, tf.size(batch["flipped"]) // images, -1])
 
 
-def score_batch(model, batch, prep):
-  """`(probabilities [images, classes], batch_sums [4])` of a non-empty batch; ten-crop batches
-  average the ten softmax outputs of each image."""
-  labels = batch["label"]
+def score_images(model, batch, prep):
+  """`(probabilities [images, classes], cross-entropy loss [images])` of a non-empty batch;
+  ten-crop batches average the ten softmax outputs of each image."""
   images = preparation.prepare_batch(batch, prep, training=False)
   probabilities = tf.reduce_mean(per_crop(tf.nn.softmax(model(images, training=False)), batch),
                                  axis=1)
-  label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
-  per_example = -tf.math.log(tf.maximum(label_probability, np.finfo(np.float32).tiny))
-  return probabilities, metrics.batch_sums(per_example, probabilities, labels)
+  label_probability = tf.gather(probabilities, batch["label"], axis=1, batch_dims=1)
+  return probabilities, -tf.math.log(tf.maximum(label_probability, np.finfo(np.float32).tiny))
+
+
+def score_batch(model, batch, prep):
+  """`(probabilities [images, classes], batch_sums [4])` of a non-empty batch (`score_images`)."""
+  probabilities, loss = score_images(model, batch, prep)
+  return probabilities, metrics.batch_sums(loss, probabilities, batch["label"])
 
 
 def eval_step(model, batch, prep):

@@ -3,9 +3,10 @@
   python -m train.report --model_dir DIR [--shards DIR] [--split validation] [--output FILE.html]
       [--real_labels real.json]
 
-Sections: run summary, learning curves, final metrics (central crop and ten crops, ImageNet-ReaL's
-with --real_labels, beside the paper's and torchvision's published figures where they apply, also
-for an ImageNetV2 dataset), per-class accuracy, confusions, predictions, and the paper's Figure 3 (conv1
+Sections: run summary, learning curves, final metrics (central crop and ten crops, each also without
+the images stage 1's duplicate audit found in training, ImageNet-ReaL's with --real_labels, beside
+the paper's and torchvision's published figures where they apply, also for an ImageNetV2 dataset),
+per-class accuracy, confusions, predictions, and the paper's Figure 3 (conv1
 kernels) and Figure 4 (nearest training images in fc7 space). The scoring and fc7 passes are cached
 in `model_dir/report_cache/`, so a second report only renders.
 """

@@ -97,13 +97,18 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
                   num_neighbours, num_predictions, num_confusions, real=None):
   """Runs (or reuses) the heavy passes and returns the template's variables.
 
-  `real`, a `real_labels.RealLabels`, adds ImageNet-ReaL's rows to the final metrics.
+  `real`, a `real_labels.RealLabels`, adds ImageNet-ReaL's rows to the final metrics. When stage 1's
+  audit found images of the split also in training, each standard row has one without them.
 
   Raises:
     ValueError: for an unusable model directory or dataset, or a scored count that differs from
       the manifest's.
   """
   scorer = passes.Scorer(model_dir, manifest)
+  # Read before the passes, so that a duplicates.json that is missing or replaced fails at once. The
+  # clean rows come from the cached per-image file names, so a new audit needs no new pass.
+  duplicates = (manifest.duplicated_in_training(split) if manifest.audited and split != "train"
+                else None)
   class_names = manifest.class_names
   count = manifest.num_examples(split)
   queries = sections.spread_sample(count, num_queries)
@@ -176,7 +181,7 @@ def build_context(manifest, model_dir, split, *, batch_size, neighbour_pool, num
       "curves": curves,
       "metrics": sections.final_metrics(
           scores, sections.ilsvrc_release(manifest.data), split,
-          sections.comparable_variant(manifest.data)),
+          sections.comparable_variant(manifest.data), duplicates),
       "variant_name": (f"ImageNetV2 {imagenetv2.VARIANTS[imagenetv2.variant_of(manifest.data)]}"
                        if imagenetv2.variant_of(manifest.data) else None),
       "classes_top": table[:VISIBLE_CLASSES], "classes_rest": table[VISIBLE_CLASSES:],

@@ -13,7 +13,9 @@ names come from the same records through `common.schema.parse_example`. With Ima
 each image is also scored against them (`real_labels.top_k_correct_any`).
 
 Results are cached in `model_dir/report_cache/`, keyed by the checkpoint, the dataset and the
-settings, so a second report only renders.
+settings, so a second report only renders. The audit's duplicates are not in the key: the rows
+without them come from the cached file names and hits (`sections.final_metrics`), so a rebuilt
+audit changes those rows without a new pass.
 """
 
 import collections

@@ -8,7 +8,9 @@ import collections
 
 import numpy as np
 
+from common import audit as audit_lib
 from common import imagenetv2
+from train.evaluation import duplicates as duplicates_lib
 
 # Krizhevsky et al. (2012), one network: Table 1 (ILSVRC-2010 test) and Table 2 (ILSVRC-2012
 # validation, "1 CNN"). Only a 1,000-class ILSVRC dataset is comparable.
@@ -19,6 +21,7 @@ PAPER_ERRORS = {
              "source": "ILSVRC-2012 validation set, one network (Table 2)"},
 }
 ILSVRC_CLASSES = 1000
+AS_RELEASED = "as released"  # the standard rows' label beside the rows without the audit's copies
 # torchvision's pretrained AlexNet, as imagenet-testbed (Taori et al. 2020,
 # modestyachts/imagenet-testbed) reports it: top-1 accuracy on ILSVRC-2012 validation and on each
 # ImageNetV2 variant (Recht et al. 2019). Its top-5 is not given there. No published ReaL figure for
@@ -64,32 +67,42 @@ def comparable_variant(manifest_data):
   return imagenetv2.variant_of(manifest_data)
 
 
-def final_metrics(scores, release, split, variant=None):
+def final_metrics(scores, release, split, variant=None, duplicates=None):
   """Our top-1/top-5 errors (central crop, ten crops, and ReaL's when scored) and the published
   figures they compare with, only where they apply.
 
   Args:
-    scores: the per-image arrays of `report_eval.score_split`.
+    scores: the per-image arrays of `passes.score_split`.
     release: `ilsvrc_release(...)`.
     split: the split scored.
     variant: `comparable_variant(...)`: the ImageNetV2 variant the split is, or None.
+    duplicates: the split's file names stage 1's audit found in training; None when there is no
+      audit to report (not audited, or the training split).
 
   Returns:
-    `{rows: [{method, top1, top5, count}], references: [{who, on, top1, top5, source}],
-    real_left_out: images without ReaL labels (None if ReaL was not scored)}`, all errors; a
-    reference's top5 is None where it was not published.
+    `{rows: [{method, which, top1, top5, count}], references: [{who, on, top1, top5, source}],
+    real_left_out: images without ReaL labels (None if ReaL was not scored), duplicates:
+    {left_out, which} (None without an audit)}`, all errors; a row's `which` is "as released" or
+    the label of the rows without the audit's images (`duplicates.which`) when it found some, else
+    None; a reference's top5 is None where it was not published.
   """
   rows, references = [], []
   labelled = scores.get("real_labelled")
+  everything = np.ones(len(scores["label"]), bool)
+  sets, audit = [(everything, None)], None
+  if duplicates is not None:
+    audit = {"left_out": 0, "which": None}
+  if duplicates:
+    keep = duplicates_lib.kept(scores["filename"], duplicates, split)
+    left_out = int((~keep).sum())
+    audit = {"left_out": left_out, "which": duplicates_lib.without(left_out)}
+    sets = [(everything, AS_RELEASED), (keep, audit["which"])]
   for mode, method in (("central", "central crop"), ("ten_crop", "ten crops (paper's test)")):
     if f"{mode}_top1" in scores:
-      rows.append({"method": method, "top1": 1 - scores[f"{mode}_top1"].mean(),
-                   "top5": 1 - scores[f"{mode}_top5"].mean(), "count": len(scores["label"])})
+      rows += [_row(method, which, scores, mode, mask) for mask, which in sets]
   for mode, method in (("central", "ReaL, central crop"), ("ten_crop", "ReaL, ten crops")):
     if f"{mode}_real_top1" in scores and labelled.any():
-      rows.append({"method": method, "top1": 1 - scores[f"{mode}_real_top1"][labelled].mean(),
-                   "top5": 1 - scores[f"{mode}_real_top5"][labelled].mean(),
-                   "count": int(labelled.sum())})
+      rows.append(_row(method, None, scores, f"{mode}_real", labelled))
   # ImageNetV2 replicates ILSVRC-2012's validation set: its figures sit beside that set's.
   paper = PAPER_ERRORS["2012"] if variant else PAPER_ERRORS.get(release)
   if paper and (paper["split"] == split or variant):
@@ -100,7 +113,14 @@ def final_metrics(scores, release, split, variant=None):
   if variant:
     references.append(_torchvision(f"ImageNetV2 {imagenetv2.VARIANTS[variant]}"))
   return {"rows": rows, "references": references,
-          "real_left_out": None if labelled is None else int((~labelled).sum())}
+          "real_left_out": None if labelled is None else int((~labelled).sum()),
+          "duplicates": audit}
+
+
+def _row(method, which, scores, prefix, mask):
+  """One row of the metrics table: errors over the images `mask` marks."""
+  return {"method": method, "which": which, "top1": 1 - scores[f"{prefix}_top1"][mask].mean(),
+          "top5": 1 - scores[f"{prefix}_top5"][mask].mean(), "count": int(mask.sum())}
 
 
 def _torchvision(on):
@@ -212,15 +232,21 @@ def nearest_neighbours(queries, pool, k):
 
 
 def dataset_summary(manifest_data):
-  """Images per split, classes, the subset, and skipped and repaired files counted by reason.
+  """Images per split, classes, the subset, the duplicate audit, and skipped and repaired files
+  counted by reason.
 
   Returns:
-    `{classes, subset, splits: [{split, images}], skipped: [(reason, count)], repaired: [(fix,
-    count)]}`; `subset` is None for a whole release.
+    `{classes, subset, audit, dropped, splits: [{split, images}], skipped: [(reason, count)],
+    repaired: [(fix, count)]}`; `subset` is None for a whole release, `audit` the audit's summary
+    line (`common.audit.summary`) or None when the dataset was not audited, `dropped` the
+    training images `--drop_duplicates=train` left out.
   """
+  audit = manifest_data.get("audit")
   return {
       "classes": len(manifest_data["classes"]),
       "subset": subset_name(manifest_data.get("subset")),
+      "audit": audit_lib.summary(audit["counts"]) if audit else None,
+      "dropped": len(audit["dropped"]) if audit else 0,
       "splits": [{"split": split, "images": data.get("num_examples", 0)}
                  for split, data in sorted(manifest_data["splits"].items())],
       "skipped": sorted(collections.Counter(s["reason"] for s in manifest_data.get("skipped", []))

@@ -45,6 +45,8 @@ RECIPES = {
     "paper_warmup": ["--flagfile=train/alexnet.flags", "--warmup_steps=500"],
     # Caffe's recipe at the paper's batch of 128: twice the updates per epoch.
     "caffe_batch128": ["--flagfile=train/caffe.flags", "--batch_size=128"],
+    "imagenette": ["--flagfile=train/imagenette.flags"],
+    "imagenette_bf16": ["--flagfile=train/imagenette.flags", "--precision=bf16"],
 }
 TORCHVISION = "torchvision"
 

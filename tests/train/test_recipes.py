@@ -31,6 +31,16 @@ def test_caffe_flags_are_bvlc_alexnets_solver_and_init():
   assert values["lighting"] is False and values["weight_decay"] == 0.0005
 
 
+def test_imagenette_flags_are_caffes_at_the_papers_batch():
+  """train/imagenette.flags, the recipe measured to learn on Imagenette, is train/caffe.flags with
+  the paper's batch of 128 and nothing else changed."""
+  def values(name):
+    flag_values = _parse(f"--flagfile={os.path.join(REPO, 'train', name)}")
+    return {field: flag_values[field].value for field in config_lib.Config.__dataclass_fields__}
+  imagenette, caffe = values("imagenette.flags"), values("caffe.flags")
+  assert {k: v for k, v in imagenette.items() if caffe[k] != v} == {"batch_size": 128}
+
+
 def test_caffe_weight_init_halves_fc6_and_fc7_only():
   tf.keras.utils.set_random_seed(0)
   stddev = {layer: float(np.std(model_lib.alexnet(3, width=0.25, weight_init="caffe")

@@ -29,7 +29,9 @@ WINDOW_STEPS = 100  # Steps of the running mean (at most an epoch: short runs ge
 # up to 8,000 iterations before learning, 15,000 "as a rule of thumb", and 3 runs of 8 never left
 # (BVLC/caffe#401 and #2085): about 3.8M images, three epochs of ILSVRC-2012.
 KNOWN_FLAT_IMAGES = 15_000 * 256
-ADVICE = ("--bias_init=caffe (bvlc_alexnet's 0.1 for the paper's biases of 1), --warmup_steps=N, "
+ADVICE = ("--flagfile=train/imagenette.flags (Caffe's initialisation, measured to learn on "
+          "Imagenette), or --bias_init=caffe (bvlc_alexnet's 0.1 for the paper's biases of 1), "
+          "--warmup_steps=N, "
           "another --seed, or a wider network (--width) if you narrowed it; check the labels")
 
 

@@ -41,8 +41,11 @@ NEARLY_ALL = 0.99
 # Loop ends in a row at which a layer must be silent: momentum carries the updates of the steps
 # before the death for a few more steps, and on a tiny batch it was seen to revive a layer once.
 CONFIRMATIONS = 2
-ADVICE = ("start a new --model_dir with a lower --learning_rate, --warmup_steps=N or "
-          "--bias_init=caffe, or one of the recipes in README.md, \"Which flags to use\"")
+# What learns first: the recipe measured to learn where the paper's settings die (README.md).
+ADVICE = ("start a new --model_dir with --flagfile=train/imagenette.flags (Caffe's initialisation, "
+          "measured to learn on Imagenette where the paper's settings die), or a lower "
+          "--learning_rate, --warmup_steps=N or --bias_init=caffe; README.md, \"Which flags to "
+          "use\"")
 
 
 def alive_units(activations):

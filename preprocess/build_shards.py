@@ -12,7 +12,6 @@ from common import quiet  # noqa: F401  (first: it acts before TensorFlow is imp
 import contextlib
 import io
 import logging as std_logging
-import math
 import signal
 import sys
 
@@ -25,104 +24,27 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
+from common import settings  # noqa: E402
 from preprocess import errors  # noqa: E402
 from preprocess import paths  # noqa: E402
 from preprocess import stores  # noqa: E402
-from preprocess.conversion import convert  # noqa: E402
-from preprocess.inputs import class_lists  # noqa: E402
 from preprocess.inputs import sources  # noqa: E402
 from preprocess.job import build  # noqa: E402
 from preprocess.job import faults  # noqa: E402
+from preprocess.job import options as options_lib  # noqa: E402
 from preprocess.job import runners  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=FLAGS):
-  """Defines stage 1's flags and their validators (called only when run as a command).
+  """Defines stage 1's flags (called only when run as a command): one per setting of
+  `BuildOptions`, generated from its fields with their help, bounds and validators.
 
   Args:
     flag_values: the `FlagValues` to define them in (a fresh one in tests).
   """
-  into = {"flag_values": flag_values}
-  flags.DEFINE_string("input_dir", None,
-                      "ImageNet as downloaded: the ILSVRC tars, Kaggle's layout or its zip, or an "
-                      "extracted train/ (and val/ or validation/, test/); forms may be mixed.", **into)
-  flags.DEFINE_string("output_dir", None, "Where shards, mean.npy and manifest.json are written.",
-                      **into)
-  flags.DEFINE_enum("encoding", "jpeg", ["jpeg", "raw"],
-                    "jpeg: ~4x smaller than the source, decoded at train time; raw: lossless uint8, "
-                    "about 2x the source, no decode.", **into)
-  flags.DEFINE_integer("quality", 95, "JPEG quality of the stored crops.", lower_bound=1,
-                       upper_bound=100, **into)
-  flags.DEFINE_enum("jpeg_subsampling", convert.JPEG_SUBSAMPLING, list(convert.JPEG_SUBSAMPLINGS),
-                    "Chroma subsampling of the stored JPEGs. 4:4:4 keeps the source's colour "
-                    "detail; 4:2:0 halves the colour resolution for ~20% fewer bytes (saturated fine "
-                    "detail drops below 30 dB PSNR).", **into)
-  flags.DEFINE_integer("seed", 0, "Seed of the path hash that assigns images to shards and orders "
-                       "them.", lower_bound=0, **into)
-  for split, name in (("train", "Training"), ("validation", "Validation"), ("test", "Test")):
-    flags.DEFINE_integer(f"num_shards_{split}", None, f"{name} shards (default: ~150 MB each).",
-                         lower_bound=1, **into)
-  flags.DEFINE_string("validation_ground_truth", None,
-                      "Labels of a flat val/ folder, one ILSVRC ID or WNID per line in sorted "
-                      "filename order (default: the devkit's ILSVRC20xx_validation_ground_truth.txt "
-                      "if found).", **into)
-  flags.DEFINE_string("test_ground_truth", None, "Labels of a flat test/ folder, likewise.", **into)
-  flags.DEFINE_string("devkit_meta", None,
-                      "The devkit's meta.mat, mapping ILSVRC IDs to WNIDs and names (default: found "
-                      "under --input_dir if present).", **into)
-  flags.DEFINE_string("class_names", None,
-                      "A synset_words.txt or LOC_synset_mapping.txt for class names (default: found "
-                      "under --input_dir if present).", **into)
-  for split in ("train", "validation", "test"):
-    flags.DEFINE_string(f"{split}_archive", None,
-                        f"The {split} images as an uncompressed tar (default: found at the root of "
-                        "--input_dir by content, e.g. ILSVRC2012_img_train.tar); read in place.",
-                        **into)
-  flags.DEFINE_string("devkit_archive", None,
-                      "The devkit's .tar.gz (meta.mat, validation ground truth; default: found at the "
-                      "root of --input_dir by content).", **into)
-  flags.DEFINE_string("classes_from", None,
-                      "Build an evaluation-only ImageNetV2 dataset from --input_dir (a variant's "
-                      "folder, or its decompressed tar), in the classes of this training dataset "
-                      "(its --output_dir).", **into)
-  flags.DEFINE_string("classes", None,
-                      "Keep only these classes: a file of WNIDs (one a line) or a list this project "
-                      f"ships ({', '.join(sorted(class_lists.NAMED))}). Labels are 0-based over "
-                      "them in sorted WNID order; validation and test keep the same classes.",
-                      **into)
-  flags.DEFINE_integer("per_class", None,
-                       "Keep N training images per class, chosen by the hash of each file name and "
-                       "--seed (the same on every input form and runner); a class with fewer keeps "
-                       "all.", lower_bound=1, **into)
-  flags.DEFINE_string("train_list", None,
-                      "Keep exactly the training files named in this file, one name a line (the "
-                      "form of SimCLR's 1percent.txt, e.g. n01440764_10026.JPEG).", **into)
-  flags.DEFINE_integer("max_pixels", 89_478_485,
-                       "Images with more pixels are skipped as decompression bombs, before decoding.",
-                       lower_bound=1, **into)
-  flags.DEFINE_float("max_skip_fraction", 0.5,
-                     "Fail (after writing report.json) if more than this fraction of images is "
-                     "skipped: the input is mostly not images, a wrong folder, say.",
-                     lower_bound=0.0, upper_bound=1.0, **into)
-  flags.DEFINE_bool("audit_duplicates", True,
-                    "Fingerprint every image and list the copies among them (duplicates.json); with "
-                    "--classes_from, against that dataset's training images too.", **into)
-  flags.DEFINE_enum("drop_duplicates", None, ["train"],
-                    "train: leave out the training images the audit finds to be copies of "
-                    "validation or test images, so the held-out splits stay the standard ones; the "
-                    "manifest lists what was left out.", **into)
-  flags.DEFINE_bool("overwrite", False, "Replace a complete dataset in --output_dir.", **into)
-  flags.DEFINE_float("progress_seconds", 30.0, "Seconds between progress lines.", lower_bound=0.1,
-                     **into)
-  # Bounds alone let NaN through (every comparison with it is false).
-  flags.register_validator("max_skip_fraction", math.isfinite, "must be a number in [0, 1]",
-                           **into)
-  flags.register_validator("progress_seconds", math.isfinite, "must be a finite number of seconds",
-                           **into)
-  flags.mark_flag_as_required("input_dir", **into)
-  flags.mark_flag_as_required("output_dir", **into)
+  settings.define_flags(options_lib.BuildOptions, flag_values)
 
 
 def pipeline_options(beam_args):
@@ -168,21 +90,7 @@ def check_workers(beam_options):
 def main(argv):
   # Beam's local runner forwards every worker's harness chatter; keep our own progress readable.
   std_logging.getLogger("apache_beam").setLevel(std_logging.WARNING)
-  options = build.BuildOptions(
-      input_dir=FLAGS.input_dir, output_dir=FLAGS.output_dir, encoding=FLAGS.encoding,
-      quality=FLAGS.quality, jpeg_subsampling=FLAGS.jpeg_subsampling, seed=FLAGS.seed,
-      num_shards={"train": FLAGS.num_shards_train, "validation": FLAGS.num_shards_validation,
-                  "test": FLAGS.num_shards_test},
-      max_pixels=FLAGS.max_pixels, max_skip_fraction=FLAGS.max_skip_fraction,
-      overwrite=FLAGS.overwrite,
-      ground_truth={"validation": FLAGS.validation_ground_truth, "test": FLAGS.test_ground_truth},
-      devkit_meta=FLAGS.devkit_meta, class_names=FLAGS.class_names,
-      archives={"train": FLAGS.train_archive, "validation": FLAGS.validation_archive,
-                "test": FLAGS.test_archive},
-      devkit_archive=FLAGS.devkit_archive,
-      progress_seconds=FLAGS.progress_seconds, classes_from=FLAGS.classes_from,
-      classes=FLAGS.classes, per_class=FLAGS.per_class, train_list=FLAGS.train_list,
-      audit_duplicates=FLAGS.audit_duplicates, drop_duplicates=FLAGS.drop_duplicates)
+  options = settings.from_flags(options_lib.BuildOptions, FLAGS)
   try:
     beam_options = pipeline_options(argv[1:])
     check_workers(beam_options)

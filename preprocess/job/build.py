@@ -6,7 +6,6 @@ the manifest); the images are read and written by the pipeline's workers.
 """
 
 import collections
-import dataclasses
 import math
 import time
 
@@ -33,6 +32,7 @@ from preprocess.inputs import subsets
 from preprocess.job import access
 from preprocess.job import duplicates
 from preprocess.job import faults
+from preprocess.job.options import BuildOptions  # noqa: F401  (the settings run_build takes)
 from preprocess.job import output_folder
 from preprocess.job import report
 from preprocess.paths import join
@@ -46,32 +46,6 @@ MIN_SHARDS_FOR_PARALLELISM = 8
 # ImageNet itself has no unusable file once the gzip-wrapped one is repaired; more than this is worth
 # a look even when it is not enough to fail the run.
 WARN_SKIP_FRACTION = 0.01
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildOptions:
-  input_dir: str
-  output_dir: str
-  encoding: str = "jpeg"
-  quality: int = 95
-  jpeg_subsampling: str = convert.JPEG_SUBSAMPLING
-  seed: int = 0
-  num_shards: dict = dataclasses.field(default_factory=dict)  # split -> count; missing = automatic
-  max_pixels: int = 89_478_485
-  max_skip_fraction: float = 0.5
-  overwrite: bool = False
-  ground_truth: dict = dataclasses.field(default_factory=dict)  # split -> file; missing = look
-  devkit_meta: str = None
-  class_names: str = None
-  archives: dict = dataclasses.field(default_factory=dict)  # split -> archive named by a flag
-  devkit_archive: str = None
-  progress_seconds: float = 30.0
-  classes_from: str = None  # a training dataset: the input is ImageNetV2 (inputs/imagenetv2.py)
-  classes: str = None  # a subset (inputs/subsets.py): a named list or a file of WNIDs
-  per_class: int = None
-  train_list: str = None
-  audit_duplicates: bool = True  # fingerprint every image and look for copies (preprocess/audit/)
-  drop_duplicates: str = None  # "train": leave out the training copies of held-out images
 
 
 def plan_input(options, indexer=None):

@@ -8,8 +8,10 @@ import sys
 import pytest
 from absl import flags
 
+from common import settings
 from train import config as config_lib
 from train import main
+from train import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,9 +47,17 @@ def test_every_numeric_flag_has_a_range(flag, bad, good):
 
 
 def test_every_numeric_setting_is_range_checked():
-  numeric = {name for name, field in config_lib.Config.__dataclass_fields__.items()
-             if field.type in (int, float, "int", "float", int | None)}
-  assert numeric <= {name for name, *_ in main.RANGES}
+  numeric = [field.name for field, spec in settings.fields(config_lib.Config)
+             if field.type in (int, float, int | None)]
+  assert len(numeric) > 15
+  unchecked = [field.name for field, spec in settings.fields(config_lib.Config)
+               if field.name in numeric and spec.low is None and spec.high is None]
+  assert unchecked == []
+
+
+def test_the_model_takes_exactly_the_inits_the_flags_offer():
+  assert set(config_lib.BIAS_INITS) == set(model_lib.POSITIVE_BIAS)
+  assert set(config_lib.WEIGHT_INITS) == set(model_lib.WEIGHT_STDDEV_OF)
 
 
 def test_bad_flag_is_one_line_exit_1_and_writes_nothing(dataset_dir, tmp_path):

@@ -18,6 +18,8 @@ from absl import logging
 
 from common import dataset as dataset_lib
 from common import manifest as manifest_lib
+from common import settings
+from train import config as config_lib
 from train.errors import TrainingError
 from train import input_pipeline
 
@@ -34,10 +36,8 @@ CHECKPOINT_SUBDIRS = (BEST_SUBDIR, LATEST_SUBDIR)
 # the schedule's state, restored from the checkpoint, so a new --learning_rate could not be
 # honoured either. Every other setting (epochs, steps, logging, checkpointing, evaluation, data
 # reading, seed, jit, patience, deterministic) may change: it applies from the resumed step on, and
-# the change is logged.
-FIXED_ON_RESUME = ("batch_size", "learning_rate", "momentum", "weight_decay", "lr_schedule",
-                   "lr_step_epochs", "warmup_steps", "dropout", "groups", "width", "bias_init",
-                   "weight_init", "bias_lr_mult", "lighting", "precision")
+# the change is logged. Each setting says so itself (`fixed_on_resume` in train/config.py).
+FIXED_ON_RESUME = settings.fixed_on_resume(config_lib.Config)
 
 
 @contextlib.contextmanager

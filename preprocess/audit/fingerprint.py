@@ -3,11 +3,15 @@
 Pure functions of the stored image (no Beam): the shard writer fingerprints every record it writes,
 and the audit (`preprocess/audit/`) compares the images whose hashes are close.
 
-Everything is computed on `thumbnail`: the 32x32 luma (ITU-R 601, as Pillow's "L") of the stored
-image's 8x8 block means. From the decoded pixels when the writer has them (the training split's,
-for the statistics), else from the JPEG's DC coefficients (libjpeg's 1/8-scale decode computes the
-block means itself, at half the cost of a full decode); the two differ by less than one grey level
-(0.91 at most on 100 Imagenette photographs), far inside what the hash and the confirmation allow.
+Everything is computed on a thumbnail: the 32x32 luma (ITU-R 601, as Pillow's "L") of the stored
+image's 8x8 block means. The shard writer takes it from the 256x256 image just before it is encoded
+(`from_image`, through `convert.convert_image(thumbnail=True)`): 0.15 ms an image, where decoding
+the stored JPEG again costs 0.5 ms even at 1/8 scale, which at 0.9 ms with the hash and digest was a
+quarter of a validation image's conversion. The confirmation reads the stored records back
+(`thumbnail`: their pixels, or the JPEG's DC coefficients, which libjpeg's 1/8-scale decode gives as
+the block means). The three differ by less than one grey level (0.91 at most on 100 Imagenette
+photographs between stored pixels and DC coefficients; JPEG at quality 95 keeps block means closer
+still), far inside what the hash and the confirmation allow.
 
 Chosen by measurement on the stored crops of all 13,394 Imagenette photographs (real ILSVRC-2012
 images; 2,300 of them copied five ways, each copy converted as a new file would be):
@@ -48,12 +52,17 @@ _DCT8[0] /= np.sqrt(2)
 _BITS = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
 
 
+def from_image(image):
+  """The 32x32 float64 luma of the 8x8 block means of a square RGB Pillow image of the stored size
+  (PIL's `reduce` averages the blocks; `np.asarray` of the whole image would cost more than this)."""
+  return np.asarray(image.reduce(image.size[0] // THUMB).convert("L"), np.float64)
+
+
 def thumbnail(encoded=None, pixels=None):
   """The 32x32 float64 luma of a stored image's 8x8 block means, from `pixels` (uint8
   [256, 256, 3]) if given, else from the stored JPEG `encoded`."""
   if pixels is not None:
-    scale = pixels.shape[0] // THUMB
-    return np.asarray(Image.fromarray(pixels, "RGB").reduce(scale).convert("L"), np.float64)
+    return from_image(Image.fromarray(pixels, "RGB"))
   with Image.open(io.BytesIO(encoded)) as image:
     image.draft("L", (THUMB, THUMB))  # the DC coefficients: each 8x8 block's mean
     small = image.convert("L")

@@ -105,7 +105,8 @@ def write_shard(config, spec, entries):
                                       encoding=config.encoding, quality=config.quality,
                                       subsampling=config.jpeg_subsampling,
                                       max_pixels=config.max_pixels,
-                                      stored_pixels=spec.split == "train")
+                                      stored_pixels=spec.split == "train",
+                                      thumbnail=config.audit)
       except errors.SkipImage as e:
         skipped.append((relative, label, e.reason, str(e)))
         continue
@@ -126,7 +127,7 @@ def write_shard(config, spec, entries):
       if spec.split == "train":
         image_stats.add(image.pixels)
       if config.audit:
-        fingerprints.append(_fingerprint(len(fingerprints), image, config.encoding))
+        fingerprints.append(_fingerprint(len(fingerprints), image))
   reader.close()
   paths.rename(temp_path, final_path)
   # DALI's and the `tfrecord` package's index, beside the shard (common/records.py reads it).
@@ -172,14 +173,9 @@ def _with_paths(config, spec, result, **flags):
               **flags)
 
 
-def _fingerprint(record, image, encoding):
+def _fingerprint(record, image):
   """(record index, perceptual hash, digest) of a written image: the audit's `search.ROW`."""
-  pixels = image.pixels
-  if pixels is None and encoding == "raw":
-    pixels = np.frombuffer(image.encoded, np.uint8).reshape(schema.IMAGE_SIZE, schema.IMAGE_SIZE,
-                                                            schema.CHANNELS)
-  thumb = fingerprint.thumbnail(image.encoded, pixels)
-  return record, fingerprint.phash(thumb), fingerprint.digest(image.encoded)
+  return record, fingerprint.phash(image.thumbnail), fingerprint.digest(image.encoded)
 
 
 def write_skip_list(path, split, skipped):

@@ -79,7 +79,10 @@ def copy_tree(source, destination):
   for directory, _, files in tf.io.gfile.walk(source):
     target = posixpath.join(destination, _relative(directory, source))
     tf.io.gfile.makedirs(target)
-    for name in files:
+    # Sorted: on ram:// a file whose name is a prefix of another's must be written first (once
+    # `X.idx` exists, `X` is a directory there and copying to it fails); a local listing's order is
+    # the filesystem's (ext4 lists by name hash: on some machines `X.idx` came first).
+    for name in sorted(files):
       tf.io.gfile.copy(posixpath.join(directory, name), posixpath.join(target, name))
   return destination
 

@@ -62,15 +62,17 @@ def test_a_count_different_from_the_manifest_fails(trained_dir, dataset_dir, tmp
     trained.evaluate_model(dataset_lib.load(shards), trained_dir, "validation", batch_size=4)
 
 
-def test_cli_prints_one_summary_line(trained_dir, dataset_dir):
+def test_cli_prints_the_score_and_what_the_audit_found(trained_dir, dataset_dir):
   result = subprocess.run(
       [sys.executable, "-m", "train.evaluate", f"--shards={dataset_dir}",
        f"--model_dir={trained_dir}", "--batch_size=4"],
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("validation: top-1 error ")
+  assert len(lines) == 2 and lines[0].startswith("validation: top-1 error ")
   assert "on 9 images (central crop" in lines[0]
+  # The test dataset is audited and holds no duplicates: said, not left for the user to guess.
+  assert lines[1] == "validation: the audit found no image also in training"
 
 
 def test_named_batches_read_each_shard_once_and_pair_names_with_their_records(dataset_dir,

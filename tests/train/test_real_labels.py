@@ -232,6 +232,8 @@ def test_command_line_prints_scored_and_left_out(ilsvrc_like, real_json):
   assert result.returncode == 0, result.stderr
   kinds = list(expected.values())
   lines = result.stdout.strip().splitlines()
-  assert lines[1].startswith("validation ReaL: top-1 error ")
+  assert lines[0].startswith("validation: top-1 error ")
+  [real_line] = [line for line in lines if line.startswith("validation ReaL: ")]
+  assert real_line.startswith("validation ReaL: top-1 error ")
   assert (f"on {len(kinds) - kinds.count('empty')} images; {kinds.count('empty')} left out "
-          f"(no ReaL label); the split holds {len(NUMBERS)} of ReaL's 50,000 images") in lines[1]
+          f"(no ReaL label); the split holds {len(NUMBERS)} of ReaL's 50,000 images") in real_line

@@ -74,8 +74,9 @@ def main(argv):
     with tempfile.TemporaryDirectory() as scratch:
       shards = FLAGS.shards or write_synthetic_dataset(scratch, FLAGS.num_images)
       manifest = dataset_lib.load(shards)
-      pipeline = input_pipeline.make_dataset(manifest, "train", batch_size=FLAGS.batch_size,
-                                             training=True, shuffle_buffer=1000)
+      pipeline = input_pipeline.make_dataset(
+          manifest, input_pipeline.Stream("train", batch_size=FLAGS.batch_size, training=True,
+                                          shuffle_buffer=1000))
       local = measure(pipeline, FLAGS.seconds)
       with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -139,7 +139,8 @@ def main(argv):
     manifest = dataset_lib.load(shards)
     seconds = FLAGS.seconds
     pipeline = lambda batch_size: input_pipeline.make_dataset(  # noqa: E731
-        manifest, "train", batch_size=batch_size, training=True, shuffle_buffer=1000)
+        manifest, input_pipeline.Stream("train", batch_size=batch_size, training=True,
+                                        shuffle_buffer=1000))
     decode_rate = images_per_second(decode_only(manifest, FLAGS.pipeline_batch_size), seconds)
     pipeline_rate = images_per_second(
         (tf.size(b["label"]) for b in pipeline(FLAGS.pipeline_batch_size)), seconds)

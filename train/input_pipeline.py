@@ -9,7 +9,12 @@ A batch is a dict: `image` uint8 `[batch, 227, 227, 3]` (not yet mirrored), `lab
 `[batch]`, `offset` int32 `[batch, 2]` (row, column) and `flipped` bool `[batch]` (mirror it); with
 ten crops, `image` is `[batch, 10, 227, 227, 3]`, `offset` `[batch, 10, 2]` and `flipped`
 `[batch, 10]`, the last five crops repeating the first five, to be mirrored.
+
+`make_dataset` reads what a `Stream` describes; `distribute_dataset` and `next_batch` are the
+training loop's data path (and every evaluation's): per replica, and a read error naming its shard.
 """
+
+import dataclasses
 
 import tensorflow as tf
 from absl import logging
@@ -120,39 +125,63 @@ def _deterministic_batches(files, read_shard, example, *, batch_size, shuffle_bu
   return tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_batches)
 
 
-def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_corrupt=False,
-                 shuffle_buffer=10_000, seed=None, input_context=None, deterministic=False,
-                 start_epoch=0, skip_batches=0, with_filenames=False):
-  """Streams one split of a dataset as batches of uint8 crops.
+@dataclasses.dataclass(frozen=True)
+class Stream:
+  """What `make_dataset` streams of a dataset, and how.
 
   Training repeats forever (the trainer counts epochs in steps) and drops the last partial batch;
   evaluation reads every record exactly once, in shard order, and keeps the partial batch.
 
-  Args:
-    manifest: a `common.dataset.Manifest`.
+  Attributes:
     split: "train", "validation" or "test".
-    batch_size: examples per batch of this input pipeline (per worker under multi-worker training).
+    batch_size: examples per batch (`distribute_dataset`: global, split over the replicas).
     training: random crop and mirror, shuffling and repetition; otherwise the central crop.
     ten_crop: evaluation only: each example holds the paper's ten crops.
     skip_corrupt: drop unreadable records with a logged warning instead of failing.
     shuffle_buffer: records in the shuffle buffer (training only).
     seed: seed of the shard and record shuffles; None varies them from run to run.
-    input_context: a `tf.distribute.InputContext`; each worker then reads its own subset of shards.
     deterministic: training only, needs `seed`: a stream that is a function of the seed alone, in
       which a run resumed at (`start_epoch`, `skip_batches`) reads what an uninterrupted run would
       (see `_deterministic_batches`).
     start_epoch: with `deterministic`, the epoch the stream starts at (0-based).
     skip_batches: with `deterministic`, batches of `start_epoch` already trained on.
     with_filenames: each batch also holds `filename`, the records' `image/filename` (bytes).
+  """
+  split: str
+  _: dataclasses.KW_ONLY
+  batch_size: int
+  training: bool
+  ten_crop: bool = False
+  skip_corrupt: bool = False
+  shuffle_buffer: int = 10_000
+  seed: int | None = None
+  deterministic: bool = False
+  start_epoch: int = 0
+  skip_batches: int = 0
+  with_filenames: bool = False
+
+  def __post_init__(self):
+    if self.ten_crop and self.training:
+      raise ValueError("ten_crop is an evaluation mode; it cannot be combined with training")
+    if self.training and self.deterministic and self.seed is None:
+      raise ValueError("a deterministic stream needs a seed")
+
+
+def make_dataset(manifest, stream, input_context=None):
+  """Streams one split of a dataset as batches of uint8 crops, as `stream` (a `Stream`) says.
+
+  Args:
+    manifest: a `common.dataset.Manifest`.
+    stream: a `Stream`: the split, batch size, mode and order.
+    input_context: a `tf.distribute.InputContext`; each worker then reads its own subset of shards.
 
   Returns:
     A `tf.data.Dataset` of batch dicts (see the module docstring).
   """
-  if ten_crop and training:
-    raise ValueError("ten_crop is an evaluation mode; it cannot be combined with training")
+  split, training = stream.split, stream.training
   paths = manifest.shard_paths(split)
   read_shard = tf.data.TFRecordDataset
-  if skip_corrupt:
+  if stream.skip_corrupt:
     # Inside the interleave, so a truncated shard ends that shard's stream, not the whole dataset.
     read_shard = lambda path: (  # noqa: E731
         tf.data.TFRecordDataset(path).ignore_errors(log_warning=True))
@@ -161,20 +190,20 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
   if input_context is not None and input_context.num_input_pipelines > 1:
     if len(paths) < input_context.num_input_pipelines:
       raise DataError(f"{split}: {len(paths)} shards cannot feed "
-                             f"{input_context.num_input_pipelines} workers; write more shards")
+                      f"{input_context.num_input_pipelines} workers; write more shards")
     files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-  example = _example_fn(manifest.encoding, manifest.image_size, training, ten_crop, with_filenames)
-  if training and deterministic:
-    if seed is None:
-      raise ValueError("a deterministic stream needs a seed")
+  example = _example_fn(manifest.encoding, manifest.image_size, training, stream.ten_crop,
+                        stream.with_filenames)
+  if training and stream.deterministic:
     return _deterministic_batches(
-        files, read_shard, example, batch_size=batch_size, shuffle_buffer=shuffle_buffer,
-        seed=seed, skip_corrupt=skip_corrupt, start_epoch=start_epoch,
-        skip_batches=skip_batches).prefetch(tf.data.AUTOTUNE)
+        files, read_shard, example, batch_size=stream.batch_size,
+        shuffle_buffer=stream.shuffle_buffer, seed=stream.seed, skip_corrupt=stream.skip_corrupt,
+        start_epoch=stream.start_epoch,
+        skip_batches=stream.skip_batches).prefetch(tf.data.AUTOTUNE)
   if training:
     # Shuffle the shard order, then repeat: every epoch reads every shard once, in a new order. The
     # file list repeats rather than the batches so the pipeline stays full across epoch boundaries.
-    files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
+    files = files.shuffle(len(paths), seed=stream.seed, reshuffle_each_iteration=True).repeat()
   # Reading several shards at once (as many as the CPU has cores, tf.data's default) hides file
   # latency and, in training, mixes shards before the record shuffle; evaluation stays
   # deterministic so that runs score images in the same order.
@@ -182,14 +211,40 @@ def make_dataset(manifest, split, *, batch_size, training, ten_crop=False, skip_
                              deterministic=not training)
   # Records are shuffled after the shards: a buffer only mixes records that are close in the
   # stream, so the shard shuffle and interleave above supply the long-range mixing.
-  records = records.shuffle(shuffle_buffer, seed=seed) if training else records
+  records = records.shuffle(stream.shuffle_buffer, seed=stream.seed) if training else records
   examples = records.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-  examples = examples.ignore_errors(log_warning=True) if skip_corrupt else examples
+  examples = examples.ignore_errors(log_warning=True) if stream.skip_corrupt else examples
   # Full batches in training keep the global-batch loss scale and XLA shapes fixed; evaluation keeps
   # the partial last batch so every image is scored exactly once. Copying uint8 crops into a batch
   # is cheap: a parallel batch only took threads from the decoders (-5% on 2 cores).
-  batches = examples.batch(batch_size, drop_remainder=training)
+  batches = examples.batch(stream.batch_size, drop_remainder=training)
   return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def distribute_dataset(strategy, manifest, stream, service=None):
+  """`make_dataset` per input pipeline of `strategy`, `stream.batch_size` (global) split over the
+  replicas: the training loop's batches and every evaluation's; read them with `next_batch`.
+
+  `service`, if given, is applied to each input pipeline's dataset: the trainer passes
+  `train.distributed.service.distribute` bound to `--data_service`, so that the pipeline runs on
+  that tf.data service's workers (training only: its sharding may lose records).
+  """
+  def dataset_fn(context):
+    per_replica = dataclasses.replace(
+        stream, batch_size=context.get_per_replica_batch_size(stream.batch_size))
+    dataset = make_dataset(manifest, per_replica, input_context=context)
+    return service(dataset) if service else dataset
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def next_batch(iterator, manifest, split):
+  """The iterator's next batch, or None at its end; a read error names the shard at fault."""
+  try:
+    return next(iterator)
+  except StopIteration:
+    return None
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    raise locate_corrupt_shard(manifest, split, e) from None
 
 
 def _decode_fn(manifest):

@@ -37,7 +37,8 @@ dataset_dir, model_dir = sys.argv[1:]
 manifest = dataset_lib.load(dataset_dir)
 config = config_lib.Config(**{**TINY_CONFIG, "dropout": 0.0})
 prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
+batch = next(iter(input_pipeline.make_dataset(
+    manifest, input_pipeline.Stream("train", batch_size=4, training=False))))
 initial = model_lib.alexnet(3, width=config.width).get_weights()
 results = {}
 for name, strategy in (("single", tf.distribute.get_strategy()),

@@ -61,7 +61,7 @@ def test_skip_corrupt_epochs_are_what_can_be_read(writable_dataset_dir, tmp_path
     f.write(bytes([byte[0] ^ 0xFF]))
   manifest = dataset_lib.load(writable_dataset_dir)
   readable = sum(len(b["label"]) for b in input_pipeline.make_dataset(
-      manifest, "train", batch_size=4, training=False, skip_corrupt=True))
+      manifest, input_pipeline.Stream("train", batch_size=4, training=False, skip_corrupt=True)))
   assert readable < 16  # Fewer full batches than the 4 the manifest's 18 images give.
   caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "model")

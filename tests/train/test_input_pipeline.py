@@ -41,7 +41,8 @@ def _prep(manifest):
 
 def test_training_batches_have_crop_offsets_in_range_and_both_flips(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
-  dataset = input_pipeline.make_dataset(manifest, "train", batch_size=6, training=True, seed=3)
+  dataset = input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=6, training=True, seed=3))
   margin = manifest.image_size - CROP
   offsets, flips, labels = [], [], []
   # The training stream repeats: more batches than one epoch holds must come out.
@@ -63,7 +64,8 @@ def test_training_crop_matches_its_offset(dataset_dir):
   # pixel noise (std 25) makes any other window or offset differ by tens of grey levels on average.
   manifest = dataset_lib.load(dataset_dir)
   full = [_full_image(r) for r in _records(manifest, "train")]
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=True)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=4, training=True))))
   for image, (row, col) in zip(batch["image"].numpy(), batch["offset"].numpy()):
     windows = [f[row:row + CROP, col:col + CROP] for f in full]
     assert min(_difference(w, image) for w in windows) < 2.0
@@ -86,7 +88,8 @@ def test_decode_crop_agrees_eagerly_and_inside_tf_data(dataset_dir, offset):
 
 def test_evaluation_reads_every_image_once_in_order(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
-  dataset = input_pipeline.make_dataset(manifest, "validation", batch_size=4, training=False)
+  dataset = input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("validation", batch_size=4, training=False))
   batches = list(dataset)
   assert [len(b["label"]) for b in batches] == [4, 4, 1]
   labels = np.concatenate([b["label"].numpy() for b in batches])
@@ -103,8 +106,8 @@ def test_evaluation_reads_every_image_once_in_order(dataset_dir):
 def test_ten_crop_gives_corners_centre_and_mirrors(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   full = _full_image(_records(manifest, "validation")[0])
-  batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=2,
-                                                training=False, ten_crop=True)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("validation", batch_size=2, training=False, ten_crop=True))))
   assert batch["image"].shape == (2, 10, CROP, CROP, 3)
   crops, offsets, flipped = (batch[k][0].numpy() for k in ("image", "offset", "flipped"))
   assert sorted(map(tuple, offsets[:5])) == [(0, 0), (0, 29), (14, 14), (29, 0), (29, 29)]
@@ -129,8 +132,8 @@ class _CornerPixelModel:
 def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
-  batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=3,
-                                                training=False, ten_crop=True)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("validation", batch_size=3, training=False, ten_crop=True))))
   stats = scoring.eval_step(_CornerPixelModel(), batch, prep).numpy()
   pixels = preparation.prepare_batch(batch, prep, training=False).numpy()
   logits = pixels[:, 0, 0, :].reshape(3, 10, 3) / 20.0
@@ -149,7 +152,8 @@ def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
 def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=True)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=4, training=True))))
   eager = preparation.prepare_batch(batch, prep, training=False).numpy()
   in_graph = next(iter(tf.data.Dataset.from_tensors(batch).map(
       lambda b: preparation.prepare_batch(b, prep, training=False)))).numpy()
@@ -164,7 +168,8 @@ def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_di
 def test_pca_lighting_shifts_each_image_by_one_colour_of_a_few_grey_levels(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=6, training=True)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=6, training=True))))
   plain = preparation.prepare_batch(batch, prep, training=False).numpy()
   lit = preparation.prepare_batch(batch, prep, training=True,
                                      rng=tf.random.Generator.from_seed(1)).numpy()
@@ -194,7 +199,8 @@ def test_truncated_shard_error_names_the_file(writable_dataset_dir):
     dataset_lib.load(writable_dataset_dir)
   # Past the manifest's size check (e.g. a shard damaged during training), the reader names it.
   manifest = dataset_lib.load(writable_dataset_dir, verify="none")
-  dataset = input_pipeline.make_dataset(manifest, "validation", batch_size=4, training=False)
+  dataset = input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("validation", batch_size=4, training=False))
   with pytest.raises(tf.errors.DataLossError) as raised:
     list(dataset)
   error = input_pipeline.locate_corrupt_shard(manifest, "validation", raised.value)
@@ -212,11 +218,12 @@ def test_corrupt_record_in_training_is_named_or_skipped(writable_dataset_dir):
   manifest = dataset_lib.load(writable_dataset_dir)
   with pytest.raises(input_pipeline.CorruptDataError, match="train-00001-of-00002"):
     try:
-      list(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False))
+      list(input_pipeline.make_dataset(
+          manifest, input_pipeline.Stream("train", batch_size=4, training=False)))
     except tf.errors.OpError as e:
       raise input_pipeline.locate_corrupt_shard(manifest, "train", e) from None
-  skipped = input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False,
-                                        skip_corrupt=True)
+  skipped = input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=4, training=False, skip_corrupt=True))
   count = sum(len(b["label"]) for b in skipped)
   assert 0 < count < manifest.num_examples("train")
 

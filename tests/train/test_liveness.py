@@ -54,8 +54,8 @@ def test_a_network_that_dies_in_training_is_named_saved_and_stopped(dataset_dir,
   # class, gets the same logits from the saved network.
   model, _, _ = restore.restore_model(model_dir, os.path.join(model_dir, "ckpt"))
   prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-  batch = next(iter(input_pipeline.make_dataset(manifest, "validation", batch_size=9,
-                                                training=False)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("validation", batch_size=9, training=False))))
   assert len(set(batch["label"].numpy())) == 3
   logits = model(preparation.prepare_batch(batch, prep, training=False)).numpy()
   np.testing.assert_array_equal(logits, np.broadcast_to(logits[0], logits.shape))

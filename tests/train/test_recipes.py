@@ -64,7 +64,8 @@ def _one_step_update(dataset_dir, **overrides):
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
   prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=4, training=False))))
   train.train_step(model, optimizer, batch, prep, config, tf.random.Generator.from_seed(0))
   return {v.path: v.numpy() - b for v, b in zip(model.trainable_variables, before)}
 
@@ -82,7 +83,8 @@ def test_the_bias_rate_multiplier_scales_only_the_biases(dataset_dir):
 def test_without_lighting_training_pixels_are_the_evaluation_pixels(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=4, training=False))))
   rng = tf.random.Generator.from_seed(0)
   evaluation = preparation.prepare_batch(batch, prep, training=False).numpy()
   unlit = preparation.prepare_batch(batch, prep, training=True, rng=rng, lighting=False)

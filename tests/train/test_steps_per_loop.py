@@ -32,7 +32,7 @@ from tests.train.conftest import tiny_config
 def test_a_loop_never_crosses_a_boundary(step, expected):
   config = tiny_config(steps_per_loop=4, log_every=8, checkpoint_every=6)
   start_step = 3 if step in (3, 4) else 0
-  assert loop_lib.loop_length(step, config, 12, 18, start_step) == expected
+  assert loop_lib.Boundaries.from_config(config, 12, 18, start_step).loop_length(step) == expected
 
 
 def _train(manifest, calls, steps_per_call):
@@ -45,7 +45,8 @@ def _train(manifest, calls, steps_per_call):
   optimizer = train.create_optimizer(config, state["learning_rate"])
   prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   # Evaluation batches: the same images in the same order in both runs; 3 divides the 18 images.
-  dataset = input_pipeline.make_dataset(manifest, "train", batch_size=3, training=False).repeat()
+  dataset = input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=3, training=False)).repeat()
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   train_loop = loop_lib.make_train_loop(
       strategy, lambda batch, measure: train.train_step(model, optimizer, batch, prep, config,
@@ -70,9 +71,9 @@ def test_steps_per_loop_trains_like_one_step_per_call(dataset_dir):
 def test_logs_checkpoints_and_evaluations_land_on_their_exact_steps(dataset_dir, tmp_path,
                                                                      monkeypatch):
   lengths = []
-  loop_length = loop_lib.loop_length
-  monkeypatch.setattr(loop_lib, "loop_length", lambda *args: lengths.append(loop_length(*args))
-                      or lengths[-1])
+  loop_length = loop_lib.Boundaries.loop_length
+  monkeypatch.setattr(loop_lib.Boundaries, "loop_length",
+                      lambda *args: lengths.append(loop_length(*args)) or lengths[-1])
   model_dir = str(tmp_path / "model")
   # 4 steps an epoch: loops [1], [2, 3], [4], [5, 6], [7] for the first step, the checkpoints
   # every 3, the log line and evaluation at the epoch's end (4) and --max_steps=7.

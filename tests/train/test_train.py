@@ -63,7 +63,8 @@ def test_train_steps_lower_the_loss(dataset_dir):
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=6, training=False)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=6, training=False))))
   step = tf.function(lambda b: train.train_step(model, optimizer, b, _prep(manifest), config,
                                                 state["rng"]))
   losses = [float(step(batch)[0]) / 6 for _ in range(12)]
@@ -95,7 +96,8 @@ def test_weight_decay_follows_the_papers_update_rule(dataset_dir):
   model = model_lib.alexnet(manifest.num_classes, config.groups, 0.0, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  batch = next(iter(input_pipeline.make_dataset(manifest, "train", batch_size=4, training=False)))
+  batch = next(iter(input_pipeline.make_dataset(
+      manifest, input_pipeline.Stream("train", batch_size=4, training=False))))
   images = preparation.prepare_batch(batch, _prep(manifest), training=True,
                                         rng=tf.random.Generator.from_seed(7))
   with tf.GradientTape() as tape:

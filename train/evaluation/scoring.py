@@ -17,39 +17,10 @@ import tensorflow as tf
 from absl import logging
 
 from common import dataset as dataset_lib
-from train.distributed import service as data_service_lib
 from train.errors import TrainingError
 from train.evaluation import metrics
 from train import input_pipeline
 from train import preparation
-
-
-def next_batch(iterator, manifest, split):
-  """The iterator's next batch, or None at its end; a read error names the shard at fault."""
-  try:
-    return next(iterator)
-  except StopIteration:
-    return None
-  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-    raise input_pipeline.locate_corrupt_shard(manifest, split, e) from None
-
-
-def distribute_dataset(strategy, manifest, split, *, batch_size, training, ten_crop=False,
-                       skip_corrupt=False, shuffle_buffer=10_000, seed=None, data_service=None,
-                       **stream):
-  """`input_pipeline.make_dataset` per input pipeline, `batch_size` (global) split over replicas.
-
-  With `data_service` (a dispatcher's HOST:PORT) the pipeline runs on that tf.data service's
-  workers: for training only, since the service's sharding may lose records (train.data_service).
-  `stream` passes `make_dataset`'s `deterministic`, `start_epoch` and `skip_batches`.
-  """
-  def dataset_fn(context):
-    dataset = input_pipeline.make_dataset(
-        manifest, split, batch_size=context.get_per_replica_batch_size(batch_size),
-        training=training, ten_crop=ten_crop, skip_corrupt=skip_corrupt,
-        shuffle_buffer=shuffle_buffer, seed=seed, input_context=context, **stream)
-    return data_service_lib.distribute(dataset, data_service) if data_service else dataset
-  return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def per_crop(values, batch):
@@ -101,10 +72,10 @@ def evaluate_split(strategy, eval_fn, manifest, split, *, batch_size, ten_crop=F
     input_pipeline.CorruptDataError: naming the shard that failed to read.
   """
   totals = tf.zeros([4])
-  iterator = iter(distribute_dataset(strategy, manifest, split, batch_size=batch_size,
-                                     training=False, ten_crop=ten_crop,
-                                     skip_corrupt=skip_corrupt))
-  while (batch := next_batch(iterator, manifest, split)) is not None:
+  stream = input_pipeline.Stream(split, batch_size=batch_size, training=False, ten_crop=ten_crop,
+                                 skip_corrupt=skip_corrupt)
+  iterator = iter(input_pipeline.distribute_dataset(strategy, manifest, stream))
+  while (batch := input_pipeline.next_batch(iterator, manifest, split)) is not None:
     totals += eval_fn(batch)
   loss, top1, top5, count = totals.numpy().tolist()
   check_count(count, manifest, split, skip_corrupt)
@@ -154,12 +125,12 @@ def named_batches(manifest, split, *, batch_size, ten_crop=False, limit_per_shar
   """
   for shard in range(len(manifest.shard_paths(split))):
     view = shard_view(manifest, split, shard)
-    dataset = input_pipeline.make_dataset(view, split, batch_size=batch_size, training=False,
-                                          ten_crop=ten_crop, with_filenames=True)
+    dataset = input_pipeline.make_dataset(view, input_pipeline.Stream(
+        split, batch_size=batch_size, training=False, ten_crop=ten_crop, with_filenames=True))
     if limit_per_shard is not None:
       dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)
     record, iterator = 0, iter(dataset)
-    while (batch := next_batch(iterator, view, split)) is not None:
+    while (batch := input_pipeline.next_batch(iterator, view, split)) is not None:
       names = [name.decode() for name in batch.pop("filename").numpy()]
       yield shard, record, names, batch
       record += len(names)

@@ -4,7 +4,7 @@ What it does: seeds Python, NumPy, TensorFlow and Keras from `--seed`
 (`keras.utils.set_random_seed`), turns on TensorFlow's op determinism
 (`tf.config.experimental.enable_op_determinism`, which also makes every tf.data stage keep its
 order), and gives the training input a stream that is a function of the seed alone
-(`input_pipeline.make_dataset(deterministic=True)`): each epoch's shard order, record order and
+(`input_pipeline.Stream(deterministic=True)`): each epoch's shard order, record order and
 crops derive from (seed, epoch) and the record's place in it, through stateless random ops, so
 the decoding map still runs in parallel; the interleave reads a fixed number of shards at once
 rather than one per core. What is left random is checkpointed: the lighting noise's generator

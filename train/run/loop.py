@@ -7,10 +7,14 @@ at 150 steps a second would feel (benchmarks/bench_steps_per_loop.py). `make_tra
 `steps_per_execution` and the TF model garden do. Python sees the model only between loops, so a
 loop ends wherever Python must act: a log line, a checkpoint, an epoch's end (evaluation, the step
 schedule), the end of each window of the at-chance check (train/run/chance.py) and the last step.
-The last step of each loop also measures which units fired (train/run/liveness.py), so that every log
-line can say whether the network is alive while the other steps do not pay for it.
+The last step of each loop also measures which units fired (train/run/liveness.py), so that every
+log line can say whether the network is alive while the other steps do not pay for it.
+
+`Boundaries` says when each of these is due, each through one helper (`itstime`, as big_vision's
+`u.itstime`), and a loop ends at the first step at which any is: the steps are defined once.
 """
 
+import dataclasses
 import functools
 
 import tensorflow as tf
@@ -48,18 +52,70 @@ def make_train_loop(strategy, step_fn):
   return train_loop
 
 
-def loop_length(step, config, steps_per_epoch, total_steps, start_step):
-  """Steps of the loop starting after `step`: at most `config.steps_per_loop`, never crossing a
-  multiple of `log_every`, `checkpoint_every` or the at-chance window, an epoch's end or
-  `total_steps`. A run's first step is a loop of its own: its loss is logged and checked against
-  ln(num_classes)."""
-  if step == start_step:
-    return 1
-  end = min(step + config.steps_per_loop, total_steps)
-  for every in (config.log_every, config.checkpoint_every, steps_per_epoch,
-                chance.window_steps(steps_per_epoch)):
-    end = min(end, (step // every + 1) * every)
-  return end - step
+def itstime(step, every, total_steps, *, first=False, last=True, start_step=0):
+  """Whether something done every `every` steps is due once `step` (1-based) has been trained: at
+  each multiple of `every`; with `last` also at `total_steps`; with `first` also at a run's first
+  step (`start_step` + 1, a resumed run's too)."""
+  return (step % every == 0 or (last and step == total_steps)
+          or (first and step == start_step + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Boundaries:
+  """The steps at which the training loop acts, each `step` being the last step trained.
+
+  Attributes:
+    steps_per_epoch, total_steps: the run's epoch and its last step.
+    start_step: the step this run (fresh or resumed) started from.
+    log_every, checkpoint_every, eval_every_epochs, steps_per_loop: the settings of the same names.
+    validation: whether the dataset has a validation split to evaluate on.
+  """
+  steps_per_epoch: int
+  total_steps: int
+  start_step: int
+  log_every: int
+  checkpoint_every: int
+  eval_every_epochs: int
+  steps_per_loop: int
+  validation: bool = True
+
+  @classmethod
+  def from_config(cls, config, steps_per_epoch, total_steps, start_step, validation=True):
+    return cls(steps_per_epoch, total_steps, start_step, config.log_every,
+               config.checkpoint_every, config.eval_every_epochs, config.steps_per_loop,
+               validation)
+
+  def ends_epoch(self, step):
+    """At each epoch's end (the step schedule)."""
+    return itstime(step, self.steps_per_epoch, self.total_steps, last=False)
+
+  def logs(self, step):
+    """Every `log_every` steps and at a run's first step (its loss is checked against ln(C))."""
+    return itstime(step, self.log_every, self.total_steps, first=True, last=False,
+                   start_step=self.start_step)
+
+  def folds(self, step):
+    """At the end of each window of the at-chance check (`chance.ChanceWatch`)."""
+    return itstime(step, chance.window_steps(self.steps_per_epoch), self.total_steps, last=False)
+
+  def evaluates(self, step):
+    """At the end of every `eval_every_epochs`-th epoch and at the last step."""
+    return self.validation and itstime(step, self.eval_every_epochs * self.steps_per_epoch,
+                                       self.total_steps)
+
+  def saves(self, step):
+    """Every `checkpoint_every` steps, at each epoch's end and at the last step."""
+    return self.ends_epoch(step) or itstime(step, self.checkpoint_every, self.total_steps)
+
+  def loop_length(self, step):
+    """Steps of the loop starting after `step`: up to the first step at which anything is due, at
+    most `steps_per_loop` (the last step is always due: a loop never runs past it)."""
+    for length in range(1, self.steps_per_loop):
+      end = step + length
+      if (self.logs(end) or self.folds(end) or self.evaluates(end) or self.saves(end)
+          or self.ends_epoch(end)):
+        return length
+    return self.steps_per_loop
 
 
 def run_loop(train_loop, iterator, steps, manifest):

@@ -49,7 +49,7 @@ class Progress:
     """Adds the summed statistics of a loop from `first_step`, and its last step's units that
     fired (on device: no synchronisation).
 
-    A loop never crosses an epoch's end (`train.run.loop.loop_length`), so it belongs to one epoch.
+    A loop never crosses an epoch's end (`train.run.loop.Boundaries.loop_length`), so it belongs to one epoch.
     """
     if (first_step - 1) % self.steps_per_epoch == 0:
       self.epoch = tf.zeros([4])

@@ -16,6 +16,7 @@ images of the interrupted epoch may be seen twice and others not at all; with `-
 (train/run/determinism.py) it is the rest of the same epoch, and the run continues bit for bit.
 """
 
+import functools
 import signal
 
 import keras
@@ -30,7 +31,6 @@ from train.errors import DeadNetworkError
 from train.errors import NonFiniteError
 from train.errors import TrainingError
 from train.evaluation import metrics
-from train.evaluation import scoring
 from train import input_pipeline
 from train import model as model_lib
 from train.model_dir import checkpoints as checkpoints_lib
@@ -42,6 +42,7 @@ from train.run import loop as loop_lib
 from train.run import progress as progress_lib
 from train.run import schedule
 from train.run import summaries
+from train.run import training_run
 
 def create_optimizer(config, learning_rate):
   """SGD with momentum reading its rate from the `learning_rate` variable (the schedule's state),
@@ -132,24 +133,14 @@ def _build(config, manifest, strategy):
   return model, state, optimizer
 
 
-def train_and_evaluate(config, manifest, model_dir):
-  """Trains on the manifest's train split, evaluating on validation; resumes from `model_dir`.
-
-  Everything that can be checked (the settings, the network they describe, the batch size against
-  the data) is checked before anything is written to `model_dir`.
-
-  Args:
-    config: a `train.config.Config`.
-    manifest: the dataset's `common.dataset.Manifest`.
-    model_dir: directory for config.json, mean.npy, checkpoints (ckpt/, best/) and summaries.
+def _set_up(config, manifest, model_dir):
+  """Checks everything that can be checked before anything is written to `model_dir` (the
+  settings, the cluster, the batch size against the replicas and the data), then sets the
+  determinism and precision asked for.
 
   Returns:
-    The last validation metrics dict, or None if there was no evaluation.
-
-  Raises:
-    TrainingError (or a subclass) for user-fixable problems: a locked or mismatched model
-      directory, a corrupt checkpoint, a non-finite loss or weight, an eval count mismatch.
-    input_pipeline.CorruptDataError: a shard failed to read.
+    `(task, strategy, steps_per_epoch, total_steps)`: this process's `cluster.Task` (None outside a
+    cluster) and its strategy, the epoch and the run's last step.
   """
   if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
     raise TrainingError(f"{model_dir}: --model_dir names a file, not a directory")
@@ -178,10 +169,44 @@ def train_and_evaluate(config, manifest, model_dir):
   steps_per_epoch = _steps_per_epoch(config, manifest)
   total_steps = config.epochs * steps_per_epoch
   total_steps = min(total_steps, config.max_steps) if config.max_steps else total_steps
-  has_validation = manifest.has_split("validation")
-  if not has_validation:
+  if not manifest.has_split("validation"):
     logging.warning("%s has no validation split: no evaluation, and no plateau schedule",
                     manifest.directory)
+  return task, strategy, steps_per_epoch, total_steps
+
+
+def _training_data(config, manifest, strategy, step, steps_per_epoch):
+  """The training split's batches for `strategy`'s replicas, through `--data_service` if given;
+  deterministic, from `step`'s place in its epoch on (what an uninterrupted run reads next)."""
+  stream = input_pipeline.Stream(
+      "train", batch_size=config.batch_size, training=True, skip_corrupt=config.skip_corrupt,
+      shuffle_buffer=config.shuffle_buffer, seed=config.seed, deterministic=config.deterministic,
+      start_epoch=step // steps_per_epoch, skip_batches=step % steps_per_epoch)
+  service = (functools.partial(data_service_lib.distribute, address=config.data_service)
+             if config.data_service else None)
+  return input_pipeline.distribute_dataset(strategy, manifest, stream, service)
+
+
+def train_and_evaluate(config, manifest, model_dir):
+  """Trains on the manifest's train split, evaluating on validation; resumes from `model_dir`.
+
+  Everything that can be checked (the settings, the network they describe, the batch size against
+  the data) is checked before anything is written to `model_dir`.
+
+  Args:
+    config: a `train.config.Config`.
+    manifest: the dataset's `common.dataset.Manifest`.
+    model_dir: directory for config.json, mean.npy, checkpoints (ckpt/, best/) and summaries.
+
+  Returns:
+    The last validation metrics dict, or None if there was no evaluation.
+
+  Raises:
+    TrainingError (or a subclass) for user-fixable problems: a locked or mismatched model
+      directory, a corrupt checkpoint, a non-finite loss or weight, an eval count mismatch.
+    input_pipeline.CorruptDataError: a shard failed to read.
+  """
+  task, strategy, steps_per_epoch, total_steps = _set_up(config, manifest, model_dir)
   model, state, optimizer = _build(config, manifest, strategy)
   chief = cluster.is_chief(strategy)
   with model_dir_lib.lock(model_dir, chief):
@@ -197,105 +222,33 @@ def train_and_evaluate(config, manifest, model_dir):
     if chief:  # Only now: config.json records the settings of a run that trains.
       model_dir_lib.write(config, manifest, model_dir)
     prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-
     train_loop = loop_lib.make_train_loop(
         strategy, lambda batch, measure: train_step(model, optimizer, batch, prep, config,
                                                     state["rng"], measure))
-    eval_fn = scoring.make_eval_fn(strategy, model, prep)
-    writers = summaries.SummaryWriters(model_dir, chief)
+    boundaries = loop_lib.Boundaries.from_config(config, steps_per_epoch, total_steps, step,
+                                                 validation=manifest.has_split("validation"))
+    run = training_run.TrainingRun(
+        config, manifest, strategy, boundaries, model=model, state=state, checkpoints=checkpoints,
+        writers=summaries.SummaryWriters(model_dir, chief), prep=prep)
     stop = progress_lib.StopFlag()
-
-    def save_at(at):
-      progress.check_finite(at)
-      progress.fold(at)
-      state["dead_at"].assign(at if death else -1)
-      state["chance_since"].assign(-1 if progress.chance.since is None else progress.chance.since)
-      state["chance_partial"].assign(progress.chance.partial)
-      checkpoints.save(at, model)
     # In a cluster SIGTERM goes to the handler, which makes every worker save the same step.
-    preemption = task and cluster.Preemption(strategy, checkpoints.reader, save_at)
+    preemption = task and cluster.Preemption(strategy, checkpoints.reader, run.save)
     signums = (signal.SIGTERM, signal.SIGINT) if task is None else (signal.SIGINT,)
-    stream = {"deterministic": True, "start_epoch": step // steps_per_epoch,
-              "skip_batches": step % steps_per_epoch} if config.deterministic else {}
-    dataset = scoring.distribute_dataset(
-        strategy, manifest, "train", batch_size=config.batch_size, training=True,
-        skip_corrupt=config.skip_corrupt, shuffle_buffer=config.shuffle_buffer, seed=config.seed,
-        data_service=config.data_service, **stream)
-    iterator = iter(dataset)
-    since = int(state["chance_since"].numpy())
-    progress = progress_lib.Progress(config, steps_per_epoch, total_steps, step, writers, model,
-                                     manifest.num_classes, None if since < 0 else since,
-                                     tuple(state["chance_partial"].numpy()))
-    validation, death = None, None
+    dataset = _training_data(config, manifest, strategy, step, steps_per_epoch)
     try:
-      with stop.installed(signums), cluster.reporting_lost_peers(task, lambda: step):
-        while step < total_steps and not stop.requested:
-          if progress.fresh_start and step == progress.start_step:
-            # The batch shown is drawn from the stream just before the first step's: one batch of
-            # a run's first epoch is shown and not trained on (a stream of its own when
-            # deterministic, so that a resumed run's batches are an uninterrupted run's).
-            batch = scoring.next_batch(iter(dataset) if config.deterministic else iterator,
-                                          manifest, "train")
-            if batch is None:  # Only when --skip_corrupt has dropped every record.
-              raise TrainingError(f"{manifest.directory}: no readable training records")
-            writers.images(batch, strategy, prep, step)
-          steps = loop_lib.loop_length(step, config, steps_per_epoch, total_steps,
-                                       progress.start_step)
-          loop_stats, alive = loop_lib.run_loop(train_loop, iterator, steps, manifest)
-          progress.add(step + 1, loop_stats, alive)
-          step += steps
-          state["step"].assign(step)
-          epoch, in_epoch = divmod(step, steps_per_epoch)
-          state["epoch"].assign(epoch)
-          logs = step % config.log_every == 0 or step == progress.start_step + 1
-          # Before the at-chance verdict, whose advice (wait) is for a network that is alive.
-          if death := progress.death(step):
-            break
-          if step % progress.chance.window == 0:
-            progress.fold(step)
-          if logs:
-            progress.log(step, schedule.rate_at(config, state, step))
-          end_of_epoch = in_epoch == 0
-          if has_validation and ((end_of_epoch and epoch % config.eval_every_epochs == 0)
-                                 or step == total_steps):
-            progress.check_finite(step)
-            validation = scoring.evaluate_split(
-                strategy, eval_fn, manifest, "validation", batch_size=config.batch_size,
-                ten_crop=config.ten_crop_eval, skip_corrupt=config.skip_corrupt)
-            validation["step"] = step
-            logging.info("Validation - Loss: %.4f Accuracy: %.4f Top 5 Accuracy: %.4f (%d images)",
-                         validation["loss"], validation["top1"], validation["top5"],
-                         validation["count"])
-            writers.scalars("eval", step, {"eval/loss": validation["loss"],
-                                           "eval/top1": validation["top1"],
-                                           "eval/top5": validation["top5"]})
-            if schedule.update_on_validation(config, state, 1.0 - validation["top1"],
-                                             at_chance=progress.chance.at_chance):
-              checkpoints.save_best(step, model)
-          if end_of_epoch:
-            schedule.end_epoch(config, state, epoch, progress.chance.at_chance)
-          if end_of_epoch or step % config.checkpoint_every == 0 or step == total_steps:
-            save_at(step)
-          if preemption is not None:
-            preemption.after_step(step)
-            stop.requested = stop.requested or preemption.requested
-        if stop.requested or death:
-          save_at(step)
-      if death:  # Training on would only burn GPU hours.
-        progress_lib.log_closing("the network is dead", step, steps_per_epoch, validation,
-                                 checkpoints)
-        raise DeadNetworkError(death)
+      with stop.installed(signums), cluster.reporting_lost_peers(task, lambda: run.step):
+        run.train(dataset, train_loop, stop, preemption)
     except NonFiniteError:
-      progress_lib.log_closing("non-finite, this step not saved", step, steps_per_epoch,
-                               validation, checkpoints, progress.chance.closing_note(step))
+      run.close("non-finite, this step not saved")
       raise
-    writers.close()
+    if run.death:
+      run.close("the network is dead", chance_note=False)
+      raise DeadNetworkError(run.death)
+    run.writers.close()
   if task is not None:
     logging.info("Weights fingerprint %s: every worker must log the same",
                  cluster.weights_fingerprint(model))
-  reason = (f"{stop.requested}; rerun the same command to resume" if stop.requested
+  run.close(f"{stop.requested}; rerun the same command to resume" if stop.requested
             else f"reached --max_steps={config.max_steps}" if total_steps == config.max_steps
             else f"reached --epochs={config.epochs}")
-  progress_lib.log_closing(reason, step, steps_per_epoch, validation, checkpoints,
-                           progress.chance.closing_note(step))
-  return validation
+  return run.validation

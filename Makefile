@@ -8,8 +8,10 @@ DEMO := demo
 # Test files run in parallel, one file per process at a time (their module fixtures stay shared);
 # two processes made the suite 1.5x faster on 2 cores. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
+# What the formatter keeps formatted (pyproject.toml's [tool.yapf]).
+FORMATTED := benchmarks common preprocess sample tests train setup.py
 
-.PHONY: install test demo bench clean
+.PHONY: install test format demo bench clean
 
 $(STAMP): requirements.txt requirements-test.txt requirements-gcp.txt requirements-aws.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +21,15 @@ $(STAMP): requirements.txt requirements-test.txt requirements-gcp.txt requiremen
 
 install: $(STAMP)
 
+# An unformatted file fails the test run before any test: `make format` fixes it.
 test: $(STAMP)
+	@unformatted=$$($(PY) -m yapf --diff --recursive --parallel $(FORMATTED) \
+	  | sed -n 's/^--- \(.*\)\t(original)$$/\1/p'); \
+	if [ -n "$$unformatted" ]; then echo "not formatted (make format fixes them):" $$unformatted; exit 1; fi
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+
+format: $(STAMP)
+	$(PY) -m yapf --in-place --recursive --parallel $(FORMATTED)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(PY) $(DEMO)

@@ -32,8 +32,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build_seconds(input_dir, output_dir, audit):
   """Wall seconds of one build from nothing, and its manifest."""
-  command = [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
-             f"--output_dir={output_dir}", "--overwrite", "--progress_seconds=3600"]
+  command = [
+      sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+      f"--output_dir={output_dir}", "--overwrite", "--progress_seconds=3600"
+  ]
   command += [] if audit else ["--noaudit_duplicates"]
   start = time.perf_counter()
   subprocess.run(command, cwd=REPO, check=True, capture_output=True)
@@ -66,15 +68,17 @@ def main(argv):
                    os.getloadavg()[1])
   images = sum(split["files_seen"] for split in manifest["splits"].values())
   pairs = [on / off for on, off in zip(times[True], times[False])]
-  lines = [f"machine: {bench_learning.machine()}, load (5 min) {os.getloadavg()[1]:.2f}",
-           f"input: {input_dir} ({images} files)",
-           f"with the audit: {', '.join(f'{t:.1f}' for t in times[True])} s; median "
-           f"{statistics.median(times[True]):.1f} s",
-           f"without: {', '.join(f'{t:.1f}' for t in times[False])} s; median "
-           f"{statistics.median(times[False]):.1f} s",
-           f"ratio of the medians: {statistics.median(times[True]) / statistics.median(times[False]):.3f}"
-           f"; pair by pair: {', '.join(f'{r:.3f}' for r in pairs)}",
-           f"the audit found: {json.dumps(counts, sort_keys=True)}"]
+  lines = [
+      f"machine: {bench_learning.machine()}, load (5 min) {os.getloadavg()[1]:.2f}",
+      f"input: {input_dir} ({images} files)",
+      f"with the audit: {', '.join(f'{t:.1f}' for t in times[True])} s; median "
+      f"{statistics.median(times[True]):.1f} s",
+      f"without: {', '.join(f'{t:.1f}' for t in times[False])} s; median "
+      f"{statistics.median(times[False]):.1f} s",
+      f"ratio of the medians: {statistics.median(times[True]) / statistics.median(times[False]):.3f}"
+      f"; pair by pair: {', '.join(f'{r:.3f}' for r in pairs)}",
+      f"the audit found: {json.dumps(counts, sort_keys=True)}"
+  ]
   with open(os.path.join(FLAGS.work_dir, "audit.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))

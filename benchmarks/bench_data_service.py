@@ -75,8 +75,9 @@ def main(argv):
       shards = FLAGS.shards or write_synthetic_dataset(scratch, FLAGS.num_images)
       manifest = dataset_lib.load(shards)
       pipeline = input_pipeline.make_dataset(
-          manifest, input_pipeline.Stream("train", batch_size=FLAGS.batch_size, training=True,
-                                          shuffle_buffer=1000))
+          manifest,
+          input_pipeline.Stream("train", batch_size=FLAGS.batch_size, training=True,
+                                shuffle_buffer=1000))
       local = measure(pipeline, FLAGS.seconds)
       with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,8 +89,9 @@ def main(argv):
         started.append(_start(f"--dispatcher={address}", "--host=127.0.0.1"))
         time.sleep(FLAGS.start_seconds)  # The worker's TensorFlow import and registration.
         for compression in (None, "AUTO"):
-          served = pipeline.apply(tf.data.experimental.service.distribute(
-              "distributed_epoch", address, compression=compression))
+          served = pipeline.apply(
+              tf.data.experimental.service.distribute("distributed_epoch", address,
+                                                      compression=compression))
           results[workers, compression] = measure(served, FLAGS.seconds,
                                                   [p.pid for p in started[1:]])
   finally:
@@ -100,14 +102,15 @@ def main(argv):
                FLAGS.batch_size)
   logging.info("(a) local pipeline:             %7.1f images/s", local[0])
   for (workers, compression), (rate, wire, cpu) in results.items():
-    logging.info("(%s) %d worker(s), compression %-4s: %7.1f images/s, overhead %6.0f us/image, "
-                 "%7.0f wire bytes/image, worker CPU %6.0f us/image",
-                 "b" if workers == 1 else "c", workers, compression or "none", rate,
-                 1e6 * (1 / rate - 1 / local[0]), wire, 1e6 * cpu)
+    logging.info(
+        "(%s) %d worker(s), compression %-4s: %7.1f images/s, overhead %6.0f us/image, "
+        "%7.0f wire bytes/image, worker CPU %6.0f us/image", "b" if workers == 1 else "c", workers,
+        compression or "none", rate, 1e6 * (1 / rate - 1 / local[0]), wire, 1e6 * cpu)
   cpu = results[2, None][2]
-  logging.info("A trainer at %.0f images/s needs about %.0f worker cores (at %.0f us of worker CPU "
-               "per image, uncompressed)", FLAGS.target_images_per_sec,
-               FLAGS.target_images_per_sec * cpu, 1e6 * cpu)
+  logging.info(
+      "A trainer at %.0f images/s needs about %.0f worker cores (at %.0f us of worker CPU "
+      "per image, uncompressed)", FLAGS.target_images_per_sec, FLAGS.target_images_per_sec * cpu,
+      1e6 * cpu)
 
 
 def define_flags():
@@ -117,8 +120,7 @@ def define_flags():
   flags.DEFINE_integer("batch_size", 128, "Images per batch (per element of the service).",
                        lower_bound=1)
   flags.DEFINE_float("seconds", 15.0, "Seconds per measurement, after a warm-up.", lower_bound=0)
-  flags.DEFINE_float("start_seconds", 20.0, "Seconds to wait for a worker to start.",
-                     lower_bound=0)
+  flags.DEFINE_float("start_seconds", 20.0, "Seconds to wait for a worker to start.", lower_bound=0)
   flags.DEFINE_float("target_images_per_sec", 20_000.0,
                      "An accelerator's training rate, to size the worker cores it needs.",
                      lower_bound=0)

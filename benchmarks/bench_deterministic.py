@@ -30,11 +30,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def images_per_second(shards, model_dir, deterministic):
   """One trainer run; the median Images/s of its log lines after the first."""
-  command = [sys.executable, "-m", "train.main", f"--shards={shards}", f"--model_dir={model_dir}",
-             f"--width={FLAGS.width}", f"--batch_size={FLAGS.batch_size}",
-             f"--max_steps={FLAGS.steps}", f"--log_every={FLAGS.log_every}", "--seed=0",
-             "--checkpoint_every=100000",
-             "--deterministic" if deterministic else "--nodeterministic"]
+  command = [
+      sys.executable, "-m", "train.main", f"--shards={shards}", f"--model_dir={model_dir}",
+      f"--width={FLAGS.width}", f"--batch_size={FLAGS.batch_size}", f"--max_steps={FLAGS.steps}",
+      f"--log_every={FLAGS.log_every}", "--seed=0", "--checkpoint_every=100000",
+      "--deterministic" if deterministic else "--nodeterministic"
+  ]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
   rates = [float(rate) for rate in re.findall(r"Images/s: ([\d.]+)", result.stderr)]
   return statistics.median(rates[1:])
@@ -55,9 +56,10 @@ def main(argv):
         logging.info("round %d, deterministic=%s: %.1f images/s", round_index, deterministic,
                      results[deterministic][-1])
   plain, deterministic = (statistics.median(results[mode]) for mode in (False, True))
-  logging.info("width %g, batch %d, %d steps: plain %.1f images/s, --deterministic %.1f images/s "
-               "(%.0f%%)", FLAGS.width, FLAGS.batch_size, FLAGS.steps, plain, deterministic,
-               100 * deterministic / plain)
+  logging.info(
+      "width %g, batch %d, %d steps: plain %.1f images/s, --deterministic %.1f images/s "
+      "(%.0f%%)", FLAGS.width, FLAGS.batch_size, FLAGS.steps, plain, deterministic,
+      100 * deterministic / plain)
 
 
 def define_flags():

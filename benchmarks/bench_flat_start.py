@@ -36,9 +36,10 @@ from train.run import schedule
 from train.run import train
 
 FLAGS = flags.FLAGS
-SETTINGS = {"paper": {}, "caffe_biases": {"bias_init": "caffe"},
-            "warmup": {"warmup_steps": 100},
-            "caffe_biases_warmup": {"bias_init": "caffe", "warmup_steps": 100}}
+SETTINGS = {
+    "paper": {}, "caffe_biases": {"bias_init": "caffe"}, "warmup": {"warmup_steps": 100},
+    "caffe_biases_warmup": {"bias_init": "caffe", "warmup_steps": 100}
+}
 
 
 def class_patterns(num_classes, amplitude, rng):
@@ -51,10 +52,11 @@ def class_patterns(num_classes, amplitude, rng):
 def make_batch(patterns, batch_size, noise, rng):
   labels = rng.integers(0, len(patterns), batch_size)
   pixels = 128 + patterns[labels] + rng.normal(0, noise, patterns.shape[1:]).astype(np.float32)
-  return {"image": tf.constant(np.clip(pixels, 0, 255).astype(np.uint8)),
-          "label": tf.constant(labels, tf.int32),
-          "offset": tf.zeros([batch_size, 2], tf.int32),
-          "flipped": tf.constant(rng.random(batch_size) < 0.5)}
+  return {
+      "image": tf.constant(np.clip(pixels, 0, 255).astype(np.uint8)),
+      "label": tf.constant(labels, tf.int32), "offset": tf.zeros([batch_size, 2], tf.int32),
+      "flipped": tf.constant(rng.random(batch_size) < 0.5)
+  }
 
 
 def run_setting(name, overrides, patterns, prep):
@@ -67,8 +69,8 @@ def run_setting(name, overrides, patterns, prep):
                             config.bias_init)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  step_fn = tf.function(lambda batch: train.train_step(model, optimizer, batch, prep, config,
-                                                       state["rng"]))
+  step_fn = tf.function(
+      lambda batch: train.train_step(model, optimizer, batch, prep, config, state["rng"]))
   rng = np.random.default_rng(FLAGS.seed)
   expected = math.log(len(patterns))
   watch = chance.ChanceWatch(len(patterns), FLAGS.window, FLAGS.batch_size)
@@ -78,8 +80,7 @@ def run_setting(name, overrides, patterns, prep):
     watch.fold(step, float(stats[0]), float(stats[3]))
     if step % FLAGS.window:
       continue
-    logging.info("%s: steps %d-%d, mean loss %.4f", name, step - FLAGS.window + 1, step,
-                 watch.mean)
+    logging.info("%s: steps %d-%d, mean loss %.4f", name, step - FLAGS.window + 1, step, watch.mean)
     if watch.mean < expected * (1 - chance.BAND_BELOW):
       left = step
       break
@@ -94,18 +95,19 @@ def main(argv):
   patterns = class_patterns(FLAGS.classes, FLAGS.amplitude, rng)
   size = input_pipeline.CROP_SIZE
   prep = preparation.Preparation(tf.fill([size, size, 3], 128.0),
-                                    tf.constant([0.2, 0.02, 0.005]) * 255 ** 2, tf.eye(3))
-  logging.info("%d classes, width %g, batch %d, window %d steps, band %.1f%% below / %.1f%% above "
-               "ln(%d)=%.4f, at most %d steps, seed %d", FLAGS.classes, FLAGS.width,
-               FLAGS.batch_size, FLAGS.window, 100 * chance.BAND_BELOW, 100 * chance.BAND_ABOVE,
-               FLAGS.classes, math.log(FLAGS.classes), FLAGS.steps, FLAGS.seed)
+                                 tf.constant([0.2, 0.02, 0.005]) * 255**2, tf.eye(3))
+  logging.info(
+      "%d classes, width %g, batch %d, window %d steps, band %.1f%% below / %.1f%% above "
+      "ln(%d)=%.4f, at most %d steps, seed %d", FLAGS.classes, FLAGS.width, FLAGS.batch_size,
+      FLAGS.window, 100 * chance.BAND_BELOW, 100 * chance.BAND_ABOVE, FLAGS.classes,
+      math.log(FLAGS.classes), FLAGS.steps, FLAGS.seed)
   for name in FLAGS.settings:
     left, below, above, last, seconds = run_setting(name, SETTINGS[name], patterns, prep)
-    verdict = (f"fell below the band in the window ending at step {left}" if left is not None
-               else f"still at chance after {FLAGS.steps} steps")
-    logging.info("%-20s %s (mean %.4f); before, the windows' means went up to %.2f%% below and "
-                 "%.2f%% above ln(C); %.0f s", name, verdict, last, 100 * below, 100 * above,
-                 seconds)
+    verdict = (f"fell below the band in the window ending at step {left}"
+               if left is not None else f"still at chance after {FLAGS.steps} steps")
+    logging.info(
+        "%-20s %s (mean %.4f); before, the windows' means went up to %.2f%% below and "
+        "%.2f%% above ln(C); %.0f s", name, verdict, last, 100 * below, 100 * above, seconds)
 
 
 def define_flags():

@@ -49,8 +49,10 @@ def write_synthetic_dataset(directory, num_images, num_shards=8, seed=0,
   photos = [Image.fromarray(getattr(skimage_data, name)()).convert("RGB") for name in PHOTOS]
   size = schema.IMAGE_SIZE
   shards, pixel_sum = [], np.zeros((size, size, 3))
-  writers = [tf.io.TFRecordWriter(os.path.join(directory, f"train-{i:05d}.tfrecord"))
-             for i in range(num_shards)]
+  writers = [
+      tf.io.TFRecordWriter(os.path.join(directory, f"train-{i:05d}.tfrecord"))
+      for i in range(num_shards)
+  ]
   for index in range(num_images):
     label = index % len(photos)
     photo = photos[label]
@@ -61,29 +63,37 @@ def write_synthetic_dataset(directory, num_images, num_shards=8, seed=0,
     pixel_sum += np.asarray(crop)
     buffer = io.BytesIO()
     crop.save(buffer, format="JPEG", quality=95, subsampling=subsampling)
-    writers[index % num_shards].write(schema.make_example(
-        encoded=buffer.getvalue(), image_format=schema.FORMAT_JPEG, label=label,
-        synset=f"n{label:08d}", filename=f"{index}.JPEG", original_height=side,
-        original_width=side))
+    writers[index % num_shards].write(
+        schema.make_example(encoded=buffer.getvalue(), image_format=schema.FORMAT_JPEG, label=label,
+                            synset=f"n{label:08d}", filename=f"{index}.JPEG", original_height=side,
+                            original_width=side))
   for i, writer in enumerate(writers):
     writer.close()
     name = f"train-{i:05d}.tfrecord"
     # No hash: the benchmark loads with verify="size".
-    shards.append(manifest_lib.make_shard(name, len(range(i, num_images, num_shards)),
-                                          os.path.getsize(os.path.join(directory, name)), ""))
+    shards.append(
+        manifest_lib.make_shard(name, len(range(i, num_images, num_shards)),
+                                os.path.getsize(os.path.join(directory, name)), ""))
   mean_image = (pixel_sum / num_images).astype(np.float32)
   np.save(os.path.join(directory, manifest_lib.MEAN_NAME), mean_image)
   synsets = [f"n{i:08d}" for i in range(len(PHOTOS))]
   manifest = manifest_lib.make_manifest(
-      image_size=size, encoding=schema.FORMAT_JPEG, synsets=synsets,
+      image_size=size,
+      encoding=schema.FORMAT_JPEG,
+      synsets=synsets,
       names=dict(zip(synsets, PHOTOS)),
-      splits={"train": manifest_lib.make_split(
-          shards, {w: len(range(i, num_images, len(PHOTOS))) for i, w in enumerate(synsets)})},
+      splits={
+          "train":
+              manifest_lib.make_split(
+                  shards, {w: len(range(i, num_images, len(PHOTOS))) for i, w in enumerate(synsets)})
+      },
       # Only the shapes of the colour statistics matter to a speed measurement.
-      stats={"mean_file": manifest_lib.MEAN_NAME, "num_images": num_images,
-             "channel_mean": mean_image.mean(axis=(0, 1)).tolist(),
-             "rgb_covariance": np.diag([4000.0, 300.0, 60.0]).tolist(),
-             "rgb_eigval": [4000.0, 300.0, 60.0], "rgb_eigvec": np.eye(3).tolist()})
+      stats={
+          "mean_file": manifest_lib.MEAN_NAME, "num_images": num_images,
+          "channel_mean": mean_image.mean(axis=(0, 1)).tolist(),
+          "rgb_covariance": np.diag([4000.0, 300.0, 60.0]).tolist(),
+          "rgb_eigval": [4000.0, 300.0, 60.0], "rgb_eigvec": np.eye(3).tolist()
+      })
   with open(os.path.join(directory, manifest_lib.MANIFEST_NAME), "w") as f:
     f.write(manifest_lib.dumps(manifest))
   return directory
@@ -108,12 +118,11 @@ def decode_only(manifest, batch_size):
   """
   decode = lambda r: image_lib.decode_image(  # noqa: E731
       schema.parse_example(r), manifest.encoding, image_size=manifest.image_size)
-  return (tf.data.Dataset.from_tensor_slices(manifest.shard_paths("train")).repeat()
-          .interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE,
-                      deterministic=False)
-          .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-          .batch(batch_size).map(lambda images: tf.shape(images)[0])
-          .prefetch(tf.data.AUTOTUNE))
+  return (tf.data.Dataset.from_tensor_slices(manifest.shard_paths("train")).repeat().interleave(
+      tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).map(
+          decode, num_parallel_calls=tf.data.AUTOTUNE,
+          deterministic=False).batch(batch_size).map(lambda images: tf.shape(images)[0]).prefetch(
+              tf.data.AUTOTUNE))
 
 
 def make_train_fn(manifest, batch_size):
@@ -139,8 +148,8 @@ def main(argv):
     manifest = dataset_lib.load(shards)
     seconds = FLAGS.seconds
     pipeline = lambda batch_size: input_pipeline.make_dataset(  # noqa: E731
-        manifest, input_pipeline.Stream("train", batch_size=batch_size, training=True,
-                                        shuffle_buffer=1000))
+        manifest,
+        input_pipeline.Stream("train", batch_size=batch_size, training=True, shuffle_buffer=1000))
     decode_rate = images_per_second(decode_only(manifest, FLAGS.pipeline_batch_size), seconds)
     pipeline_rate = images_per_second(
         (tf.size(b["label"]) for b in pipeline(FLAGS.pipeline_batch_size)), seconds)
@@ -156,9 +165,9 @@ def main(argv):
   logging.info("(c) train step, in-memory batch: %8.1f images/s", synthetic_rate)
   logging.info("(d) train step fed by (b):       %8.1f images/s  d/c = %.2f (target >= 0.95)",
                fed_rate, fed_rate / synthetic_rate)
-  logging.info("On a GPU the step is fast and (b) bounds training: %.0f images/s needs about %.1f "
-               "such cores", FLAGS.gpu_images_per_sec,
-               FLAGS.gpu_images_per_sec / (pipeline_rate / cores))
+  logging.info(
+      "On a GPU the step is fast and (b) bounds training: %.0f images/s needs about %.1f "
+      "such cores", FLAGS.gpu_images_per_sec, FLAGS.gpu_images_per_sec / (pipeline_rate / cores))
 
 
 def define_flags():

@@ -109,16 +109,19 @@ def run_ours(name, args, shards, work_dir, epochs, recipe, record):
       # A validation from before this run's start (one the killed benchmark never read) has no
       # time of its own here.
       seconds = entry["wall"] - previous[0] if entry["wall"] >= previous[0] else None
-      record(name, {"top1": entry.get("top1"), "top5": entry.get("top5"),
-                    "loss": entry.get("loss"), "step": step, "seconds": seconds})
+      record(
+          name, {
+              "top1": entry.get("top1"), "top5": entry.get("top5"), "loss": entry.get("loss"),
+              "step": step, "seconds": seconds
+          })
       previous[0] = max(previous[0], entry["wall"])
 
   log_path = os.path.join(work_dir, f"{name}.log")
   with open(log_path, "a") as log:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "train.main", *args, f"--shards={shards}",
-         f"--model_dir={model_dir}", f"--epochs={epochs}", f"--seed={FLAGS.seed}"], cwd=REPO,
-        stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([
+        sys.executable, "-m", "train.main", *args, f"--shards={shards}", f"--model_dir={model_dir}",
+        f"--epochs={epochs}", f"--seed={FLAGS.seed}"
+    ], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     while process.poll() is None:
       time.sleep(10)
       collect()
@@ -135,9 +138,10 @@ def run_ours(name, args, shards, work_dir, epochs, recipe, record):
 
 def write_table(results, path):
   """learning.md: one row per recipe and epoch."""
-  rows = ["| recipe | epoch | top-1 | top-5 | wall time (cumulative) | load (5 min) | machine "
-          "| date |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+  rows = [
+      "| recipe | epoch | top-1 | top-5 | wall time (cumulative) | load (5 min) | machine "
+      "| date |", "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  ]
   for name, recipe in sorted(results.items()):
     total = 0.0
     for row in recipe["epochs"]:
@@ -180,9 +184,10 @@ def main(argv):
   os.makedirs(FLAGS.work_dir, exist_ok=True)
   shards = FLAGS.shards or os.path.join(FLAGS.work_dir, "shards")
   if not FLAGS.shards and not os.path.exists(os.path.join(shards, manifest_lib.MANIFEST_NAME)):
-    subprocess.run([sys.executable, "-m", "preprocess.build_shards",
-                    f"--input_dir={FLAGS.input_dir}", f"--output_dir={shards}"], cwd=REPO,
-                   check=True)
+    subprocess.run([
+        sys.executable, "-m", "preprocess.build_shards", f"--input_dir={FLAGS.input_dir}",
+        f"--output_dir={shards}"
+    ], cwd=REPO, check=True)
   manifest = dataset_lib.load(shards)
   results_path = os.path.join(FLAGS.work_dir, "learning.json")
   results = load_results(results_path)
@@ -213,8 +218,7 @@ def main(argv):
           lambda epoch, metrics, seconds: record(name, {**metrics, "seconds": seconds}))
       recipe["ended"] = "finished"
     else:
-      recipe["ended"] = run_ours(name, args, shards, FLAGS.work_dir, FLAGS.epochs, recipe,
-                                 record)
+      recipe["ended"] = run_ours(name, args, shards, FLAGS.work_dir, FLAGS.epochs, recipe, record)
     save_results(results, results_path)
   write_table(results, os.path.join(FLAGS.work_dir, "learning.md"))
   write_plot(results, os.path.join(FLAGS.work_dir, "learning.png"))
@@ -223,7 +227,8 @@ def main(argv):
 
 def define_flags():
   """Defines the flags, only when run as a command, like every entry module."""
-  flags.DEFINE_string("input_dir", None, "An ImageNet tree to build with stage 1 (e.g. Imagenette).")
+  flags.DEFINE_string("input_dir", None,
+                      "An ImageNet tree to build with stage 1 (e.g. Imagenette).")
   flags.DEFINE_string("shards", None, "A dataset built already (instead of --input_dir).")
   flags.DEFINE_string("work_dir", None, "Where the models, results, table and plot go.")
   flags.DEFINE_integer("epochs", 10, "Epochs of every recipe.", lower_bound=1)

@@ -27,17 +27,20 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   strategy = tf.distribute.get_strategy()
-  manifest, iterator, train_step = bench_steps_per_loop.one_batch_trainer(FLAGS.width,
-                                                                          FLAGS.batch_size)
+  manifest, iterator, train_step = bench_steps_per_loop.one_batch_trainer(
+      FLAGS.width, FLAGS.batch_size)
 
   def step(b, measure, really):
     if measure and not really:  # The same loop, its last step measuring nothing.
       return train_step(b, False), tf.zeros([1])
     return train_step(b, measure)
 
-  loops = {name: loop_lib.make_train_loop(
-      strategy, lambda b, measure, really=really: step(b, measure, really))
-           for name, really in (("with the check", True), ("without", False))}
+  loops = {
+      name:
+          loop_lib.make_train_loop(strategy,
+                                   lambda b, measure, really=really: step(b, measure, really))
+      for name, really in (("with the check", True), ("without", False))
+  }
   seconds = {name: [] for name in loops}
   for name, loop in loops.items():  # Warm-up: tracing.
     loop_lib.run_loop(loop, iterator, FLAGS.steps_per_loop, manifest)[0].numpy()

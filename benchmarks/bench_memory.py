@@ -108,8 +108,10 @@ def main(argv):
     root = pack(root, FLAGS.form)
     print(f"packed them as a {FLAGS.form} in {time.time() - start:.0f} s")
   output_dir = os.path.join(FLAGS.work_dir, "out")
-  command = [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={root}",
-             f"--output_dir={output_dir}", "--overwrite", "--progress_seconds=3600"]
+  command = [
+      sys.executable, "-m", "preprocess.build_shards", f"--input_dir={root}",
+      f"--output_dir={output_dir}", "--overwrite", "--progress_seconds=3600"
+  ]
   start = time.time()
   with open(os.path.join(FLAGS.work_dir, "build.log"), "wb") as log:
     job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -120,9 +122,10 @@ def main(argv):
       peak_launcher, peak_tree = max(peak_launcher, own), max(peak_tree, total)
       time.sleep(0.1)
   elapsed = time.time() - start
-  print(f"{FLAGS.num_files} files ({FLAGS.form}): exit {job.returncode} after {elapsed:.1f} s; peak RSS "
-        f"launcher {peak_launcher / 2**30:.2f} GiB, process tree {peak_tree / 2**30:.2f} GiB "
-        f"(log: {log.name})")
+  print(
+      f"{FLAGS.num_files} files ({FLAGS.form}): exit {job.returncode} after {elapsed:.1f} s; peak RSS "
+      f"launcher {peak_launcher / 2**30:.2f} GiB, process tree {peak_tree / 2**30:.2f} GiB "
+      f"(log: {log.name})")
 
 
 def define_flags():

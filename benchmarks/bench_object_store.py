@@ -42,8 +42,10 @@ from tests.preprocess import archive_fixtures
 FLAGS = flags.FLAGS
 
 # Google's credential lookup kept on this machine, as in tests/preprocess/test_object_stores.py.
-_NO_GOOGLE_CREDENTIALS = {"GOOGLE_APPLICATION_CREDENTIALS": "", "NO_GCE_CHECK": "True",
-                          "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9"}
+_NO_GOOGLE_CREDENTIALS = {
+    "GOOGLE_APPLICATION_CREDENTIALS": "", "NO_GCE_CHECK": "True",
+    "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9"
+}
 _BUCKET = "bench"
 
 
@@ -54,8 +56,8 @@ def make_inputs(work_dir):
   if not os.path.isdir(tree):
     shutil.rmtree(tree + ".tmp", ignore_errors=True)
     make_sample_data.make_sample_tree(tree + ".tmp", images_per_class_train=FLAGS.train_per_class,
-                                      images_per_class_val=FLAGS.val_per_class,
-                                      val_layout="flat", broken_files=False)
+                                      images_per_class_val=FLAGS.val_per_class, val_layout="flat",
+                                      broken_files=False)
     os.rename(tree + ".tmp", tree)
   if not os.path.isdir(archives):
     shutil.rmtree(archives + ".tmp", ignore_errors=True)
@@ -70,8 +72,10 @@ def folder_bytes(folder):
 
 def run_build(input_dir, output_dir, env):
   """One `build_shards` run: its wall seconds and the 5-minute load average before and after."""
-  command = [sys.executable, "-m", "preprocess.build_shards", "--input_dir", input_dir,
-             "--output_dir", output_dir, "--progress_seconds=3600"]
+  command = [
+      sys.executable, "-m", "preprocess.build_shards", "--input_dir", input_dir, "--output_dir",
+      output_dir, "--progress_seconds=3600"
+  ]
   load_before, start = os.getloadavg()[1], time.perf_counter()
   result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True, check=False)
@@ -109,15 +113,19 @@ def traffic_figures(requests, input_prefix, input_bytes, images):
   rest is the build's own files read back) and requests per image, in total and by kind."""
   by_kind = {kind: [r for r in requests if r["kind"] == kind] for kind in counting_proxy.KINDS}
   read_bytes = sum(r["received"] for r in by_kind["read"])
-  input_read_bytes = sum(r["received"] for r in by_kind["read"] if urllib.parse.unquote(
-      r["path"].partition("/o/")[2]).startswith(input_prefix))
-  return {"input_bytes": input_bytes, "read_bytes": read_bytes,
-          "read_over_input": read_bytes / input_bytes,
-          "input_read_over_input": input_read_bytes / input_bytes,
-          "written_bytes": sum(r["sent"] for r in by_kind["write"]),
-          "requests": len(requests), "requests_per_image": len(requests) / images,
-          "requests_by_kind": {kind: len(rs) for kind, rs in by_kind.items()},
-          "per_image_by_kind": {kind: len(rs) / images for kind, rs in by_kind.items()}}
+  input_read_bytes = sum(
+      r["received"]
+      for r in by_kind["read"]
+      if urllib.parse.unquote(r["path"].partition("/o/")[2]).startswith(input_prefix))
+  return {
+      "input_bytes": input_bytes, "read_bytes": read_bytes,
+      "read_over_input": read_bytes / input_bytes,
+      "input_read_over_input": input_read_bytes / input_bytes,
+      "written_bytes": sum(r["sent"] for r in by_kind["write"]), "requests": len(requests),
+      "requests_per_image": len(requests) / images,
+      "requests_by_kind": {kind: len(rs) for kind, rs in by_kind.items()},
+      "per_image_by_kind": {kind: len(rs) / images for kind, rs in by_kind.items()}
+  }
 
 
 def machine():
@@ -132,10 +140,11 @@ def markdown_table(figures):
             "identical to local", "load (5 min)")
   rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
   for case, f in figures["cases"].items():
-    traffic = ([f"{f['read_over_input']:.3f} ({f['input_read_over_input']:.3f})",
-                f"{f['requests_per_image']:.3f}",
-                *(f"{f['per_image_by_kind'][kind]:.3f}" for kind in counting_proxy.KINDS)]
-               if "requests" in f else ["-"] * (2 + len(counting_proxy.KINDS)))
+    traffic = ([
+        f"{f['read_over_input']:.3f} ({f['input_read_over_input']:.3f})",
+        f"{f['requests_per_image']:.3f}",
+        *(f"{f['per_image_by_kind'][kind]:.3f}" for kind in counting_proxy.KINDS)
+    ] if "requests" in f else ["-"] * (2 + len(counting_proxy.KINDS)))
     cells = (case, f"{f['seconds']:.1f}", str(f["images"]), f"{f['images_per_second']:.1f}",
              *traffic, f.get("identical", "-"), f"{f['load_before']:.2f} -> {f['load_after']:.2f}")
     rows.append("| " + " | ".join(cells) + " |")
@@ -154,14 +163,16 @@ def build_on_gcs(gcs, case, local_input, env, reference, work_dir):
   fetched = os.path.join(work_dir, f"fetched_{case}")
   shutil.rmtree(fetched, ignore_errors=True)
   files = dataset_files(gcs.download(output_url, fetched))
-  differing = sorted(name for name in files.keys() | reference.keys()
-                     if files.get(name) != reference.get(name))
+  differing = sorted(
+      name for name in files.keys() | reference.keys() if files.get(name) != reference.get(name))
   with open(os.path.join(work_dir, f"traffic_{case}.jsonl"), "w") as f:
     f.writelines(json.dumps(request) + "\n" for request in proxy.requests)
   figures = dict(run, **images_figures(files, run))
-  return dict(figures, **traffic_figures(proxy.requests, f"in_{case}/", folder_bytes(local_input),
-                                         figures["images"]),
-              identical="yes" if not differing else f"no: {', '.join(differing)}")
+  return dict(
+      figures,
+      **traffic_figures(proxy.requests, f"in_{case}/", folder_bytes(local_input),
+                        figures["images"]),
+      identical="yes" if not differing else f"no: {', '.join(differing)}")
 
 
 def proxy_cost(gcs, reads=300):
@@ -209,8 +220,9 @@ def main(argv):
 
 def define_flags():
   """Defines the flags, only when run as a command, like every entry module."""
-  flags.DEFINE_string("work_dir", None, "Scratch folder: the inputs (kept between runs, per "
-                      "size), the outputs, the traffic logs and the figures.")
+  flags.DEFINE_string(
+      "work_dir", None, "Scratch folder: the inputs (kept between runs, per "
+      "size), the outputs, the traffic logs and the figures.")
   flags.DEFINE_integer("train_per_class", 250, "Training images per class (10 classes).")
   flags.DEFINE_integer("val_per_class", 50, "Validation images per class (flat, with the devkit).")
   flags.mark_flag_as_required("work_dir")

@@ -90,8 +90,11 @@ def plan_here(input_dir):
   after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   indexer.remove()
   paths = sum(sys.getsizeof(p) for plan in plans for p in plan.candidates)
-  print(json.dumps({"seconds": seconds, "rss_growth": (after - before) * 1024, "path_bytes": paths,
-                    "images": sum(len(plan.candidates) for plan in plans)}))
+  print(
+      json.dumps({
+          "seconds": seconds, "rss_growth": (after - before) * 1024, "path_bytes": paths,
+          "images": sum(len(plan.candidates) for plan in plans)
+      }))
 
 
 def main(argv):
@@ -119,11 +122,14 @@ def main(argv):
     (_, small, a), *_, (_, large, b) = [row for row in rows if row[0] == form]
     if large == small:
       continue
+
     def extrapolate(key, a=a, b=b, small=small, large=large):
       return a[key] + (b[key] - a[key]) / (large - small) * (_IMAGENET_TRAIN - small)
-    print(f"{form:9s} extrapolated to {_IMAGENET_TRAIN} training images: planning "
-          f"~{extrapolate('seconds'):.0f} s, peak RSS +{extrapolate('rss_growth') / 2**30:.2f} GiB, "
-          f"path list {extrapolate('path_bytes') / 2**30:.2f} GiB")
+
+    print(
+        f"{form:9s} extrapolated to {_IMAGENET_TRAIN} training images: planning "
+        f"~{extrapolate('seconds'):.0f} s, peak RSS +{extrapolate('rss_growth') / 2**30:.2f} GiB, "
+        f"path list {extrapolate('path_bytes') / 2**30:.2f} GiB")
 
 
 def define_flags():

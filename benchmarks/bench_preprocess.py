@@ -110,9 +110,11 @@ def pack_archive(root, archive_dir):
 
 def time_build(root, output_dir):
   """(b): wall seconds of the whole job and its peak RSS over the process tree, in bytes."""
-  command = [sys.executable, "-m", "preprocess.build_shards", "--input_dir", root, "--output_dir",
-             output_dir, "--overwrite", "--progress_seconds=3600",
-             f"--jpeg_subsampling={FLAGS.jpeg_subsampling}"]
+  command = [
+      sys.executable, "-m", "preprocess.build_shards", "--input_dir", root, "--output_dir",
+      output_dir, "--overwrite", "--progress_seconds=3600",
+      f"--jpeg_subsampling={FLAGS.jpeg_subsampling}"
+  ]
   start = time.perf_counter()
   job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   parent, peak = psutil.Process(job.pid), 0
@@ -207,9 +209,10 @@ def define_flags():
   flags.DEFINE_integer("num_images", 3000, "Images in the base input.")
   flags.DEFINE_integer("scale", 4, "The larger input is this many times the base (hard links).")
   flags.DEFINE_string("work_dir", "bench_out", "Scratch folder for inputs and outputs.")
-  flags.DEFINE_enum("jpeg_subsampling", convert.JPEG_SUBSAMPLING, list(convert.JPEG_SUBSAMPLINGS),
-                    "Chroma subsampling of the job's stored JPEGs and of (a); (a0) always encodes "
-                    "with Pillow's default. Run once with each: 4:4:4 is stage 1's default.")
+  flags.DEFINE_enum(
+      "jpeg_subsampling", convert.JPEG_SUBSAMPLING, list(convert.JPEG_SUBSAMPLINGS),
+      "Chroma subsampling of the job's stored JPEGs and of (a); (a0) always encodes "
+      "with Pillow's default. Run once with each: 4:4:4 is stage 1's default.")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ flags.DEFINE_string("work_dir", "bench_out/resume", "Scratch folder (inputs are 
 
 
 def _command(input_dir, output_dir):
-  return [sys.executable, "-m", "preprocess.build_shards", "--input_dir", input_dir,
-          "--output_dir", output_dir]
+  return [
+      sys.executable, "-m", "preprocess.build_shards", "--input_dir", input_dir, "--output_dir",
+      output_dir
+  ]
 
 
 def _timed_build(input_dir, output_dir):
@@ -64,18 +66,19 @@ def main(_):
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
     results = os.path.join(stopped_dir, resume.RESULTS_NAME)
-    finished = len([n for n in os.listdir(results) if n.endswith(".json")]) if os.path.isdir(
-        results) else 0
+    finished = len([n for n in os.listdir(results) if n.endswith(".json")
+                   ]) if os.path.isdir(results) else 0
     rerun = _timed_build(input_dir, stopped_dir)
     with open(os.path.join(stopped_dir, "manifest.json")) as f:
       kept = json.load(f)["resume"]
     with open(os.path.join(full_dir, "manifest.json")) as f:
       num_shards = json.load(f)["resume"]["num_shards"]
     converted = (num_shards - kept["kept_shards"]) / num_shards
-    print(f"round {round_index + 1}: uninterrupted {full:.1f} s; stopped at {FLAGS.stop_at:.0%} "
-          f"with {finished} of {num_shards} shards finished; rerun {rerun:.1f} s = "
-          f"{rerun / full:.2f} of the uninterrupted time, converting {converted:.2f} of the shards "
-          f"(kept {kept['kept_shards']}, difference {rerun / full - converted:+.2f})", flush=True)
+    print(
+        f"round {round_index + 1}: uninterrupted {full:.1f} s; stopped at {FLAGS.stop_at:.0%} "
+        f"with {finished} of {num_shards} shards finished; rerun {rerun:.1f} s = "
+        f"{rerun / full:.2f} of the uninterrupted time, converting {converted:.2f} of the shards "
+        f"(kept {kept['kept_shards']}, difference {rerun / full - converted:+.2f})", flush=True)
 
 
 if __name__ == "__main__":

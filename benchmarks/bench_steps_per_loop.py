@@ -39,19 +39,22 @@ def one_batch_trainer(width, batch_size):
   it."""
   with tempfile.TemporaryDirectory() as scratch:
     manifest = dataset_lib.load(write_synthetic_dataset(scratch, 4 * batch_size))
-    batch = next(iter(input_pipeline.make_dataset(
-        manifest, input_pipeline.Stream("train", batch_size=batch_size, training=True,
-                                        shuffle_buffer=16))))
+    batch = next(
+        iter(
+            input_pipeline.make_dataset(
+                manifest,
+                input_pipeline.Stream("train", batch_size=batch_size, training=True,
+                                      shuffle_buffer=16))))
     prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   config = config_lib.Config(batch_size=batch_size, width=width)
   strategy = tf.distribute.get_strategy()
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  iterator = iter(strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensors(batch).repeat()))
-  return manifest, iterator, lambda b, measure: train.train_step(
-      model, optimizer, b, prep, config, state["rng"], measure)
+  iterator = iter(
+      strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat()))
+  return manifest, iterator, lambda b, measure: train.train_step(model, optimizer, b, prep, config,
+                                                                 state["rng"], measure)
 
 
 def main(argv):

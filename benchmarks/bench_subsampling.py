@@ -60,8 +60,10 @@ def conversion_seconds(sources, repeats):
 def main(argv):
   del argv
   cases = colour_photos.all_cases()
-  sources = {s: {name: colour_photos.source_jpeg(pixels, s) for name, pixels in cases.items()}
-             for s in convert.JPEG_SUBSAMPLINGS}
+  sources = {
+      s: {name: colour_photos.source_jpeg(pixels, s) for name, pixels in cases.items()}
+      for s in convert.JPEG_SUBSAMPLINGS
+  }
   results = fidelity(sources)
   for (group, source_subsampling, subsampling), rows in sorted(results.items()):
     for name, size, quality in rows:
@@ -73,13 +75,14 @@ def main(argv):
     _, sizes, psnrs = zip(*rows)
     worst = min(rows, key=lambda row: row[2])
     logging.info("| %s (%d) | %s | %s | %.1f KB | %.1f dB (%s) | %.1f dB |", group, len(rows),
-                 source_subsampling, subsampling, np.mean(sizes) / 1000, worst[2], worst[0],
-                 np.mean(psnrs))
-  for (source_subsampling, subsampling), seconds in sorted(
-      conversion_seconds(sources, FLAGS.repeats).items()):
-    logging.info("convert_image, source %s, stored %s: %.2f ms per image (median of %d passes "
-                 "over the %d images)", source_subsampling, subsampling, 1000 * seconds,
-                 FLAGS.repeats, len(cases))
+                 source_subsampling, subsampling,
+                 np.mean(sizes) / 1000, worst[2], worst[0], np.mean(psnrs))
+  for (source_subsampling,
+       subsampling), seconds in sorted(conversion_seconds(sources, FLAGS.repeats).items()):
+    logging.info(
+        "convert_image, source %s, stored %s: %.2f ms per image (median of %d passes "
+        "over the %d images)", source_subsampling, subsampling, 1000 * seconds, FLAGS.repeats,
+        len(cases))
 
 
 def define_flags():

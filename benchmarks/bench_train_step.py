@@ -43,6 +43,7 @@ def keras_grouped_conv_twin(model):
   Returns:
     A new `keras.Model` with the same layer names and the same weights.
   """
+
   def clone_layer(layer):
     if not isinstance(layer, model_lib.GroupedConv2D):
       return layer.__class__.from_config(layer.get_config())
@@ -119,14 +120,10 @@ def torch_alexnet(num_classes):
   def pool():
     return nn.MaxPool2d(kernel_size=3, stride=2)
 
-  return nn.Sequential(
-      layers["conv1"], nn.ReLU(), lrn(), pool(),
-      layers["conv2"], nn.ReLU(), lrn(), pool(),
-      layers["conv3"], nn.ReLU(), layers["conv4"], nn.ReLU(), layers["conv5"], nn.ReLU(), pool(),
-      nn.Flatten(),
-      layers["fc6"], nn.ReLU(), nn.Dropout(0.5),
-      layers["fc7"], nn.ReLU(), nn.Dropout(0.5),
-      layers["fc8"])
+  return nn.Sequential(layers["conv1"], nn.ReLU(), lrn(), pool(), layers["conv2"], nn.ReLU(), lrn(),
+                       pool(), layers["conv3"], nn.ReLU(), layers["conv4"], nn.ReLU(),
+                       layers["conv5"], nn.ReLU(), pool(), nn.Flatten(), layers["fc6"], nn.ReLU(),
+                       nn.Dropout(0.5), layers["fc7"], nn.ReLU(), nn.Dropout(0.5), layers["fc8"])
 
 
 def time_torch_training(images, labels, steps, warmup):

@@ -13,8 +13,10 @@ import urllib.parse
 
 KINDS = ("read", "list", "metadata", "write", "delete_copy", "other")
 # Headers that describe one hop of a connection, not the request; the proxy sets its own.
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-               "upgrade", "host", "content-length"}
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
+    "host", "content-length"
+}
 
 
 def request_kind(method, path, query):
@@ -96,11 +98,12 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     self.end_headers()
     self.wfile.write(data)
     with proxy.lock:
-      proxy.requests.append({"method": self.command, "path": path, "query": query, "kind": kind,
-                             "range": self.headers.get("Range"), "status": response.status,
-                             "sent": len(body), "received": received,
-                             "start": round(start - proxy.started, 4),
-                             "seconds": round(time.perf_counter() - start, 4)})
+      proxy.requests.append({
+          "method": self.command, "path": path, "query": query, "kind": kind,
+          "range": self.headers.get("Range"), "status": response.status, "sent": len(body),
+          "received": received, "start": round(start - proxy.started,
+                                               4), "seconds": round(time.perf_counter() - start, 4)
+      })
 
   do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 

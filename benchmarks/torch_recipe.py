@@ -28,23 +28,23 @@ from common import schema
 CROP = 224
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
-RECIPE = {"batch_size": 256, "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
-          "lr_step_epochs": 30}
+RECIPE = {
+    "batch_size": 256, "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
+    "lr_step_epochs": 30
+}
 
 
 def torchvision_alexnet(num_classes):
   """torchvision's AlexNet architecture (models/alexnet.py), PyTorch's default initialisation."""
   from torch import nn  # pylint: disable=import-outside-toplevel
-  return nn.Sequential(
-      nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-      nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-      nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-      nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-      nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-      nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
-      nn.Dropout(0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
-      nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-      nn.Linear(4096, num_classes))
+  return nn.Sequential(nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(3, 2), nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(3, 2), nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+                       nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+                       nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+                       nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(), nn.Dropout(0.5),
+                       nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                       nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes))
 
 
 def random_resized_crop(pixels, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
@@ -60,8 +60,7 @@ def random_resized_crop(pixels, rng, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
   else:  # torchvision's fallback: the central crop.
     h = w = min(height, width)
     top, left = (height - h) // 2, (width - w) // 2
-  image = Image.fromarray(pixels[top:top + h, left:left + w]).resize((CROP, CROP),
-                                                                      Image.BILINEAR)
+  image = Image.fromarray(pixels[top:top + h, left:left + w]).resize((CROP, CROP), Image.BILINEAR)
   out = np.asarray(image)
   return out[:, ::-1] if rng.random() < 0.5 else out
 
@@ -136,8 +135,11 @@ def train_epochs(manifest, work_dir, epochs, seed=0, on_epoch=None):
     metrics = evaluate(net, manifest, rng)
     seconds = time.monotonic() - start
     os.makedirs(work_dir, exist_ok=True)
-    torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "epoch": epoch}, path + ".tmp")
+    torch.save(
+        {
+            "net": net.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "epoch": epoch
+        }, path + ".tmp")
     os.replace(path + ".tmp", path)
     if on_epoch:
       on_epoch(epoch, metrics, seconds)

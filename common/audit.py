@@ -55,8 +55,8 @@ def count(groups, images_not_compared=0):
       counts[f"pairs_within_{split}"] += len(members) * (len(members) - 1) // 2
       if split != "train" and train_classes:
         counts[f"{split}_in_train"] += len(members)
-        counts[f"{split}_in_train_other_class"] += sum(m["class"] not in train_classes
-                                                       for m in members)
+        counts[f"{split}_in_train_other_class"] += sum(
+            m["class"] not in train_classes for m in members)
   return counts
 
 
@@ -71,13 +71,16 @@ def make_document(groups, method, images_not_compared=0):
   Returns:
     A dict with `TOP_KEYS`.
   """
-  ordered = sorted((sorted((dict(m) for m in group), key=lambda m: (m["split"], m["file"]))
-                    for group in groups), key=lambda g: (g[0]["split"], g[0]["file"]))
+  ordered = sorted(
+      (sorted((dict(m) for m in group), key=lambda m: (m["split"], m["file"])) for group in groups),
+      key=lambda g: (g[0]["split"], g[0]["file"]))
   for group in ordered:
     for member in group:
       _check_keys(member, MEMBER_KEYS, "a group member")
-  return {"version": VERSION, "method": dict(method),
-          "counts": count(ordered, images_not_compared), "groups": ordered}
+  return {
+      "version": VERSION, "method": dict(method), "counts": count(ordered, images_not_compared),
+      "groups": ordered
+  }
 
 
 def dumps(document):

@@ -23,7 +23,8 @@ _MANIFEST = manifest_lib.MANIFEST_NAME
 def join(directory, name):
   """Joins a dataset directory (local or a URL such as gs://bucket/dir) and a relative name."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the module docstring)
-  return posixpath.join(directory, name) if "://" in directory else tf.io.gfile.join(directory, name)
+  return posixpath.join(directory, name) if "://" in directory else tf.io.gfile.join(
+      directory, name)
 
 
 def file_sha256(path, chunk_size=1 << 22):

@@ -22,7 +22,6 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _LENGTH_DELIMITED = 2  # wire type of strings, bytes, sub-messages and packed repeated fields
 
-
 _ONE_BYTE = tuple(bytes((value,)) for value in range(0x80))  # most tags and lengths
 
 

@@ -57,15 +57,17 @@ SPLITS = ("train", "validation", "test")
 LAYOUTS = ("folders", "flat")
 
 # The layout, once: the builders below produce exactly these keys and `check_layout` accepts only them.
-TOP_KEYS = ("schema_version", "image_size", "encoding", "label_base", "classes", "splits", "skipped",
-            "repaired", "ignored", "ignored_files", "stats", "resume", "subset", "audit", "args")
+TOP_KEYS = ("schema_version", "image_size", "encoding", "label_base", "classes", "splits",
+            "skipped", "repaired", "ignored", "ignored_files", "stats", "resume", "subset", "audit",
+            "args")
 CLASS_KEYS = ("label", "synset", "name")
 SPLIT_KEYS = ("num_examples", "class_counts", "shards", "layout", "input", "files_seen", "skipped",
               "repaired", "ignored")
 SHARD_KEYS = ("file", "num_examples", "size_bytes", "sha256", "index_file")
 SKIPPED_KEYS = ("split", "path", "reason", "detail")
 REPAIRED_KEYS = ("split", "path", "fix")
-STATS_KEYS = ("mean_file", "num_images", "channel_mean", "rgb_covariance", "rgb_eigval", "rgb_eigvec")
+STATS_KEYS = ("mean_file", "num_images", "channel_mean", "rgb_covariance", "rgb_eigval",
+              "rgb_eigvec")
 RESUME_KEYS = ("kept_shards", "kept_images", "num_shards", "rebuilt")
 SUBSET_KEYS = ("name", "wnids", "digest", "per_class", "train_list", "short_classes", "unmatched")
 AUDIT_KEYS = ("file", "sha256", "fingerprints", "fingerprints_sha256", "counts", "dropped")
@@ -90,12 +92,14 @@ def make_shard(file, num_examples, size_bytes, sha256, index_file=None):
   Returns:
     A dict with `SHARD_KEYS`.
   """
-  return {"file": file, "num_examples": int(num_examples), "size_bytes": int(size_bytes),
-          "sha256": sha256, "index_file": index_file}
+  return {
+      "file": file, "num_examples": int(num_examples), "size_bytes": int(size_bytes),
+      "sha256": sha256, "index_file": index_file
+  }
 
 
-def make_split(shards, class_counts, layout="folders", input_form="extracted", skipped=0, repaired=0,
-               ignored=0, dropped=0):
+def make_split(shards, class_counts, layout="folders", input_form="extracted", skipped=0,
+               repaired=0, ignored=0, dropped=0):
   """One entry of `splits`.
 
   Args:
@@ -121,10 +125,12 @@ def make_split(shards, class_counts, layout="folders", input_form="extracted", s
                      f"add up to {num_examples}")
   if layout not in LAYOUTS:
     raise ValueError(f"unknown layout {layout!r}, expected one of {LAYOUTS}")
-  return {"num_examples": num_examples, "class_counts": dict(sorted(class_counts.items())),
-          "shards": list(shards), "layout": layout, "input": input_form,
-          "files_seen": num_examples + skipped + ignored + dropped, "skipped": skipped,
-          "repaired": repaired, "ignored": ignored}
+  return {
+      "num_examples": num_examples, "class_counts": dict(sorted(class_counts.items())),
+      "shards": list(shards), "layout": layout, "input": input_form,
+      "files_seen": num_examples + skipped + ignored + dropped, "skipped": skipped,
+      "repaired": repaired, "ignored": ignored
+  }
 
 
 def make_resume(kept_shards=0, kept_images=0, num_shards=0, rebuilt=None):
@@ -139,8 +145,10 @@ def make_resume(kept_shards=0, kept_images=0, num_shards=0, rebuilt=None):
   Returns:
     A dict with `RESUME_KEYS`.
   """
-  return {"kept_shards": int(kept_shards), "kept_images": int(kept_images),
-          "num_shards": int(num_shards), "rebuilt": dict(sorted((rebuilt or {}).items()))}
+  return {
+      "kept_shards": int(kept_shards), "kept_images": int(kept_images),
+      "num_shards": int(num_shards), "rebuilt": dict(sorted((rebuilt or {}).items()))
+  }
 
 
 def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), repaired=(),
@@ -177,19 +185,36 @@ def make_manifest(*, image_size, encoding, synsets, names, splits, skipped=(), r
   if list(synsets) != sorted(synsets):
     raise ValueError("synsets must be sorted: a class's label is its position")
   return {
-      "schema_version": SCHEMA_VERSION, "image_size": image_size, "encoding": encoding,
-      "label_base": 0,
+      "schema_version":
+          SCHEMA_VERSION,
+      "image_size":
+          image_size,
+      "encoding":
+          encoding,
+      "label_base":
+          0,
       "classes": [{"label": i, "synset": w, "name": names[w]} for i, w in enumerate(synsets)],
-      "splits": dict(splits),
-      "skipped": sorted(skipped, key=lambda s: (s["split"], s["path"])),
-      "repaired": sorted(repaired, key=lambda r: (r["split"], r["path"], r["fix"])),
-      "ignored": len(ignored_files), "ignored_files": sorted(ignored_files),
-      "stats": dict(stats or {}),
-      "resume": dict(resume or make_resume(
-          num_shards=sum(len(info["shards"]) for info in splits.values()))),
-      "subset": dict(subset or {}),
-      "audit": dict(audit or {}),
-      "args": dict(args or {}),
+      "splits":
+          dict(splits),
+      "skipped":
+          sorted(skipped, key=lambda s: (s["split"], s["path"])),
+      "repaired":
+          sorted(repaired, key=lambda r: (r["split"], r["path"], r["fix"])),
+      "ignored":
+          len(ignored_files),
+      "ignored_files":
+          sorted(ignored_files),
+      "stats":
+          dict(stats or {}),
+      "resume":
+          dict(resume or
+               make_resume(num_shards=sum(len(info["shards"]) for info in splits.values()))),
+      "subset":
+          dict(subset or {}),
+      "audit":
+          dict(audit or {}),
+      "args":
+          dict(args or {}),
   }
 
 
@@ -227,9 +252,8 @@ def _check_keys(entry, keys, where):
     raise ManifestError(f"{where}: expected an object, found {type(entry).__name__}")
   missing, unknown = sorted(set(keys) - set(entry)), sorted(set(entry) - set(keys))
   if missing or unknown:
-    raise ManifestError(f"{where}: " + "; ".join(
-        f"{label} keys {names}" for label, names in (("missing", missing), ("unknown", unknown))
-        if names))
+    raise ManifestError(f"{where}: " + "; ".join(f"{label} keys {names}" for label, names in (
+        ("missing", missing), ("unknown", unknown)) if names))
 
 
 def dumps(manifest):

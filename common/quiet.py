@@ -44,8 +44,8 @@ def full_logs():
 def _calling_file():
   """The file of the innermost caller outside the logging modules (stdlib's and absl's)."""
   frame = sys._getframe(1)  # pylint: disable=protected-access
-  while frame is not None and (frame.f_code.co_filename == __file__
-                               or f"{os.sep}logging{os.sep}" in frame.f_code.co_filename):
+  while frame is not None and (frame.f_code.co_filename == __file__ or
+                               f"{os.sep}logging{os.sep}" in frame.f_code.co_filename):
     frame = frame.f_back
   return frame.f_code.co_filename if frame is not None else ""
 

@@ -43,8 +43,8 @@ def frame_record(data):
     The framed bytes, `HEADER_BYTES + len(data) + FOOTER_BYTES` long.
   """
   length = struct.pack("<Q", len(data))
-  return (length + struct.pack("<I", masked_crc32c(length)) + data
-          + struct.pack("<I", masked_crc32c(data)))
+  return (length + struct.pack("<I", masked_crc32c(length)) + data +
+          struct.pack("<I", masked_crc32c(data)))
 
 
 def _read_header(f, path, offset):
@@ -166,8 +166,8 @@ def verify_index(shard_path, index_path, opener=open):
       if offset + framed > size:
         raise ValueError(f"{shard_path}: truncated record at byte {offset}")
       if count >= len(listed) or listed[count] != (offset, framed):
-        found = (f"byte {listed[count][0]} with {listed[count][1]} bytes" if count < len(listed)
-                 else f"only {len(listed)} records")
+        found = (f"byte {listed[count][0]} with {listed[count][1]} bytes"
+                 if count < len(listed) else f"only {len(listed)} records")
         raise ValueError(f"{shard_path}: record {count} is at byte {offset} with {framed} bytes, "
                          f"its index {index_path} lists {found}")
       f.seek(offset + framed)

@@ -75,8 +75,8 @@ def format_of_encoding(encoding):
   return _FORMAT_OF_ENCODING[encoding]
 
 
-def make_example(*, encoded, image_format, label, synset, filename, original_height,
-                 original_width, height=IMAGE_SIZE, width=IMAGE_SIZE, channels=CHANNELS):
+def make_example(*, encoded, image_format, label, synset, filename, original_height, original_width,
+                 height=IMAGE_SIZE, width=IMAGE_SIZE, channels=CHANNELS):
   """Serializes one image record.
 
   Args:
@@ -98,24 +98,26 @@ def make_example(*, encoded, image_format, label, synset, filename, original_hei
     ValueError: if the format is unknown, the label negative, or raw bytes have the wrong length.
   """
   if image_format not in FORMATS:
-    raise ValueError(f"{filename}: unknown image format {image_format!r}, expected one of {FORMATS}")
+    raise ValueError(
+        f"{filename}: unknown image format {image_format!r}, expected one of {FORMATS}")
   if label < 0:
     raise ValueError(f"{filename}: negative label {label}")
   if image_format == FORMAT_RAW and len(encoded) != height * width * channels:
     raise ValueError(f"{filename}: raw image has {len(encoded)} bytes, expected "
                      f"{height}x{width}x{channels}")
-  return example_proto.serialize_example({
-      ENCODED: encoded,
-      FORMAT: image_format.encode(),
-      HEIGHT: height,
-      WIDTH: width,
-      CHANNELS_KEY: channels,
-      LABEL: label,
-      SYNSET: synset.encode(),
-      FILENAME: filename.encode(),
-      ORIGINAL_HEIGHT: original_height,
-      ORIGINAL_WIDTH: original_width,
-  }, FEATURE_TYPES)
+  return example_proto.serialize_example(
+      {
+          ENCODED: encoded,
+          FORMAT: image_format.encode(),
+          HEIGHT: height,
+          WIDTH: width,
+          CHANNELS_KEY: channels,
+          LABEL: label,
+          SYNSET: synset.encode(),
+          FILENAME: filename.encode(),
+          ORIGINAL_HEIGHT: original_height,
+          ORIGINAL_WIDTH: original_width,
+      }, FEATURE_TYPES)
 
 
 def parse_example(serialized):

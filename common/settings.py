@@ -93,9 +93,8 @@ def _flags_of(field, spec):
     return [(spec.flag or field.name, None, default, spec.help)]
   default = field.metadata["per_split_default"]
   default = None if default is dataclasses.MISSING else default
-  return [(spec.flag.format(split=split), split, default,
-           spec.help[split] if isinstance(spec.help, dict)
-           else spec.help.format(name=_NAMES[split], split=split))
+  return [(spec.flag.format(split=split), split, default, spec.help[split] if isinstance(
+      spec.help, dict) else spec.help.format(name=_NAMES[split], split=split))
           for split in spec.per_split]
 
 

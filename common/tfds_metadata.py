@@ -40,8 +40,10 @@ _FEATURES = "tensorflow_datasets.core.features."
 
 
 def _tensor(shape, dtype, encoding="none"):
-  return {"dtype": dtype, "encoding": encoding, "shape": {"dimensions": [str(d) for d in shape]}
-          if shape else {}}
+  return {
+      "dtype": dtype, "encoding": encoding,
+      "shape": {"dimensions": [str(d) for d in shape]} if shape else {}
+  }
 
 
 def _feature(key, kind, image_format, image_size, num_classes):
@@ -49,16 +51,22 @@ def _feature(key, kind, image_format, image_size, num_classes):
   if key == schema.ENCODED:
     shape = (image_size, image_size, schema.CHANNELS)
     if image_format == schema.FORMAT_JPEG:
-      return {"pythonClassName": _FEATURES + "image_feature.Image",
-              "image": {"dtype": "uint8", "encodingFormat": "jpeg",
-                        "shape": _tensor(shape, "uint8")["shape"]}}
+      return {
+          "pythonClassName": _FEATURES + "image_feature.Image", "image": {
+              "dtype": "uint8", "encodingFormat": "jpeg", "shape": _tensor(shape, "uint8")["shape"]
+          }
+      }
     if image_format == schema.FORMAT_RAW:  # decoded with tf.io.decode_raw, then reshaped
-      return {"pythonClassName": _FEATURES + "tensor_feature.Tensor",
-              "tensor": _tensor(shape, "uint8", "bytes")}
+      return {
+          "pythonClassName": _FEATURES + "tensor_feature.Tensor",
+          "tensor": _tensor(shape, "uint8", "bytes")
+      }
     raise ValueError(f"unknown encoding {image_format!r}, expected one of {schema.FORMATS}")
   if key == schema.LABEL:
-    return {"pythonClassName": _FEATURES + "class_label_feature.ClassLabel",
-            "classLabel": {"numClasses": str(num_classes)}}
+    return {
+        "pythonClassName": _FEATURES + "class_label_feature.ClassLabel",
+        "classLabel": {"numClasses": str(num_classes)}
+    }
   if kind is bytes:
     return {"pythonClassName": _FEATURES + "text_feature.Text", "text": {}}
   if kind is int:
@@ -80,10 +88,14 @@ def features_json(image_format, image_size, num_classes):
   Raises:
     ValueError: an unknown encoding, or a schema type TFDS has no feature for here.
   """
-  features = {key: _feature(key, kind, image_format, image_size, num_classes)
-              for key, kind in schema.FEATURE_TYPES.items()}
-  return {"featuresDict": {"features": features},
-          "pythonClassName": _FEATURES + "features_dict.FeaturesDict"}
+  features = {
+      key: _feature(key, kind, image_format, image_size, num_classes)
+      for key, kind in schema.FEATURE_TYPES.items()
+  }
+  return {
+      "featuresDict": {"features": features},
+      "pythonClassName": _FEATURES + "features_dict.FeaturesDict"
+  }
 
 
 def dataset_info_json(manifest):
@@ -108,14 +120,17 @@ def dataset_info_json(manifest):
       if shard["file"] != expected:
         raise ValueError(f"shard {shard['file']!r} of split {split}: TFDS would look for "
                          f"{expected!r}")
-    splits.append({"filepathTemplate": FILEPATH_TEMPLATE, "name": split,
-                   "numBytes": str(sum(s["size_bytes"] for s in shards)),
-                   "shardLengths": [str(s["num_examples"]) for s in shards]})
-  return {"description": DESCRIPTION, "fileFormat": FILE_FORMAT, "name": DATASET_NAME,
-          "splits": splits,
-          "supervisedKeys": {"tuple": {"items": [{"featureKey": schema.ENCODED},
-                                                 {"featureKey": schema.LABEL}]}},
-          "version": VERSION}
+    splits.append({
+        "filepathTemplate": FILEPATH_TEMPLATE, "name": split,
+        "numBytes": str(sum(s["size_bytes"] for s in shards)),
+        "shardLengths": [str(s["num_examples"]) for s in shards]
+    })
+  return {
+      "description": DESCRIPTION, "fileFormat": FILE_FORMAT, "name": DATASET_NAME, "splits": splits,
+      "supervisedKeys": {
+          "tuple": {"items": [{"featureKey": schema.ENCODED}, {"featureKey": schema.LABEL}]}
+      }, "version": VERSION
+  }
 
 
 def metadata_files(manifest):

@@ -60,12 +60,12 @@ def pipeline_options(beam_args):
     raise errors.BuildError(usage.getvalue().strip().splitlines()[-1]) from None
   if (known.get("direct_num_workers") or 0) < 0:
     raise errors.BuildError(f"--direct_num_workers={known['direct_num_workers']}: must be >= 0 "
-                           "(0: one worker per core)")
+                            "(0: one worker per core)")
   everything = options.get_all_options(retain_unknown_options=True)
   unknown = sorted(set(everything) - set(known))
   if unknown:
     raise errors.BuildError(f"unknown flag --{unknown[0]} (not a flag of this job nor a Beam "
-                           "pipeline option)")
+                            "pipeline option)")
   return options
 
 
@@ -80,7 +80,7 @@ def check_workers(beam_options):
     missing = runners.missing_packages_on_dask(address)
   except (OSError, TimeoutError) as e:
     raise errors.BuildError(f"--dask_client_address={address}: cannot reach the scheduler "
-                           f"({e.__class__.__name__}: {e})") from None
+                            f"({e.__class__.__name__}: {e})") from None
   if missing:
     raise errors.BuildError(
         f"the Dask workers cannot import {missing}: install this project on every worker "
@@ -106,8 +106,9 @@ def main(argv):
     logging.error("%s", e)
     faults.exit_now(e.exit_code)
   except KeyboardInterrupt:  # before or after the job: what it finished stays
-    logging.error("stopped by Ctrl-C; the shards finished so far are kept in %s; rerun the same "
-                  "command to resume", FLAGS.output_dir)
+    logging.error(
+        "stopped by Ctrl-C; the shards finished so far are kept in %s; rerun the same "
+        "command to resume", FLAGS.output_dir)
     faults.exit_now(faults.EXIT_CODES[signal.SIGINT])
 
 

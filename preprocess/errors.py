@@ -7,14 +7,14 @@ archive member) and converting it (`conversion/decode.py`) both skip with it.
 
 # Skip reasons, in the order the checks run. The sample-data generator, the tests and the manifest's
 # documentation use these names, never copies of the strings.
-EMPTY = "empty"                            # zero bytes (possibly after gunzip)
-BAD_GZIP = "bad_gzip"                      # gzip magic, but the stream does not inflate to its end
-UNIDENTIFIED = "unidentified"              # not an image format we accept (HTML, random bytes, PDF)
+EMPTY = "empty"  # zero bytes (possibly after gunzip)
+BAD_GZIP = "bad_gzip"  # gzip magic, but the stream does not inflate to its end
+UNIDENTIFIED = "unidentified"  # not an image format we accept (HTML, random bytes, PDF)
 DECOMPRESSION_BOMB = "decompression_bomb"  # header (or gzip stream) declares more than the limit
-TRUNCATED = "truncated"                    # the image data ends early
-CORRUPT = "corrupt"                        # any other failure to open or decode
-UNSUPPORTED_MODE = "unsupported_mode"      # decodes to a pixel type with no 8-bit RGB meaning
-UNREADABLE = "unreadable"                  # the shard writer could not read the file (OSError)
+TRUNCATED = "truncated"  # the image data ends early
+CORRUPT = "corrupt"  # any other failure to open or decode
+UNSUPPORTED_MODE = "unsupported_mode"  # decodes to a pixel type with no 8-bit RGB meaning
+UNREADABLE = "unreadable"  # the shard writer could not read the file (OSError)
 REASONS = (EMPTY, BAD_GZIP, UNIDENTIFIED, DECOMPRESSION_BOMB, TRUNCATED, CORRUPT, UNSUPPORTED_MODE,
            UNREADABLE)
 

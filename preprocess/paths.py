@@ -148,8 +148,7 @@ def list_files(directory, pattern="**"):
 
 def has_files(directory):
   with translated(directory):
-    return bool(FileSystems.match([join(directory.rstrip("/"), "**")],
-                                  limits=[1])[0].metadata_list)
+    return bool(FileSystems.match([join(directory.rstrip("/"), "**")], limits=[1])[0].metadata_list)
 
 
 @contextlib.contextmanager
@@ -169,8 +168,7 @@ def write_file(path, data, temp_dir=None):
     with translated(path):
       stores.write_object(path, data)
     return
-  temp = (join(temp_dir, f"{basename(path)}.tmp") if temp_dir else
-          f"{path}.tmp")
+  temp = (join(temp_dir, f"{basename(path)}.tmp") if temp_dir else f"{path}.tmp")
   with create(temp) as f:
     f.write(data)
   rename(temp, path)

@@ -37,16 +37,21 @@ MISSING, DENIED, UNREADABLE = "missing", "denied", "unreadable"
 RANGED = ("gs", "s3")
 # Error codes the stores send beside (or instead of) an HTTP status.
 _MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "NotFound", "404"}
-_DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "401",
-                 "ExpiredToken", "InvalidToken", "AllAccessDisabled"}
-_CREDENTIAL_ERRORS = {"DefaultCredentialsError", "RefreshError", "NoCredentialsError",
-                      "PartialCredentialsError", "TransportError"}
+_DENIED_CODES = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "401", "ExpiredToken",
+    "InvalidToken", "AllAccessDisabled"
+}
+_CREDENTIAL_ERRORS = {
+    "DefaultCredentialsError", "RefreshError", "NoCredentialsError", "PartialCredentialsError",
+    "TransportError"
+}
 _PARALLEL_DELETES = 16
 
 _state = threading.local()
 # What `connect` set up; the clients made from it are dropped when it is called again.
-_connected = {"options": None, "google_looked_up": False, "anonymous_gcs": False, "s3": None,
-              "generation": 0}
+_connected = {
+    "options": None, "google_looked_up": False, "anonymous_gcs": False, "s3": None, "generation": 0
+}
 
 
 def scheme(path):
@@ -72,8 +77,8 @@ def connect(pipeline_options=None, paths=()):
       FileSystems.get_filesystem(path)
     except ValueError:
       extra = EXTRAS.get(scheme(path))
-      how = (f"pip install 'alexnet-imagenet[{extra}]' (or -r requirements-{extra}.txt)" if extra
-             else "install the Beam filesystem for it")
+      how = (f"pip install 'alexnet-imagenet[{extra}]' (or -r requirements-{extra}.txt)"
+             if extra else "install the Beam filesystem for it")
       raise Unavailable(f"{path}: Beam has no filesystem for {scheme(path)}:// installed here; "
                         f"{how}") from None
   if any(scheme(path) == "gs" for path in paths) or os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -280,6 +285,7 @@ def delete_objects(paths):
   missing one is no error."""
   gcs = [path for path in paths if scheme(path) == "gs"]
   if gcs:
+
     def delete(path):
       from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
       bucket, name = _split(path)
@@ -287,6 +293,7 @@ def delete_objects(paths):
         _gcs_client().bucket(bucket).delete_blob(name)
       except exceptions.NotFound:
         pass
+
     with concurrent.futures.ThreadPoolExecutor(_PARALLEL_DELETES) as pool:
       list(pool.map(delete, gcs))
   by_bucket = {}
@@ -295,8 +302,9 @@ def delete_objects(paths):
       by_bucket.setdefault(_split(path)[0], []).append(_split(path)[1])
   for bucket, names in by_bucket.items():
     for start in range(0, len(names), 1000):
-      response = _s3_client().delete_objects(Bucket=bucket, Delete={
-          "Objects": [{"Key": name} for name in names[start:start + 1000]], "Quiet": True})
+      response = _s3_client().delete_objects(
+          Bucket=bucket,
+          Delete={"Objects": [{"Key": name} for name in names[start:start + 1000]], "Quiet": True})
       if response.get("Errors"):
         error = response["Errors"][0]
         raise PermissionError(f"{error.get('Code')}: {error.get('Message')} ({error.get('Key')})")

@@ -48,12 +48,12 @@ _CLASSES = (
      "through finely ground coffee beans", "coffee", None),
     ("n03773504", "missile", "a rocket carrying a warhead of conventional or nuclear explosives",
      "rocket", None),
-    ("n04548280", "wall clock", "a clock mounted on a wall", "clock",
-     ((35, 30, 80), (210, 215, 255))),
+    ("n04548280", "wall clock", "a clock mounted on a wall", "clock", ((35, 30, 80), (210, 215,
+                                                                                      255))),
     ("n04350905", "suit, suit of clothes", "a set of garments (usually including a jacket and "
      "trousers or skirt) for outerwear all of the same fabric and color", "astronaut", None),
-    ("n04435653", "tile roof", "a roof made of fired clay tiles", "brick",
-     ((60, 20, 10), (235, 125, 80))),
+    ("n04435653", "tile roof", "a roof made of fired clay tiles", "brick", ((60, 20, 10), (235, 125,
+                                                                                           80))),
     ("n04069434", "reflex camera", "camera that allows the photographer to view and focus the "
      "exact scene being photographed", "camera", ((10, 10, 10), (240, 240, 240))),
 )
@@ -63,20 +63,26 @@ _PARENT = ("n02121808", "domestic cat, house cat, Felis domesticus, Felis catus"
 
 # How to encode an image so that a correct pipeline applies exactly these fixes, in this order.
 _ENCODERS = {
-    (): lambda image: _encode(image, "JPEG"),
-    (decode.GRAYSCALE_TO_RGB,): lambda image: _encode(image.convert("L"), "JPEG"),
-    (decode.CMYK_TO_RGB,): lambda image: _encode(image.convert("CMYK"), "JPEG"),
-    (decode.PNG_SOURCE,): lambda image: _encode(image, "PNG"),
+    ():
+        lambda image: _encode(image, "JPEG"),
+    (decode.GRAYSCALE_TO_RGB,):
+        lambda image: _encode(image.convert("L"), "JPEG"),
+    (decode.CMYK_TO_RGB,):
+        lambda image: _encode(image.convert("CMYK"), "JPEG"),
+    (decode.PNG_SOURCE,):
+        lambda image: _encode(image, "PNG"),
     # mtime=0 keeps the gzip header, and so the file, independent of the clock.
-    (decode.GUNZIP,): lambda image: gzip.compress(_encode(image, "JPEG"), mtime=0),
+    (
+        decode.GUNZIP,):
+        lambda image: gzip.compress(_encode(image, "JPEG"), mtime=0),
     # Four channels, which a decoder must not hand on as they are.
     (decode.PNG_SOURCE, decode.ALPHA_REMOVED):
         lambda image: _encode(image.convert("RGBA"), "PNG"),
 }
 # The first training image of class k is saved in the k-th of these repairable forms.
 _TRAIN_REPAIRS = ((decode.GRAYSCALE_TO_RGB,), (decode.CMYK_TO_RGB,), (decode.PNG_SOURCE,),
-                  (decode.GUNZIP,), (decode.GRAYSCALE_TO_RGB,),
-                  (decode.PNG_SOURCE, decode.ALPHA_REMOVED))
+                  (decode.GUNZIP,), (decode.GRAYSCALE_TO_RGB,), (decode.PNG_SOURCE,
+                                                                 decode.ALPHA_REMOVED))
 # The second training image of class k gets the k-th of these unusual sizes (width, height).
 _SPECIAL_SIZES = ((1600, 1200), (80, 60), (1600, 120), (60, 80), (1200, 1600))
 _TYPICAL_SIZES = ((500, 375), (500, 375), (500, 375), (500, 333), (375, 500), (333, 500),
@@ -221,8 +227,8 @@ def _write_broken_files(writer, photo, images_per_class_train):
   """
   name = [f"train/{wnid}/{wnid}_{images_per_class_train + 1}.JPEG" for wnid, *_ in _CLASSES]
   jpeg = _encode(writer.render(photo), "JPEG")
-  for path, content, reason in ((name[0], b"", errors.EMPTY),
-                                (name[1], _HTML_PAGE, errors.UNIDENTIFIED),
+  for path, content, reason in ((name[0], b"", errors.EMPTY), (name[1], _HTML_PAGE,
+                                                               errors.UNIDENTIFIED),
                                 (name[2], writer.rng.bytes(4096), errors.UNIDENTIFIED),
                                 (name[3], jpeg[:len(jpeg) // 2], errors.TRUNCATED)):
     writer.broken[writer.write_bytes(path, content)] = reason
@@ -279,8 +285,7 @@ def _augment(photo, size, rng):
   crop_height = min(photo_height, crop_width / aspect)  # min() only absorbs rounding
   left = rng.uniform(0, photo_width - crop_width)
   top = rng.uniform(0, photo_height - crop_height)
-  image = photo.resize(size, Image.BILINEAR,
-                       box=(left, top, left + crop_width, top + crop_height))
+  image = photo.resize(size, Image.BILINEAR, box=(left, top, left + crop_width, top + crop_height))
   if rng.random() < 0.5:
     image = image.transpose(Image.FLIP_LEFT_RIGHT)
   # Pillow's lookup tables and saturating add do the jitter and the noise at a third of the cost
@@ -300,13 +305,13 @@ def _encode(image, image_format):
 
 def _meta_mat(images_per_class_train):
   """The devkit's meta.mat: a `synsets` struct array, leaf classes first, as in ILSVRC2012."""
-  fields = ("ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children",
-            "wordnet_height", "num_train_images")
+  fields = ("ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+            "num_train_images")
   synsets = np.empty((len(_CLASSES) + 1, 1), dtype=[(field, object) for field in fields])
   no_children = np.zeros((1, 0), np.uint16)
   for i, (wnid, words, gloss, _, _) in enumerate(_CLASSES):
-    synsets[i, 0] = (np.uint16(i + 1), wnid, words, gloss, np.uint16(0), no_children,
-                     np.uint16(0), np.uint16(images_per_class_train))
+    synsets[i, 0] = (np.uint16(i + 1), wnid, words, gloss, np.uint16(0), no_children, np.uint16(0),
+                     np.uint16(images_per_class_train))
   wnid, words, gloss, children = _PARENT
   child_ids = [i + 1 for i, row in enumerate(_CLASSES) if row[0] in children]
   synsets[-1, 0] = (np.uint16(len(_CLASSES) + 1), wnid, words, gloss, np.uint16(len(child_ids)),
@@ -325,7 +330,8 @@ def _define_flags():
   flags.DEFINE_integer("images_per_class_test", 0, "Test images per class.", lower_bound=0)
   flags.DEFINE_enum("val_layout", "folders", ["folders", "flat"],
                     "val/<wnid>/ folders, or the official flat val/ folder plus devkit files.")
-  flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.", lower_bound=0)
+  flags.DEFINE_integer("seed", 0, "Random seed; the same seed writes the same bytes.",
+                       lower_bound=0)
   flags.DEFINE_boolean("broken_files", True, "Also write unreadable and stray non-image files.")
   flags.mark_flag_as_required("output_dir")
 

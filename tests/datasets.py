@@ -70,9 +70,10 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=cl
       if split == "train":
         train_pixels.append(image.astype(np.float64))
       encoded.append(jpeg(image))
-      examples.append(schema.make_example(
-          encoded=encoded[-1], image_format=schema.FORMAT_JPEG, label=label,
-          synset=synsets[label], filename=filename, original_height=300, original_width=400))
+      examples.append(
+          schema.make_example(encoded=encoded[-1], image_format=schema.FORMAT_JPEG, label=label,
+                              synset=synsets[label], filename=filename, original_height=300,
+                              original_width=400))
       counts[synsets[label]] = counts.get(synsets[label], 0) + 1
     for shard in range(count):
       name = f"{split}-{shard:05d}-of-{count:05d}.tfrecord"
@@ -83,17 +84,19 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=cl
       with open(path, "rb") as f:
         data = f.read()
       with open(path + records_lib.INDEX_SUFFIX, "wb") as f:
-        f.write(b"".join(records_lib.index_line(offset, records_lib.HEADER_BYTES + len(record) +
-                                                records_lib.FOOTER_BYTES)
-                         for offset, record in records_lib.iter_records(path)))
-      shards.append(manifest_lib.make_shard(name, len(examples[shard::count]), len(data),
-                                            hashlib.sha256(data).hexdigest(),
-                                            records_lib.index_name(name)))
+        f.write(b"".join(
+            records_lib.index_line(
+                offset, records_lib.HEADER_BYTES + len(record) + records_lib.FOOTER_BYTES)
+            for offset, record in records_lib.iter_records(path)))
+      shards.append(
+          manifest_lib.make_shard(name, len(examples[shard::count]), len(data),
+                                  hashlib.sha256(data).hexdigest(), records_lib.index_name(name)))
       if split == "train":
         for number, stored in enumerate(encoded[shard::count]):
           thumb = fingerprint.thumbnail(stored)
-          fingerprints.append((search.image_id(shard, number), fingerprint.phash(thumb),
-                               fingerprint.digest(stored)))
+          fingerprints.append(
+              (search.image_id(shard,
+                               number), fingerprint.phash(thumb), fingerprint.digest(stored)))
     made[split] = manifest_lib.make_split(shards, counts)
   stacked = np.stack(train_pixels)
   np.save(os.path.join(directory, manifest_lib.MEAN_NAME), stacked.mean(axis=0).astype(np.float32))
@@ -110,17 +113,18 @@ def write_dataset(directory, synsets, splits, num_shards=None, seed=0, pixels=cl
     np.save(fingerprints_file, np.array(fingerprints, search.ROW))
     with open(fingerprints_file, "rb") as f:
       fingerprints_sha256 = hashlib.sha256(f.read()).hexdigest()
-    audit_entry = {"file": audit_lib.NAME, "sha256": hashlib.sha256(document).hexdigest(),
-             "fingerprints": audit_lib.FINGERPRINTS_NAME,
-             "fingerprints_sha256": fingerprints_sha256, "counts": audit_lib.count([]),
-             "dropped": []}
+    audit_entry = {
+        "file": audit_lib.NAME, "sha256": hashlib.sha256(document).hexdigest(),
+        "fingerprints": audit_lib.FINGERPRINTS_NAME, "fingerprints_sha256": fingerprints_sha256,
+        "counts": audit_lib.count([]), "dropped": []
+    }
   manifest = manifest_lib.make_manifest(
-      image_size=schema.IMAGE_SIZE, encoding=schema.FORMAT_JPEG, synsets=synsets,
-      names=names or {w: f"class {i}" for i, w in enumerate(synsets)}, splits=made,
-      stats={"mean_file": manifest_lib.MEAN_NAME, "num_images": len(stacked),
-             "channel_mean": flat.mean(axis=0).tolist(), "rgb_covariance": covariance.tolist(),
-             "rgb_eigval": eigval[order].tolist(), "rgb_eigvec": eigvec[:, order].tolist()},
-      audit=audit_entry)
+      image_size=schema.IMAGE_SIZE, encoding=schema.FORMAT_JPEG, synsets=synsets, names=names or
+      {w: f"class {i}" for i, w in enumerate(synsets)}, splits=made, stats={
+          "mean_file": manifest_lib.MEAN_NAME, "num_images": len(stacked),
+          "channel_mean": flat.mean(axis=0).tolist(), "rgb_covariance": covariance.tolist(),
+          "rgb_eigval": eigval[order].tolist(), "rgb_eigvec": eigvec[:, order].tolist()
+      }, audit=audit_entry)
   with open(os.path.join(directory, manifest_lib.MANIFEST_NAME), "w") as f:
     f.write(manifest_lib.dumps(manifest))
   return directory
@@ -150,10 +154,13 @@ def colour_dataset(directory, train_per_class=6, validation_per_class=3, train_s
     The directory.
   """
   synsets = [f"n0000000{i}" for i in range(len(CLASS_COLOURS))]
-  splits = {split: [(f"{split}/{label}/{index}.JPEG", label) for index in range(per_class)
-                    for label in range(len(CLASS_COLOURS))]
-            for split, per_class in (("train", train_per_class),
-                                     ("validation", validation_per_class))}
+  splits = {
+      split: [
+          (f"{split}/{label}/{index}.JPEG", label)
+          for index in range(per_class)
+          for label in range(len(CLASS_COLOURS))
+      ] for split, per_class in (("train", train_per_class), ("validation", validation_per_class))
+  }
   return write_dataset(directory, synsets, splits, seed=seed, pixels=colour_pixels,
                        num_shards={"train": train_shards, "validation": validation_shards},
                        names={w: f"colour {i}" for i, w in enumerate(synsets)})

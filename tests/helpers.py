@@ -15,15 +15,17 @@ from preprocess.job import build
 
 # Beam's in-process runner: no worker start-up, so most tests build in a few seconds.
 IN_PROCESS = ["--runner=DirectRunner"]
-TWO_PROCESSES = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                 "--direct_num_workers=2"]
+TWO_PROCESSES = [
+    "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"
+]
 
 
 def build_dataset(input_dir, output_dir, beam_args=IN_PROCESS, **options):
   """Runs the whole build in this process and returns the manifest dict as written."""
   options.setdefault("progress_seconds", 3600)
-  build.run_build(build.BuildOptions(input_dir=str(input_dir), output_dir=str(output_dir),
-                                     **options), PipelineOptions(list(beam_args)))
+  build.run_build(
+      build.BuildOptions(input_dir=str(input_dir), output_dir=str(output_dir), **options),
+      PipelineOptions(list(beam_args)))
   path = os.path.join(output_dir, manifest_lib.MANIFEST_NAME)
   with open(path, "rb") as f:
     return manifest_lib.parse(f.read(), path)
@@ -38,8 +40,10 @@ def read_records(dataset_dir, split):
       features = schema.parse_example(serialized)
       pixels = image_lib.decode_image(features, manifest.encoding).numpy()
       record = {k: v.numpy() for k, v in features.items()}
-      record = {k: v.decode() if isinstance(v, bytes) and k != schema.ENCODED else v
-                for k, v in record.items()}
+      record = {
+          k: v.decode() if isinstance(v, bytes) and k != schema.ENCODED else v
+          for k, v in record.items()
+      }
       record["pixels"] = pixels
       record["shard"] = os.path.basename(path)
       records.append(record)

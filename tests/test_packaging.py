@@ -24,24 +24,27 @@ def test_setup_file_sdist_ships_the_packages_and_requirements_but_not_the_sample
                "requirements-aws.txt", "README.md", "MANIFEST.in"):
     shutil.copy(REPO / name, source)
   for package in ("common", "preprocess", "train", "sample"):
-    shutil.copytree(REPO / package, source / package,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-  subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
-                 cwd=source, check=True, capture_output=True, timeout=300)
+    shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+  subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d",
+                  str(tmp_path / "dist")], cwd=source, check=True, capture_output=True, timeout=300)
   (archive,) = (tmp_path / "dist").iterdir()
   with tarfile.open(archive) as tar:
     names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    requires = next(tar.extractfile(m).read().decode() for m in tar.getmembers()
-                    if m.name.endswith(".egg-info/requires.txt"))
-  assert {"preprocess/conversion/convert.py", "preprocess/stores.py", "common/manifest.py",
-          "train/main.py", "requirements.txt", "requirements-gcp.txt",
-          "requirements-aws.txt"} <= names
+    requires = next(
+        tar.extractfile(m).read().decode()
+        for m in tar.getmembers()
+        if m.name.endswith(".egg-info/requires.txt"))
+  assert {
+      "preprocess/conversion/convert.py", "preprocess/stores.py", "common/manifest.py",
+      "train/main.py", "requirements.txt", "requirements-gcp.txt", "requirements-aws.txt"
+  } <= names
   assert not [name for name in names if name.startswith("sample")]
   # The base requirements, then each object store's extra (pip install '.[gcp]', '.[aws]').
   base, *extras = requires.split("\n\n")
   assert base.split() == _requirements()
   assert sorted(extra.strip() for extra in extras if extra.strip()) == [
-      "[aws]\napache-beam[aws]==2.77.0", "[gcp]\napache-beam[gcp]==2.77.0"]
+      "[aws]\napache-beam[aws]==2.77.0", "[gcp]\napache-beam[gcp]==2.77.0"
+  ]
 
 
 def test_stage_one_imports_no_scikit_image():

@@ -51,8 +51,8 @@ class Config:
       (30, 60, 80), "Epochs at which the step schedule divides the rate by 10.", kind=list,
       to_flag=lambda epochs: [str(epoch) for epoch in epochs],
       from_flag=lambda values: tuple(int(value) for value in values),
-      validators=((_positive_increasing, "--{name} must be increasing epochs of at least 1"),),
-      fixed_on_resume=True)
+      validators=((_positive_increasing,
+                   "--{name} must be increasing epochs of at least 1"),), fixed_on_resume=True)
   warmup_steps: int = setting(
       0, "Steps over which the rate rises linearly from learning_rate/N to learning_rate (0: "
       "none, as in the paper).", low=0, fixed_on_resume=True)
@@ -75,16 +75,17 @@ class Config:
   lighting: bool = setting(
       True, "Add the paper's PCA colour noise to training images (bvlc_alexnet: no).",
       fixed_on_resume=True)
-  precision: str = setting(
-      "fp32", "fp32, or bf16/fp16 mixed precision (fp16 with dynamic loss scaling).",
-      choices=tuple(PRECISION_POLICIES), fixed_on_resume=True)
+  precision: str = setting("fp32",
+                           "fp32, or bf16/fp16 mixed precision (fp16 with dynamic loss scaling).",
+                           choices=tuple(PRECISION_POLICIES), fixed_on_resume=True)
   jit: bool = setting(False, "XLA-compile the forward and backward passes.")
   log_every: int = setting(100, "Steps between log lines and summaries.", low=1)
-  checkpoint_every: int = setting(
-      1000, "Steps between checkpoints (also saved at every epoch end).", low=1)
+  checkpoint_every: int = setting(1000,
+                                  "Steps between checkpoints (also saved at every epoch end).",
+                                  low=1)
   eval_every_epochs: int = setting(1, "Epochs between evaluations.", low=1)
-  ten_crop_eval: bool = setting(
-      False, "Evaluate on the paper's ten crops instead of the central crop.")
+  ten_crop_eval: bool = setting(False,
+                                "Evaluate on the paper's ten crops instead of the central crop.")
   skip_corrupt: bool = setting(
       False, "Skip unreadable records with a warning instead of stopping; costs one reading of "
       "the training split at start, to count what an epoch holds.")

@@ -25,15 +25,17 @@ FLAGS = flags.FLAGS
 def define_flags(flag_values=FLAGS):
   """Defines the service's flags (called only when run as a command)."""
   into = {"flag_values": flag_values}
-  flags.DEFINE_string("dispatcher", None, "HOST:PORT of the dispatcher: run a worker for it. "
-                      "Without it, run the dispatcher.", **into)
-  flags.DEFINE_integer("port", 0, "Port to listen on (a dispatcher needs one; a worker's 0 "
-                       "picks a free one).", **into)
-  flags.DEFINE_string("host", socket.gethostname(),
-                      "The name trainers reach this worker by.", **into)
+  flags.DEFINE_string(
+      "dispatcher", None, "HOST:PORT of the dispatcher: run a worker for it. "
+      "Without it, run the dispatcher.", **into)
+  flags.DEFINE_integer(
+      "port", 0, "Port to listen on (a dispatcher needs one; a worker's 0 "
+      "picks a free one).", **into)
+  flags.DEFINE_string("host", socket.gethostname(), "The name trainers reach this worker by.",
+                      **into)
   flags.DEFINE_float("log_seconds", 1.0, "Seconds between status lines.", **into)
-  flags.register_validator("port", lambda port: 0 <= port < 65536,
-                           "--port must be in [0, 65535]", **into)
+  flags.register_validator("port", lambda port: 0 <= port < 65536, "--port must be in [0, 65535]",
+                           **into)
   flags.register_validator("log_seconds", lambda seconds: seconds > 0,
                            "--log_seconds must be above 0", **into)
 

@@ -67,8 +67,9 @@ def duplicates_found(manifest, split):
     return None, frozenset()
   found = manifest.duplicated_in_training(split)
   if found and FLAGS.skip_corrupt and not FLAGS.exclude_duplicates:
-    logging.warning("%s: no score without the %d images also in training: it pairs every record "
-                    "with its file name, which --skip_corrupt cannot promise", split, len(found))
+    logging.warning(
+        "%s: no score without the %d images also in training: it pairs every record "
+        "with its file name, which --skip_corrupt cannot promise", split, len(found))
     return len(found), frozenset()
   return len(found), found
 
@@ -100,8 +101,10 @@ def result_lines(result, split, how, found, exclude):
     clean = {key: result[f"clean_{key}"] for key in ("loss", "top1", "top5", "count")}
     without = duplicates_lib.without(result["count"] - clean["count"])
     if exclude:
-      lines = [score_line(f"{split} ({without})", clean, how),
-               score_line(f"{split} as released (standard)", result, how)]
+      lines = [
+          score_line(f"{split} ({without})", clean, how),
+          score_line(f"{split} as released (standard)", result, how)
+      ]
     else:
       lines.append(f"{split} {without} (audit): top-1 error {1 - clean['top1']:.4f}, top-5 error "
                    f"{1 - clean['top5']:.4f} on {clean['count']} images")
@@ -152,13 +155,14 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1, **into)
   flags.DEFINE_bool("skip_corrupt", False, "Skip unreadable records (the count check then warns).",
                     **into)
-  flags.DEFINE_string("real_labels", None,
-                      "ImageNet-ReaL's real.json: also score the ILSVRC-2012 validation images "
-                      "against every label ReaL gives them.", **into)
-  flags.DEFINE_bool("exclude_duplicates", False,
-                    "Put the score without the images stage 1's duplicate audit found also in "
-                    "training first, as the headline; the standard score follows it, labelled.",
-                    **into)
+  flags.DEFINE_string(
+      "real_labels", None,
+      "ImageNet-ReaL's real.json: also score the ILSVRC-2012 validation images "
+      "against every label ReaL gives them.", **into)
+  flags.DEFINE_bool(
+      "exclude_duplicates", False,
+      "Put the score without the images stage 1's duplicate audit found also in "
+      "training first, as the headline; the standard score follows it, labelled.", **into)
   flags.mark_flag_as_required("shards", **into)
   flags.mark_flag_as_required("model_dir", **into)
 

@@ -104,9 +104,9 @@ class Classifier(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
   def serve(self, images):
     """Classifies a batch of encoded images; see the module docstring for the outputs."""
-    pixels = tf.map_fn(lambda encoded: decode_and_resize(encoded, self._image_size), images,
-                       fn_output_signature=tf.TensorSpec(
-                           [self._image_size, self._image_size, 3], tf.uint8))
+    pixels = tf.map_fn(
+        lambda encoded: decode_and_resize(encoded, self._image_size), images,
+        fn_output_signature=tf.TensorSpec([self._image_size, self._image_size, 3], tf.uint8))
     # The trainer's evaluation crop, with the same window of the mean subtracted.
     offset = (self._image_size - self._input_size) // 2
     crops = pixels[:, offset:offset + self._input_size, offset:offset + self._input_size]
@@ -225,10 +225,12 @@ def define_flags(flag_values=FLAGS):
   into = {"flag_values": flag_values}
   flags.DEFINE_string("model_dir", None, "The trainer's model directory.", **into)
   flags.DEFINE_string("output", None, "Directory to write the SavedModel to.", **into)
-  flags.DEFINE_string("checkpoint", None, "Checkpoint prefix or directory to export instead of the "
-                      "newest in model_dir/best/, or model_dir/ckpt/ if there is no best.", **into)
-  flags.DEFINE_bool("overwrite", False, "Replace an existing --output (a non-empty directory or a "
-                    "file); the old one is removed only once the new one is complete.", **into)
+  flags.DEFINE_string(
+      "checkpoint", None, "Checkpoint prefix or directory to export instead of the "
+      "newest in model_dir/best/, or model_dir/ckpt/ if there is no best.", **into)
+  flags.DEFINE_bool(
+      "overwrite", False, "Replace an existing --output (a non-empty directory or a "
+      "file); the old one is removed only once the new one is complete.", **into)
   flags.mark_flag_as_required("model_dir", **into)
   flags.mark_flag_as_required("output", **into)
 

@@ -73,8 +73,10 @@ def _example_fn(image_format, image_size, training, ten_crop, with_filename=Fals
       # One full decode, then five slices: cheaper than fused decodes of overlapping windows.
       offsets, flipped = ten_crop_windows(image_size)
       image = image_lib.decode_image(features, image_format, image_size=image_size)
-      images = [tf.slice(image, [row, col, 0], [CROP_SIZE, CROP_SIZE, schema.CHANNELS])
-                for row, col in offsets[:5]]
+      images = [
+          tf.slice(image, [row, col, 0], [CROP_SIZE, CROP_SIZE, schema.CHANNELS])
+          for row, col in offsets[:5]
+      ]
       # prepare_batch mirrors the second five.
       return tf.stack(images + images), tf.constant(offsets, tf.int32), tf.constant(flipped)
     if training and crop_seed is not None:  # Stateless: the crop depends on the seed alone.
@@ -91,8 +93,10 @@ def _example_fn(image_format, image_size, training, ten_crop, with_filename=Fals
   def example(serialized, crop_seed=None):
     features = schema.parse_example(serialized)
     image, offset, flipped = crops(features, crop_seed)
-    result = {"image": image, "label": tf.cast(features[schema.LABEL], tf.int32),
-              "offset": offset, "flipped": flipped}
+    result = {
+        "image": image, "label": tf.cast(features[schema.LABEL], tf.int32), "offset": offset,
+        "flipped": flipped
+    }
     if with_filename:
       result["filename"] = features[schema.FILENAME]
     return result
@@ -110,13 +114,15 @@ def _deterministic_batches(files, read_shard, example, *, batch_size, shuffle_bu
 
   def epoch_batches(epoch):
     epoch_seed = seed * 1_000_003 + epoch
-    records = files.shuffle(num_files, seed=epoch_seed).interleave(
-        read_shard, cycle_length=DETERMINISTIC_CYCLE_LENGTH, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True)
+    records = files.shuffle(num_files,
+                            seed=epoch_seed).interleave(read_shard,
+                                                        cycle_length=DETERMINISTIC_CYCLE_LENGTH,
+                                                        num_parallel_calls=tf.data.AUTOTUNE,
+                                                        deterministic=True)
     # Numbered after the shuffle: a record's crop is seeded by its place in the epoch.
     records = records.shuffle(shuffle_buffer, seed=epoch_seed).enumerate()
-    records = records.skip(tf.where(epoch == start_epoch, tf.constant(skip_batches * batch_size,
-                                                                      tf.int64), 0))
+    records = records.skip(
+        tf.where(epoch == start_epoch, tf.constant(skip_batches * batch_size, tf.int64), 0))
     examples = records.map(lambda index, record: example(record, tf.stack([epoch_seed, index])),
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     examples = examples.ignore_errors(log_warning=True) if skip_corrupt else examples
@@ -195,11 +201,10 @@ def make_dataset(manifest, stream, input_context=None):
   example = _example_fn(manifest.encoding, manifest.image_size, training, stream.ten_crop,
                         stream.with_filenames)
   if training and stream.deterministic:
-    return _deterministic_batches(
-        files, read_shard, example, batch_size=stream.batch_size,
-        shuffle_buffer=stream.shuffle_buffer, seed=stream.seed, skip_corrupt=stream.skip_corrupt,
-        start_epoch=stream.start_epoch,
-        skip_batches=stream.skip_batches).prefetch(tf.data.AUTOTUNE)
+    return _deterministic_batches(files, read_shard, example, batch_size=stream.batch_size,
+                                  shuffle_buffer=stream.shuffle_buffer, seed=stream.seed,
+                                  skip_corrupt=stream.skip_corrupt, start_epoch=stream.start_epoch,
+                                  skip_batches=stream.skip_batches).prefetch(tf.data.AUTOTUNE)
   if training:
     # Shuffle the shard order, then repeat: every epoch reads every shard once, in a new order. The
     # file list repeats rather than the batches so the pipeline stays full across epoch boundaries.
@@ -229,11 +234,13 @@ def distribute_dataset(strategy, manifest, stream, service=None):
   `train.distributed.service.distribute` bound to `--data_service`, so that the pipeline runs on
   that tf.data service's workers (training only: its sharding may lose records).
   """
+
   def dataset_fn(context):
     per_replica = dataclasses.replace(
         stream, batch_size=context.get_per_replica_batch_size(stream.batch_size))
     dataset = make_dataset(manifest, per_replica, input_context=context)
     return service(dataset) if service else dataset
+
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
@@ -249,8 +256,8 @@ def next_batch(iterator, manifest, split):
 
 def _decode_fn(manifest):
   """Parses and fully decodes one record: what reading it in training or evaluation needs."""
-  return lambda record: image_lib.decode_image(
-      schema.parse_example(record), manifest.encoding, image_size=manifest.image_size)
+  return lambda record: image_lib.decode_image(schema.parse_example(record), manifest.encoding,
+                                               image_size=manifest.image_size)
 
 
 def count_readable(manifest, split):
@@ -290,8 +297,9 @@ def locate_corrupt_shard(manifest, split, error):
   hint = "pass --skip_corrupt to skip unreadable records"
   for path, shard in zip(manifest.shard_paths(split), manifest.data["splits"][split]["shards"]):
     try:
-      count = int(tf.data.TFRecordDataset(path).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-                  .reduce(0, lambda n, _: n + 1))
+      count = int(
+          tf.data.TFRecordDataset(path).map(decode, num_parallel_calls=tf.data.AUTOTUNE).reduce(
+              0, lambda n, _: n + 1))
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
       return CorruptDataError(f"{path}: {e.message.splitlines()[0].strip()}; {hint}")
     if count != shard["num_examples"]:

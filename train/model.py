@@ -58,8 +58,8 @@ class GroupedConv2D(keras.layers.Layer):
     **kwargs: `keras.layers.Layer` arguments such as `name` and `dtype`.
   """
 
-  def __init__(self, filters, kernel_size, strides=1, padding="VALID", groups=1,
-               bias_value=0.0, **kwargs):
+  def __init__(self, filters, kernel_size, strides=1, padding="VALID", groups=1, bias_value=0.0,
+               **kwargs):
     super().__init__(**kwargs)
     if filters % groups:
       raise ValueError(f"{self.name}: {filters} filters do not split into {groups} groups")
@@ -86,8 +86,10 @@ class GroupedConv2D(keras.layers.Layer):
     kernel = tf.cast(self.kernel, self.compute_dtype)
     input_groups = tf.split(inputs, self.groups, axis=-1)
     kernel_groups = tf.split(kernel, self.groups, axis=-1)
-    outputs = [tf.nn.conv2d(group_input, group_kernel, self.strides, self.padding)
-               for group_input, group_kernel in zip(input_groups, kernel_groups)]
+    outputs = [
+        tf.nn.conv2d(group_input, group_kernel, self.strides, self.padding)
+        for group_input, group_kernel in zip(input_groups, kernel_groups)
+    ]
     outputs = outputs[0] if self.groups == 1 else tf.concat(outputs, axis=-1)
     return tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
 
@@ -101,9 +103,11 @@ class GroupedConv2D(keras.layers.Layer):
     return (batch, height, width, self.filters)
 
   def get_config(self):
-    return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-            "strides": self.strides, "padding": self.padding, "groups": self.groups,
-            "bias_value": self.bias_value}
+    return {
+        **super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+        "strides": self.strides, "padding": self.padding, "groups": self.groups,
+        "bias_value": self.bias_value
+    }
 
 
 @keras.saving.register_keras_serializable(package="alexnet")
@@ -112,9 +116,9 @@ class LocalResponseNormalization(keras.layers.Layer):
 
   def call(self, inputs):
     # TF's CPU LRN kernel has no bfloat16 version, and the squared sum is better kept in float32.
-    normalized = tf.nn.local_response_normalization(
-        tf.cast(inputs, tf.float32), depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
-        alpha=LRN_ALPHA, beta=LRN_BETA)
+    normalized = tf.nn.local_response_normalization(tf.cast(inputs, tf.float32),
+                                                    depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS,
+                                                    alpha=LRN_ALPHA, beta=LRN_BETA)
     return tf.cast(normalized, self.compute_dtype)
 
   def compute_output_shape(self, input_shape):
@@ -136,8 +140,8 @@ def with_activations(model):
   """The same network (the same layers and weights), returning `(logits, activations)`:
   `activations` maps each of `RELU_LAYERS` to its output `[batch, ..., units]`, before dropout.
   Computing them costs nothing more: the backward pass keeps them anyway."""
-  return keras.Model(model.input, (model.output,
-                                   {name: model.get_layer(name).output for name in RELU_LAYERS}),
+  return keras.Model(model.input,
+                     (model.output, {name: model.get_layer(name).output for name in RELU_LAYERS}),
                      name=f"{model.name}_with_activations")
 
 
@@ -194,11 +198,10 @@ def alexnet(num_classes, groups=2, dropout=0.5, width=1.0, bias_init="paper", we
 
   def dense(x, name, units):
     return keras.layers.Dense(
-        units, name=name,
-        kernel_initializer=keras.initializers.RandomNormal(
+        units, name=name, kernel_initializer=keras.initializers.RandomNormal(
             stddev=stddev_of.get(name, WEIGHT_STDDEV)),
-        bias_initializer=keras.initializers.Constant(
-            positive_bias if name in BIAS_ONE_LAYERS else 0.0))(x)
+        bias_initializer=keras.initializers.Constant(positive_bias if name in
+                                                     BIAS_ONE_LAYERS else 0.0))(x)
 
   def pool(x, name):
     # Overlapping pooling (section 3.4): 3x3 windows every 2 pixels.

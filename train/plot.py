@@ -39,8 +39,9 @@ def define_flags(flag_values=FLAGS):
   """
   into = {"flag_values": flag_values}
   flags.DEFINE_string("model_dir", None, "The trainer's model directory.", **into)
-  flags.DEFINE_string("output", None, "Image to write, in the format its extension names (.png, "
-                      f".pdf, .svg, ...); default model_dir/{curves.DEFAULT_OUTPUT_NAME}.", **into)
+  flags.DEFINE_string(
+      "output", None, "Image to write, in the format its extension names (.png, "
+      f".pdf, .svg, ...); default model_dir/{curves.DEFAULT_OUTPUT_NAME}.", **into)
   flags.mark_flag_as_required("model_dir", **into)
 
 

@@ -76,8 +76,11 @@ def classify_file(classifier, path):
 def _op_error_reason(message):
   """The failing op's own words (e.g. "Input is empty.") from a graph execution error message."""
   lines = [line.strip() for line in message.splitlines()]
-  reasons = [line for line in lines if line and not line.startswith(
-      ("Graph execution error", "Detected at node", "<stack traces", "[[", "File "))]
+  reasons = [
+      line for line in lines
+      if line and not line.startswith(("Graph execution error", "Detected at node", "<stack traces",
+                                       "[[", "File "))
+  ]
   return reasons[-1] if reasons else "decode error"
 
 

@@ -38,8 +38,7 @@ def read_rows(path, shard, reference=False, start=0, count=None):
       np.lib.format.read_magic(f)
       np.lib.format.read_array_header_1_0(f)
       header = f.tell()
-    data = paths.read_range(path, header + start * search.ROW.itemsize,
-                            count * search.ROW.itemsize)
+    data = paths.read_range(path, header + start * search.ROW.itemsize, count * search.ROW.itemsize)
     rows = np.frombuffer(data, search.ROW)
   rows = rows.copy()
   if shard is not None:
@@ -142,18 +141,18 @@ def audit(root, results, options, roots, shard_bases, shards, reference=None):
       of rows, its shards as `shards`); else None.
   """
   own = results | "fingerprint_files" >> beam.FlatMap(lambda r: [
-      (r["fingerprints_file"], shard_bases[r["split"]] + r["index"], False, 0, None)]
-      if r["fingerprints_file"] else [])
+      (r["fingerprints_file"], shard_bases[r["split"]] + r["index"], False, 0, None)
+  ] if r["fingerprints_file"] else [])
   sources = own
   reference_shards = ()
   if reference:
     path, rows, reference_shards = reference
-    shares = [(path, None, True, start, REFERENCE_SHARE) for start in range(0, rows, REFERENCE_SHARE)]
-    sources = ((own, root | "reference_fingerprints" >> beam.Create(shares))
-               | "all_fingerprints" >> beam.Flatten())
-  return (sources
-          | "bucket_fingerprints" >> beam.ParDo(BucketFn(options, roots))
-          | "group_by_bucket" >> beam.GroupByKey()
-          | "find_candidates" >> beam.FlatMap(find_candidates)
-          | "confirm_candidates" >> beam.ParDo(ConfirmFn(options, roots, shards,
-                                                         reference_shards)))
+    shares = [
+        (path, None, True, start, REFERENCE_SHARE) for start in range(0, rows, REFERENCE_SHARE)
+    ]
+    sources = ((own, root | "reference_fingerprints" >> beam.Create(shares)) |
+               "all_fingerprints" >> beam.Flatten())
+  return (sources | "bucket_fingerprints" >> beam.ParDo(BucketFn(options, roots)) |
+          "group_by_bucket" >> beam.GroupByKey() |
+          "find_candidates" >> beam.FlatMap(find_candidates) |
+          "confirm_candidates" >> beam.ParDo(ConfirmFn(options, roots, shards, reference_shards)))

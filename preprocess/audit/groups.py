@@ -67,7 +67,8 @@ def to_drop(document, members):
   The validation and test splits stay whole, so scores on them remain the standard ones; a training
   image is left out when its group holds an image of another split (`duplicate_of` names it).
   """
-  by_member = {(m["split"], m["file"]): identifier for identifier, m in members.items()
+  by_member = {(m["split"], m["file"]): identifier
+               for identifier, m in members.items()
                if not search.where(identifier)[0]}
   dropped = {}
   for group in document["groups"]:
@@ -77,6 +78,7 @@ def to_drop(document, members):
     for member in group:
       identifier = by_member.get((member["split"], member["file"]))
       if member["split"] == "train" and identifier is not None:
-        dropped[identifier] = {"split": "train", "path": member["file"],
-                               "duplicate_of": held_out[0]["file"]}
+        dropped[identifier] = {
+            "split": "train", "path": member["file"], "duplicate_of": held_out[0]["file"]
+        }
   return dropped

@@ -107,6 +107,6 @@ def _pairs(rows, band):
     # ... and only in the lowest band where the two hashes agree (few pairs are close).
     lower = (values[first, :band] == values[second, :band]).any(axis=1)
     for i, j in zip(first[~lower], second[~lower]):
-      pairs.append((int(rows["id"][i]), int(rows["id"][j]),
-                    bool(rows["digest"][i] == rows["digest"][j])))
+      pairs.append(
+          (int(rows["id"][i]), int(rows["id"][j]), bool(rows["digest"][i] == rows["digest"][j])))
   return pairs

@@ -29,15 +29,15 @@ JPEG_FORMATS = ("JPEG", "MPO")
 # Repairs, named by what happened to the pixels or the bytes, never by the output encoding (a PNG
 # source stored with --encoding raw is not converted to JPEG). `convert.ConvertedImage.fixes` lists
 # them in the order they are applied.
-GUNZIP = "gunzip"                      # the file was a gzip-wrapped image, unwrapped
+GUNZIP = "gunzip"  # the file was a gzip-wrapped image, unwrapped
 GRAYSCALE_TO_RGB = "grayscale_to_rgb"  # one channel copied to three
 SIXTEEN_BIT_TO_8BIT = "16bit_to_8bit"  # 16-bit samples reduced to their high byte
-BILEVEL_TO_RGB = "bilevel_to_rgb"      # 1-bit black and white
+BILEVEL_TO_RGB = "bilevel_to_rgb"  # 1-bit black and white
 CMYK_TO_RGB = "cmyk_to_rgb"
 PALETTE_TO_RGB = "palette_to_rgb"
 YCBCR_TO_RGB = "ycbcr_to_rgb"
 RGBX_TO_RGB = "rgbx_to_rgb"
-ALPHA_REMOVED = "alpha_removed"        # composited over white
+ALPHA_REMOVED = "alpha_removed"  # composited over white
 # A source in another format than JPEG was decoded: "png_source", "gif_source", ...
 SOURCE_FORMAT_FIXES = {f: f"{f.lower()}_source" for f in ACCEPTED_FORMATS if f not in JPEG_FORMATS}
 PNG_SOURCE = SOURCE_FORMAT_FIXES["PNG"]

@@ -40,9 +40,10 @@ def shard_key(seed, relative_path):
 
 def listing_units(plans):
   """The listing units of every split: (split, kind, where, canonical folder, flat ground truth)."""
-  return [(plan.name, kind, where, canonical,
-           "\n".join(plan.listed_ground_truth or plan.ground_truth).encode())
-          for plan in plans for kind, where, canonical in plan.units]
+  return [(plan.name, kind, where, canonical, "\n".join(plan.listed_ground_truth or
+                                                        plan.ground_truth).encode())
+          for plan in plans
+          for kind, where, canonical in plan.units]
 
 
 class ListFilesFn(beam.DoFn):
@@ -71,8 +72,7 @@ class ListFilesFn(beam.DoFn):
 
   def process(self, unit):
     split, kind, where, canonical, ground_truth = unit
-    images = (self._list_folder(where, canonical) if kind == "folder" else
-              self._list_index(where))
+    images = (self._list_folder(where, canonical) if kind == "folder" else self._list_index(where))
     if ground_truth:
       wnids = ground_truth.decode().split("\n")
       if len(images) != len(wnids):
@@ -87,13 +87,13 @@ class ListFilesFn(beam.DoFn):
       label = self._labels[wnid]
       key = shard_key(self._config.seed, path)
       self._listed.inc()
-      yield (self._shard_bases[split] + key % self._num_shards[split],
-             (key, path, label, size, *location))
+      yield (self._shard_bases[split] + key % self._num_shards[split], (key, path, label, size,
+                                                                        *location))
 
   def _list_folder(self, folder, canonical):
     """(canonical path, size, location) of the images of a folder, sorted."""
-    location = () if canonical == folder else (
-        self._read_from[sources.tree_root(self._config.input_dir, folder, canonical)], 0, 0, "file")
+    location = () if canonical == folder else (self._read_from[sources.tree_root(
+        self._config.input_dir, folder, canonical)], 0, 0, "file")
     return [(f"{canonical}/{p}", size, location)
             for p, size in sources.list_files_with_sizes(join(self._config.input_dir, folder))
             if "/" not in p and not sources.is_ignored(p)]
@@ -147,8 +147,8 @@ class MergeResultsFn(beam.DoFn):
 
   def process(self, keyed_elements):
     _, elements = keyed_elements
-    results = sorted((e for e in elements if isinstance(e, dict)),
-                     key=lambda r: (r["split"], r["index"]))
+    results = sorted((e for e in elements if isinstance(e, dict)), key=lambda r:
+                     (r["split"], r["index"]))
     confirmed = sorted(e for e in elements if not isinstance(e, dict))
     total, fingerprints = None, []
     for result in results:
@@ -192,12 +192,11 @@ def drop_copies(root, config, specs, results, dropped):
   """A job of its own, after the audit: the training shards that hold copies rewritten without
   them, then the results and statistics merged again."""
   options = root.options
-  return (root
-          | "shard_results" >> beam.Create(results)
-          | "drop_duplicates" >> beam.ParDo(DropFn(config, specs, dropped, options))
-          | "key_for_merge" >> beam.Map(lambda element: (0, element))
-          | "gather_results" >> beam.GroupByKey()
-          | "merge_results" >> beam.ParDo(MergeResultsFn(config, options)))
+  return (root | "shard_results" >> beam.Create(results) |
+          "drop_duplicates" >> beam.ParDo(DropFn(config, specs, dropped, options)) |
+          "key_for_merge" >> beam.Map(lambda element: (0, element)) |
+          "gather_results" >> beam.GroupByKey() |
+          "merge_results" >> beam.ParDo(MergeResultsFn(config, options)))
 
 
 def build(root, config, plans, specs, selection, reference=None):
@@ -219,12 +218,11 @@ def build(root, config, plans, specs, selection, reference=None):
   # Every DoFn connects its worker's filesystems with the job's options (`stores.connect`): not
   # every runner hands them to `FileSystems` (the Dask runner does not).
   options = root.options
-  results = (root
-             | "create_listing_units" >> beam.Create(listing_units(plans))
-             | "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards, selection,
-                                                      options))
-             | "group_by_shard" >> beam.GroupByKey()
-             | "write_shards" >> beam.ParDo(WriteShardFn(config, specs, options)))
+  results = (
+      root | "create_listing_units" >> beam.Create(listing_units(plans)) |
+      "list_files" >> beam.ParDo(ListFilesFn(config, shard_bases, num_shards, selection, options)) |
+      "group_by_shard" >> beam.GroupByKey() |
+      "write_shards" >> beam.ParDo(WriteShardFn(config, specs, options)))
   if config.audit:
     roots = (config.input_dir, config.output_dir)
     shards = tuple((spec.split, join(config.output_dir, spec.file),
@@ -232,7 +230,6 @@ def build(root, config, plans, specs, selection, reference=None):
     confirmed = audit_beam.audit(root, results, options, roots, shard_bases, shards, reference)
     # The merge waits for both: the results, and the pairs the audit confirmed (or none).
     results = (results, confirmed) | "results_and_audit" >> beam.Flatten()
-  return (results
-          | "key_for_merge" >> beam.Map(lambda element: (0, element))
-          | "gather_results" >> beam.GroupByKey()
-          | "merge_results" >> beam.ParDo(MergeResultsFn(config, options)))
+  return (results | "key_for_merge" >> beam.Map(lambda element: (0, element)) |
+          "gather_results" >> beam.GroupByKey() |
+          "merge_results" >> beam.ParDo(MergeResultsFn(config, options)))

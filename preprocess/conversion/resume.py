@@ -69,7 +69,8 @@ def options_digest(config, spec):
   options = {k: v for k, v in dataclasses.asdict(config).items() if k not in _LOCATIONS}
   options.update(shard=[spec.split, spec.index, spec.num_shards], image_size=schema.IMAGE_SIZE,
                  schema_version=manifest_lib.SCHEMA_VERSION, pillow=PIL.__version__,
-                 libjpeg=[pil_features.version("jpg"), pil_features.check("libjpeg_turbo")])
+                 libjpeg=[pil_features.version("jpg"),
+                          pil_features.check("libjpeg_turbo")])
   return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
 
 
@@ -124,8 +125,8 @@ def kept_result(config, spec, digest):
     return None, SHARD_DIFFERS
   if earlier["stats_sha256"] and file_sha256(stats_path(config, spec)) != earlier["stats_sha256"]:
     return None, STATS_DIFFER
-  if earlier.get("fingerprints_sha256") and file_sha256(
-      fingerprints_path(config, spec)) != earlier["fingerprints_sha256"]:
+  if earlier.get("fingerprints_sha256") and file_sha256(fingerprints_path(
+      config, spec)) != earlier["fingerprints_sha256"]:
     return None, FINGERPRINTS_DIFFER
   index = join(config.output_dir, records.index_name(spec.file))
   if file_sha256(index) != earlier.get("index_sha256"):
@@ -144,8 +145,8 @@ def forget(config, spec):
 def write_result(config, spec, result):
   """Writes the shard's result last, through a temporary name: its presence means the shard, its skip
   list and its statistics are complete."""
-  paths.write_file(result_path(config, spec), json.dumps(result, sort_keys=True).encode(),
-                   config.tmp_dir)
+  paths.write_file(result_path(config, spec),
+                   json.dumps(result, sort_keys=True).encode(), config.tmp_dir)
 
 
 def survey(config, specs):
@@ -157,16 +158,19 @@ def survey(config, specs):
     `FileMetadata` or None for every spec: how progress tells a shard finished during this run).
   """
   found = {paths.basename(m.path): m for m in paths.list_files(results_dir(config), "*")}
-  shard_sizes = {paths.basename(m.path): m.size_in_bytes
-                 for m in paths.list_files(config.output_dir, "*.tfrecord")}
+  shard_sizes = {
+      paths.basename(m.path): m.size_in_bytes
+      for m in paths.list_files(config.output_dir, "*.tfrecord")
+  }
   likely, before = {}, {}
   for spec in specs:
     before[spec.file] = found.get(f"{spec.file}.json")
     if before[spec.file] is None:
       continue
     earlier = read_result(config, spec)
-    if (isinstance(earlier, dict) and earlier["digest"]["options"] == options_digest(config, spec)
-        and shard_sizes.get(spec.file) == earlier["size_bytes"]):
+    if (isinstance(earlier, dict) and
+        earlier["digest"]["options"] == options_digest(config, spec) and
+        shard_sizes.get(spec.file) == earlier["size_bytes"]):
       likely[spec.file] = earlier["num_examples"] + earlier["num_skipped"]
   return likely, before
 
@@ -174,10 +178,11 @@ def survey(config, specs):
 def finished_since(config, before):
   """Files of shards whose result was written after `survey` saw `before`."""
   now = {paths.basename(m.path): m for m in paths.list_files(results_dir(config), "*")}
-  return {file for file, then in before.items()
-          if (meta := now.get(f"{file}.json")) is not None and (
-              then is None or (meta.last_updated_in_seconds, meta.size_in_bytes) !=
-              (then.last_updated_in_seconds, then.size_in_bytes))}
+  return {
+      file for file, then in before.items() if (meta := now.get(f"{file}.json")) is not None and
+      (then is None or (meta.last_updated_in_seconds,
+                        meta.size_in_bytes) != (then.last_updated_in_seconds, then.size_in_bytes))
+  }
 
 
 def count_finished(config, specs):

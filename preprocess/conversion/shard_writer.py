@@ -101,12 +101,10 @@ def write_shard(config, spec, entries):
       try:
         if error:
           raise error
-        image = convert.convert_image(data, image_size=schema.IMAGE_SIZE,
-                                      encoding=config.encoding, quality=config.quality,
-                                      subsampling=config.jpeg_subsampling,
+        image = convert.convert_image(data, image_size=schema.IMAGE_SIZE, encoding=config.encoding,
+                                      quality=config.quality, subsampling=config.jpeg_subsampling,
                                       max_pixels=config.max_pixels,
-                                      stored_pixels=spec.split == "train",
-                                      thumbnail=config.audit)
+                                      stored_pixels=spec.split == "train", thumbnail=config.audit)
       except errors.SkipImage as e:
         skipped.append((relative, label, e.reason, str(e)))
         continue
@@ -114,10 +112,11 @@ def write_shard(config, spec, entries):
         skipped.append((relative, label, errors.UNREADABLE, str(e)))
         continue
       synset = config.synsets[label]
-      record = records.frame_record(schema.make_example(
-          encoded=image.encoded, image_format=image_format, label=label, synset=synset,
-          filename=relative, original_height=image.original_height,
-          original_width=image.original_width))
+      record = records.frame_record(
+          schema.make_example(encoded=image.encoded, image_format=image_format, label=label,
+                              synset=synset, filename=relative,
+                              original_height=image.original_height,
+                              original_width=image.original_width))
       index.append(records.index_line(size, len(record)))
       out.write(record)
       digest_of_file.update(record)
@@ -148,13 +147,19 @@ def write_shard(config, spec, entries):
     paths.write_file(resume.fingerprints_path(config, spec), buffer.getvalue(), config.tmp_dir)
     fingerprints_sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
   result = {
-      "split": spec.split, "index": spec.index, "file": spec.file,
-      "num_examples": sum(class_counts.values()), "size_bytes": size,
-      "sha256": digest_of_file.hexdigest(), "class_counts": dict(class_counts),
+      "split": spec.split,
+      "index": spec.index,
+      "file": spec.file,
+      "num_examples": sum(class_counts.values()),
+      "size_bytes": size,
+      "sha256": digest_of_file.hexdigest(),
+      "class_counts": dict(class_counts),
       "num_skipped": len(skipped),
       "skipped_classes": dict(collections.Counter(config.synsets[s[1]] for s in skipped)),
       "skipped_reasons": dict(collections.Counter(s[2] for s in skipped)),
-      "repaired": repaired, "digest": digest, "stats_sha256": stats_sha256,
+      "repaired": repaired,
+      "digest": digest,
+      "stats_sha256": stats_sha256,
       "fingerprints_sha256": fingerprints_sha256,
       "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
   }
@@ -165,12 +170,11 @@ def write_shard(config, spec, entries):
 def _with_paths(config, spec, result, **flags):
   """A shard's result as the job passes it on: with where its skip list (None: it skipped nothing)
   and statistics are."""
-  return dict(result, skipped_file=(resume.skip_list_path(config, spec) if result["num_skipped"]
-                                    else None),
-              stats_file=resume.stats_path(config, spec) if result["stats_sha256"] else None,
-              fingerprints_file=(resume.fingerprints_path(config, spec)
-                                 if result.get("fingerprints_sha256") else None),
-              **flags)
+  return dict(
+      result, skipped_file=(resume.skip_list_path(config, spec) if result["num_skipped"] else None),
+      stats_file=resume.stats_path(config, spec) if result["stats_sha256"] else None,
+      fingerprints_file=(resume.fingerprints_path(config, spec)
+                         if result.get("fingerprints_sha256") else None), **flags)
 
 
 def _fingerprint(record, image):
@@ -186,9 +190,10 @@ def write_skip_list(path, split, skipped):
     split: the shard's split.
     skipped: (relative path, label, reason, detail) tuples.
   """
-  paths.write_file(path, b"".join(
-      json.dumps({"split": split, "path": relative, "reason": reason, "detail": detail}).encode() +
-      b"\n" for relative, _, reason, detail in sorted(skipped)))
+  paths.write_file(
+      path, b"".join(
+          json.dumps({"split": split, "path": relative, "reason": reason, "detail": detail
+                     }).encode() + b"\n" for relative, _, reason, detail in sorted(skipped)))
 
 
 def read_skip_list(path):

@@ -9,9 +9,7 @@ import io
 
 import numpy as np
 
-
 _PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
-
 
 # Per-pixel sums gather in uint32 (a third of the memory traffic of int64) and move to int64 before
 # 2^32 / 255 images could overflow them.
@@ -84,8 +82,7 @@ class ImageStats:
 
   def to_bytes(self):
     buffer = io.BytesIO()
-    np.savez(buffer, count=np.int64(self.count), pixel_sum=self.pixel_sum,
-             rgb_outer=self.rgb_outer)
+    np.savez(buffer, count=np.int64(self.count), pixel_sum=self.pixel_sum, rgb_outer=self.rgb_outer)
     return buffer.getvalue()
 
   @classmethod

@@ -118,7 +118,8 @@ def tar_members(f, archive, start, end):
                          "the archive is damaged (download it again)")
     size, kind = _number(header[124:136]), header[156:157]
     data = position + BLOCK
-    if kind in (b"L", b"K", b"x"):  # GNU long name or link name, or a pax header: for the next member
+    if kind in (b"L", b"K",
+                b"x"):  # GNU long name or link name, or a pax header: for the next member
       f.seek(data)
       payload = f.read(size)
       if kind == b"x":

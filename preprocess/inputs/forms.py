@@ -69,8 +69,8 @@ def find_inputs(input_dir, named_archives, devkit_archive=None, indexer=None):
   Raises:
     sources.InputError: two sources for one split, a compressed image archive, a damaged archive.
   """
-  for flag, path in [(f"{split}_archive", path) for split, path in named_archives.items()] + [
-      ("devkit_archive", devkit_archive)]:
+  for flag, path in [(f"{split}_archive", path) for split, path in named_archives.items()
+                    ] + [("devkit_archive", devkit_archive)]:
     if path and not paths.exists(path):
       raise sources.InputError(f"--{flag} {path}: not found")
   candidates = {split: [] for split in SPLITS}
@@ -148,8 +148,7 @@ def plan_source(input_dir, found, split, classes, labeler, indexer):
   canonical = CANONICAL[split]
   if form in ("extracted", "kaggle"):
     return sources.plan_split(input_dir, split, where, classes, labeler,
-                              canonical=canonical if form == "kaggle" else None,
-                              source=form)
+                              canonical=canonical if form == "kaggle" else None, source=form)
   if form == "zip":
     keys = sorted((key for key in found.zip_index_files if key[0] == split), key=str)
     index_files = [f for key in keys for f in found.zip_index_files[key]]
@@ -157,8 +156,9 @@ def plan_source(input_dir, found, split, classes, labeler, indexer):
     if form == "class_tars":
       units = [(path, 0, archives.file_size(path), f"train/{_class_of(path)}") for path in where]
     elif split == "train":
-      units = [(where, start, end, f"train/{wnid}") for wnid, start, end in
-               archives.class_units(where)]
+      units = [
+          (where, start, end, f"train/{wnid}") for wnid, start, end in archives.class_units(where)
+      ]
     else:
       units = [(where, 0, archives.file_size(where), canonical)]
     index_files = indexer.index(units)

@@ -74,7 +74,8 @@ def find_source(input_dir):
   variant = imagenetv2.variant_of_folder(posixpath.basename(input_dir))
   if variant:
     return variant, "folder", input_dir
-  found = [(v, "folder", join(input_dir, imagenetv2.folder_name(v))) for v in imagenetv2.VARIANTS
+  found = [(v, "folder", join(input_dir, imagenetv2.folder_name(v)))
+           for v in imagenetv2.VARIANTS
            if sources.list_files_exist(join(input_dir, imagenetv2.folder_name(v)))]
   for match in paths.list_files(input_dir, "*"):
     try:
@@ -151,16 +152,19 @@ def plan_input(options, indexer):
   """
   given = [f"--{split}_archive" for split, path in options.archives.items() if path]
   given += [f"--{split}_ground_truth" for split, path in options.ground_truth.items() if path]
-  given += [f"--{flag}" for flag in ("devkit_meta", "class_names", "devkit_archive")
-            if getattr(options, flag)]
+  given += [
+      f"--{flag}" for flag in ("devkit_meta", "class_names", "devkit_archive")
+      if getattr(options, flag)
+  ]
   if given:
     raise sources.InputError(f"{given[0]} cannot be combined with --classes_from (an ImageNetV2 "
                              "build takes its classes from that dataset)")
   training = read_training_manifest(options.classes_from)
   synsets = [c["synset"] for c in training["classes"]]
   if len(synsets) != ILSVRC_CLASSES:
-    logging.warning("--classes_from %s has %d classes, not ILSVRC-2012's %d: ImageNetV2's folder n "
-                    "is read as its class n", options.classes_from, len(synsets), ILSVRC_CLASSES)
+    logging.warning(
+        "--classes_from %s has %d classes, not ILSVRC-2012's %d: ImageNetV2's folder n "
+        "is read as its class n", options.classes_from, len(synsets), ILSVRC_CLASSES)
   input_dir = options.input_dir.rstrip("/")
   variant, form, where = find_source(input_dir)
   folder = imagenetv2.folder_name(variant)
@@ -182,13 +186,14 @@ def plan_input(options, indexer):
   keep = set(images)
   index_file = indexer.write([entry for entry in entries if entry[1] in keep])
   images = sorted(images)
-  plan = sources.SplitPlan(
-      imagenetv2.SPLIT, folder, "flat", tuple(images), tuple(sorted(ignored)),
-      tuple(wnids[path] for path in images), (("index", index_file, folder),),
-      imagenetv2.input_form(variant, form, where),
-      (posixpath.dirname(where),) if form == "folder" else (where,))
-  notes = [f"ImageNetV2 {imagenetv2.VARIANTS[variant]}: an evaluation-only dataset ({plan.name} "
-           f"split) in the classes of {options.classes_from}; score it with python -m "
-           f"train.evaluate --shards {options.output_dir} --model_dir DIR"]
+  plan = sources.SplitPlan(imagenetv2.SPLIT, folder, "flat", tuple(images), tuple(sorted(ignored)),
+                           tuple(wnids[path] for path in images), (("index", index_file, folder),),
+                           imagenetv2.input_form(variant, form, where),
+                           (posixpath.dirname(where),) if form == "folder" else (where,))
+  notes = [
+      f"ImageNetV2 {imagenetv2.VARIANTS[variant]}: an evaluation-only dataset ({plan.name} "
+      f"split) in the classes of {options.classes_from}; score it with python -m "
+      f"train.evaluate --shards {options.output_dir} --model_dir DIR"
+  ]
   names = {c["synset"]: c["name"] for c in training["classes"]}
   return synsets, names, [plan], notes

@@ -102,7 +102,8 @@ class ArchiveIndexer:
       self._run_job(numbered)
       where = "by the workers"
     logging.info("indexed %d archive units of %s in %.1f s (%s)", len(units),
-                 units[0][0] if units else "nothing", time.time() - start, where)
+                 units[0][0] if units else "nothing",
+                 time.time() - start, where)
     return [index_file(self._index_dir, number) for number, _ in numbered]
 
   def _run_job(self, numbered):
@@ -111,8 +112,8 @@ class ArchiveIndexer:
     progress.start()
     try:
       with beam.Pipeline(options=self._options) as root:
-        _ = (root | "create_index_units" >> beam.Create(numbered)
-             | "index_archives" >> beam.ParDo(IndexArchiveFn(self._index_dir, self._options)))
+        _ = (root | "create_index_units" >> beam.Create(numbered) |
+             "index_archives" >> beam.ParDo(IndexArchiveFn(self._index_dir, self._options)))
     finally:
       progress.stop()
 

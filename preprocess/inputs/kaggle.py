@@ -56,6 +56,7 @@ def solution_labeler(text, name):
                                  "folder")
       wnids.append(labels[image_id])
     return wnids
+
   return label
 
 
@@ -88,7 +89,8 @@ def index_zip(path, write):
     archives.ArchiveError: not a readable zip, or a member encrypted or compressed in a way not
       supported.
   """
-  pending, index_files, label_files = collections.defaultdict(list), collections.defaultdict(list), {}
+  pending, index_files, label_files = collections.defaultdict(list), collections.defaultdict(
+      list), {}
   previous, has_test = None, False
   try:
     for name, offset, size, method, encrypted in zips.members(path):
@@ -110,8 +112,8 @@ def index_zip(path, write):
       previous = key
       flat = len(rest) == (2 if split == "train" else 1)
       kind = "image" if flat and not sources.is_ignored(base) else "ignored"
-      pending[key].append((kind, "/".join([folder, *rest]),
-                           _location(path, name, offset, size, method, encrypted)))
+      pending[key].append(
+          (kind, "/".join([folder, *rest]), _location(path, name, offset, size, method, encrypted)))
   except OSError as e:
     raise archives.ArchiveError(f"{path}: not a readable zip ({e})") from None
   for key, entries in pending.items():

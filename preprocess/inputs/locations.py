@@ -49,8 +49,9 @@ class Reader:
     number, offset, size, method = location
     source = self._read_from[number]
     if method == "truncated":
-      raise errors.SkipImage(errors.TRUNCATED, f"{source}: the member's {size} bytes at offset "
-                             f"{offset} run past the end of the archive")
+      raise errors.SkipImage(
+          errors.TRUNCATED, f"{source}: the member's {size} bytes at offset "
+          f"{offset} run past the end of the archive")
     if method == "file":
       return paths.read(paths.join(source, relative))
     if method.startswith("zip"):
@@ -71,8 +72,8 @@ class Reader:
     """Yields (bytes, None) or (None, the SkipImage or OSError) for each (relative, location), in
     order; on an object store the next requests are in flight while the current one is used."""
     requests = iter(requests)
-    if not any(stores.scheme(source) in stores.RANGED
-               for source in (self._input_dir, *self._read_from)):
+    if not any(
+        stores.scheme(source) in stores.RANGED for source in (self._input_dir, *self._read_from)):
       for relative, location in requests:
         yield self._outcome(relative, location)
       return

@@ -20,12 +20,13 @@ from absl import logging
 from preprocess import paths
 from preprocess.paths import join
 
-
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("val", "validation"), "test": ("test",)}
 # Names that are clearly not images: counted as ignored rather than reported as broken images.
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
-_IGNORED_SUFFIXES = {".txt", ".md", ".json", ".xml", ".csv", ".html", ".htm", ".py", ".sh", ".mat",
-                     ".db", ".ini", ".log", ".tar", ".zip", ".pdf"}
+_IGNORED_SUFFIXES = {
+    ".txt", ".md", ".json", ".xml", ".csv", ".html", ".htm", ".py", ".sh", ".mat", ".db", ".ini",
+    ".log", ".tar", ".zip", ".pdf"
+}
 _DEVKIT_DIRS = ("", "devkit/data/", "ILSVRC2012_devkit_t12/data/", "ILSVRC2010_devkit/data/",
                 "ILSVRC2010_devkit-1.0/data/")
 
@@ -180,6 +181,7 @@ def ground_truth_labeler(path, id_to_wnid, text=None):
   archive, which may be truncated) images missing at the end are allowed when every name carries
   its ILSVRC number (`ILSVRC2012_val_00000001.JPEG` is line 1).
   """
+
   def label(images, classes, partial=False):
     content = read_text(path) if text is None else text
     wnids = parse_ground_truth(content, path, None if partial else len(images), classes, id_to_wnid)
@@ -192,8 +194,10 @@ def ground_truth_labeler(path, id_to_wnid, text=None):
     if max(numbers) > len(wnids):
       raise InputError(f"{path}: {len(wnids)} lines, but an image is numbered {max(numbers)}")
     logging.warning("%s: %d lines, %d images in the archive: %d are missing (truncated archive?)",
-                    path, len(wnids), len(images), len(wnids) - len(images))
+                    path, len(wnids), len(images),
+                    len(wnids) - len(images))
     return [wnids[number - 1] for number in numbers]
+
   return label
 
 
@@ -231,8 +235,9 @@ def read_text(path):
 
 def find_ground_truth(input_dir, split):
   """The devkit's ground-truth file for a flat split at its usual places, or None."""
-  return _first_existing(input_dir, [f"{d}ILSVRC{year}_{split}_ground_truth.txt"
-                                     for d in _DEVKIT_DIRS for year in ("2012", "2010")])
+  return _first_existing(input_dir, [
+      f"{d}ILSVRC{year}_{split}_ground_truth.txt" for d in _DEVKIT_DIRS for year in ("2012", "2010")
+  ])
 
 
 def find_names_file(input_dir):

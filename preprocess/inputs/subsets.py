@@ -111,8 +111,11 @@ def _read_list(path, flag):
   if not paths.exists(path):
     raise BuildError(f"{flag} {path}: no such file")
   text = sources.read_text(path).lstrip("\ufeff")  # a list saved by Notepad starts with a BOM
-  return [line.strip() for line in text.splitlines()
-          if line.strip() and not line.strip().startswith("#")]
+  return [
+      line.strip()
+      for line in text.splitlines()
+      if line.strip() and not line.strip().startswith("#")
+  ]
 
 
 def _read_wnids(value):
@@ -179,11 +182,21 @@ def narrow(request, release, plans, seed):
       logging.warning("%s: no image of the kept classes; the split is left out", plan.name)
   release_names = {posixpath.basename(path) for path in plans[0].candidates}
   record = {
-      "name": request.name, "wnids": list(synsets), "per_class": request.per_class,
-      "train_list": request.train_list, "short_classes": short,
-      "unmatched": sorted((request.list_names or frozenset()) - release_names),
-      "digest": _digest(synsets, narrowed[0].candidates if request.per_class or request.train_list
-                        else ()),
+      "name":
+          request.name,
+      "wnids":
+          list(synsets),
+      "per_class":
+          request.per_class,
+      "train_list":
+          request.train_list,
+      "short_classes":
+          short,
+      "unmatched":
+          sorted((request.list_names or frozenset()) - release_names),
+      "digest":
+          _digest(synsets, narrowed[0].candidates if request.per_class or request.train_list else
+                  ()),
   }
   logging.info("subset %s: %d of the release's %d classes; %d of its %d training files",
                request.name or "of every class", len(synsets), len(release),
@@ -202,17 +215,19 @@ def _digest(synsets, chosen_paths):
 def _narrow_plan(plan, selection):
   """A split's plan with only the subset's images; a flat split keeps its listing's labels."""
   if plan.layout == "flat":
-    kept = [(path, wnid) for path, wnid in zip(plan.candidates, plan.ground_truth)
+    kept = [(path, wnid)
+            for path, wnid in zip(plan.candidates, plan.ground_truth)
             if selection.keeps(plan.name, path, wnid)]
     return dataclasses.replace(plan, candidates=tuple(path for path, _ in kept),
                                ground_truth=tuple(wnid for _, wnid in kept),
                                listed_ground_truth=plan.listed_ground_truth or plan.ground_truth)
   # A file directly in the split's folder (a README) belongs to no class and stays counted.
   return dataclasses.replace(
-      plan,
-      candidates=tuple(p for p in plan.candidates if selection.keeps(plan.name, p, p.split("/")[1])),
-      ignored=tuple(p for p in plan.ignored
-                    if p.count("/") == 1 or selection.keeps_class(p.split("/")[1])),
+      plan, candidates=tuple(p for p in plan.candidates
+                             if selection.keeps(plan.name, p,
+                                                p.split("/")[1])),
+      ignored=tuple(
+          p for p in plan.ignored if p.count("/") == 1 or selection.keeps_class(p.split("/")[1])),
       units=tuple(unit for unit in plan.units
                   if unit[2].count("/") != 1 or selection.keeps_class(unit[2].split("/")[1])))
 
@@ -229,7 +244,8 @@ def log_summary(record):
   unmatched = record["unmatched"]
   if unmatched:
     more = len(unmatched) - SUMMARY_NAMES
-    logging.warning("--train_list %s: %d names match no training file of the release, so nothing "
-                    "was kept for them: %s%s", record["train_list"], len(unmatched),
-                    ", ".join(unmatched[:SUMMARY_NAMES]),
-                    f" and {more} more (all in manifest.json's subset.unmatched)" if more > 0 else "")
+    logging.warning(
+        "--train_list %s: %d names match no training file of the release, so nothing "
+        "was kept for them: %s%s", record["train_list"], len(unmatched),
+        ", ".join(unmatched[:SUMMARY_NAMES]),
+        f" and {more} more (all in manifest.json's subset.unmatched)" if more > 0 else "")

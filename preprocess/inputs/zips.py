@@ -14,13 +14,13 @@ import struct
 from preprocess.inputs import archives
 
 _EOCD = struct.Struct("<4s4H2LH")  # signature, disk, directory disk, entries here, entries, size,
-_EOCD_SIGNATURE = b"PK\x05\x06"    # offset, comment length
+_EOCD_SIGNATURE = b"PK\x05\x06"  # offset, comment length
 _LOCATOR = struct.Struct("<4sLQL")  # signature, disk of the zip64 record, its offset, disks
 _LOCATOR_SIGNATURE = b"PK\x06\x07"
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # signature, record size, versions, disks, entries here,
-_EOCD64_SIGNATURE = b"PK\x06\x06"      # entries, directory size, directory offset
+_EOCD64_SIGNATURE = b"PK\x06\x06"  # entries, directory size, directory offset
 _ENTRY = struct.Struct("<4s6H3L5H2L")  # signature, versions, flags, method, time, date, crc,
-_ENTRY_SIGNATURE = b"PK\x01\x02"       # sizes, name/extra/comment lengths, disk, attributes, offset
+_ENTRY_SIGNATURE = b"PK\x01\x02"  # sizes, name/extra/comment lengths, disk, attributes, offset
 _ZIP64_EXTRA = 0x0001
 _FLAG_ENCRYPTED = 0x0001
 _FLAG_UTF8 = 0x0800

@@ -35,8 +35,10 @@ from absl import logging as absl_logging
 from common.quiet import full_logs
 
 # The worker's entry module runs as __main__; pipeline_options warns about the runner's own flags.
-HARNESS_OPTIONS = ['--sdk_harness_log_level_overrides={"__main__": "ERROR", '
-                   '"apache_beam.options.pipeline_options": "ERROR"}']
+HARNESS_OPTIONS = [
+    '--sdk_harness_log_level_overrides={"__main__": "ERROR", '
+    '"apache_beam.options.pipeline_options": "ERROR"}'
+]
 _PRE_OPTIONS_LINES = (b"apitools not found", b"Logging handler created.",
                       b"All log messages before absl::InitializeLog() is called")
 # TensorFlow's C++ lines from before its log is initialised carry a zero date: "I0000 00:00:17...".
@@ -57,9 +59,12 @@ def harness_options():
 
 # A traceback's first line, or a worker's shell reporting it was killed: from here on stderr is held
 # until the job's fate is known (see `Relay`).
-_TRACEBACK_STARTS = (b"Traceback (most recent call last):", b"Exception in thread ",
-                     # and what a worker's harness prints first when Ctrl-C or a lost peer ends it
-                     b"CRITICAL:__main__:Python sdk harness failed", b"Logging client failed:")
+_TRACEBACK_STARTS = (
+    b"Traceback (most recent call last):",
+    b"Exception in thread ",
+    # and what a worker's harness prints first when Ctrl-C or a lost peer ends it
+    b"CRITICAL:__main__:Python sdk harness failed",
+    b"Logging client failed:")
 _SHELL_REPORTS = (b"Killed\n", b"Terminated\n", b"Segmentation fault\n", b"Aborted\n")
 # What a held stderr keeps for a failure that turns out not to be a stop: the last lines.
 _HELD_LINES = 2000

@@ -157,10 +157,12 @@ def run_build(options, pipeline_options):
   start = time.time()
   # Before any file is touched: S3's endpoint and keys reach `FileSystems`, Google's credentials
   # are looked up once, and a filesystem that is not installed is named.
-  stores.connect(pipeline_options, [path for path in (
-      options.input_dir, options.output_dir, options.classes_from, options.devkit_meta,
-      options.class_names, options.devkit_archive, options.classes, options.train_list,
-      *options.ground_truth.values(), *options.archives.values()) if path])
+  stores.connect(pipeline_options, [
+      path for path in (options.input_dir, options.output_dir, options.classes_from,
+                        options.devkit_meta, options.class_names, options.devkit_archive,
+                        options.classes, options.train_list, *options.ground_truth.values(),
+                        *options.archives.values()) if path
+  ])
   output_dir = options.output_dir.rstrip("/")
   # Before indexing, which writes into the output folder.
   request = subsets.read_request(options.classes, options.per_class, options.train_list)
@@ -193,28 +195,28 @@ def run_build(options, pipeline_options):
       specs.append(ShardSpec(plan.name, index, num_shards))
       listed[specs[-1].file] = count
   output_folder.prepare(output_dir, options.overwrite)
-  config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir,
-                       tmp_dir=join(output_dir, output_folder.TMP_NAME), synsets=tuple(synsets),
-                       encoding=options.encoding, quality=options.quality,
-                       jpeg_subsampling=options.jpeg_subsampling,
+  config = BuildConfig(input_dir=options.input_dir.rstrip("/"), output_dir=output_dir, tmp_dir=join(
+      output_dir, output_folder.TMP_NAME), synsets=tuple(synsets), encoding=options.encoding,
+                       quality=options.quality, jpeg_subsampling=options.jpeg_subsampling,
                        max_pixels=options.max_pixels, seed=options.seed,
                        read_from=tuple(sorted({path for plan in plans for path in plan.read_from})),
                        subset=subset.get("digest", ""), audit=options.audit_duplicates,
                        drop_duplicates=options.drop_duplicates or "")
   for plan in plans:
-    classes = (len({p.split("/")[1] for p in plan.candidates}) if plan.layout == "folders" else
-               len(set(plan.ground_truth)))
+    classes = (len({p.split("/")[1] for p in plan.candidates}) if plan.layout == "folders" else len(
+        set(plan.ground_truth)))
     logging.info("%s (%s): %d images in %d classes (%s layout), %d ignored files, %d shards",
                  plan.name, plan.source, len(plan.candidates), classes, plan.layout,
                  len(plan.ignored), sum(s.split == plan.name for s in specs))
   likely_kept, before = resume.survey(config, specs)
   if likely_kept:
-    logging.info("resuming: %d of %d shards (%d images) were finished by an earlier run with these "
-                 "options; the job verifies each (SHA-256, inputs) and keeps it, and converts the "
-                 "rest", len(likely_kept), len(specs), sum(likely_kept.values()))
-  progress = report.ProgressReporter(config, {f: n for f, n in listed.items()
-                                              if f not in likely_kept}, before,
-                                     options.progress_seconds)
+    logging.info(
+        "resuming: %d of %d shards (%d images) were finished by an earlier run with these "
+        "options; the job verifies each (SHA-256, inputs) and keeps it, and converts the "
+        "rest", len(likely_kept), len(specs), sum(likely_kept.values()))
+  progress = report.ProgressReporter(config,
+                                     {f: n for f, n in listed.items() if f not in likely_kept},
+                                     before, options.progress_seconds)
   progress.start()
 
   def kept_so_far():
@@ -247,14 +249,18 @@ def run_build(options, pipeline_options):
   empty_shard = report.empty_shard_error(manifest, plans, options.seed, skips)
   if empty_shard:  # Fail rather than re-plan: an explicit count is the user's, and rare otherwise.
     report.write_json(report_path, manifest, skips)
-    paths.delete([join(output_dir, name) for spec in specs
-                  for name in (spec.file, records.index_name(spec.file))])
+    paths.delete([
+        join(output_dir, name)
+        for spec in specs
+        for name in (spec.file, records.index_name(spec.file))
+    ])
     paths.delete_tree(config.tmp_dir)
     paths.delete_tree(resume.results_dir(config))
     raise BuildError(f"{empty_shard}; no shard was kept, see {report_path}")
   if fraction > WARN_SKIP_FRACTION:
-    logging.warning("%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason",
-                    skipped, total_images, 100 * fraction)
+    logging.warning(
+        "%d of %d images (%.1f%%) were skipped; the manifest lists each with its reason", skipped,
+        total_images, 100 * fraction)
   if options.audit_duplicates:
     manifest["audit"] = duplicates.finish(output_dir, config.tmp_dir)
   report.write_mean_and_manifest(output_dir, config.tmp_dir, manifest, mean_image, skips)

@@ -88,7 +88,8 @@ def finish(output_dir, tmp_dir):
     fingerprints = audit_lib.FINGERPRINTS_NAME
     fingerprints_sha256 = hashlib.sha256(paths.read(temp)).hexdigest()
     paths.rename(temp, join(output_dir, fingerprints))
-  return {"file": audit_lib.NAME, "sha256": hashlib.sha256(data).hexdigest(),
-          "fingerprints": fingerprints, "fingerprints_sha256": fingerprints_sha256,
-          "counts": document["counts"], "dropped": sorted(drop, key=lambda d: d["path"])}
-
+  return {
+      "file": audit_lib.NAME, "sha256": hashlib.sha256(data).hexdigest(),
+      "fingerprints": fingerprints, "fingerprints_sha256": fingerprints_sha256,
+      "counts": document["counts"], "dropped": sorted(drop, key=lambda d: d["path"])
+  }

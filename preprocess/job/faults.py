@@ -34,8 +34,8 @@ from preprocess.job import beam_logs
 LOST_WORKER_GRACE_SECONDS = 60.0
 _EXIT_STATUS = re.compile(r"Worker subprocess exited with return code (-?\d+)")
 # What the runner raises once a worker's channels are gone, whatever killed it.
-_LOST_CHANNEL = ("Channel closed prematurely", "Socket closed", "failed to connect to all addresses",
-                 "Connection reset by peer")
+_LOST_CHANNEL = ("Channel closed prematurely", "Socket closed",
+                 "failed to connect to all addresses", "Connection reset by peer")
 # A worker's OSError as the runner relays it: a full disk or quota stops every shard alike.
 _DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -53,8 +53,9 @@ def describe_exit(code):
   """A worker's exit status in words: a shell's 128 + N and Popen's -N both mean signal N."""
   number = -code if code < 0 else code - 128 if code > 128 else None
   if number == signal.SIGKILL:
-    return (f"killed by SIGKILL (exit status {code}), most often the kernel's out-of-memory killer: "
-            "see dmesg, and try fewer workers (--direct_num_workers)")
+    return (
+        f"killed by SIGKILL (exit status {code}), most often the kernel's out-of-memory killer: "
+        "see dmesg, and try fewer workers (--direct_num_workers)")
   if number:
     try:
       name = signal.Signals(number).name
@@ -92,8 +93,8 @@ class _Watch:
     raise KeyboardInterrupt
 
   def lost_worker_message(self):
-    how = (describe_exit(self.exit_codes[0]) if self.exit_codes else
-           "its channel to the launcher closed")
+    how = (describe_exit(self.exit_codes[0])
+           if self.exit_codes else "its channel to the launcher closed")
     return (f"a worker process of the job died, {how}; {self._kept_so_far()}; rerun the same "
             "command to resume")
 
@@ -104,9 +105,10 @@ class _Watch:
     # stays dropped and our line goes straight to the terminal.
     threading.excepthook = lambda args: None
     beam_logs.relay().discard()
-    beam_logs.relay().say(_error_line(
-        f"{self.lost_worker_message()} (the runner had not stopped {self._grace:.0f} s after "
-        "losing it, so the job was stopped)"))
+    beam_logs.relay().say(
+        _error_line(
+            f"{self.lost_worker_message()} (the runner had not stopped {self._grace:.0f} s after "
+            "losing it, so the job was stopped)"))
     exit_now(1)
 
   def finish(self):
@@ -146,8 +148,9 @@ def watch(kept_so_far, grace_seconds=LOST_WORKER_GRACE_SECONDS):
     full = _DISK_FULL.search(str(e))
     if full:
       beam_logs.relay().discard()
-      raise Stopped(f"the job could not write ({full.group(0)}); {kept_so_far()}; free some space "
-                    "and rerun the same command to resume", 1) from None
+      raise Stopped(
+          f"the job could not write ({full.group(0)}); {kept_so_far()}; free some space "
+          "and rerun the same command to resume", 1) from None
     beam_logs.relay().release()
     raise
   finally:

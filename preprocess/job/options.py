@@ -47,11 +47,12 @@ class BuildOptions:
   overwrite: bool = setting(False, "Replace a complete dataset in --output_dir.")
   # split -> file; None = look for it
   ground_truth: dict = setting(
-      None, {"validation": "Labels of a flat val/ folder, one ILSVRC ID or WNID per line in sorted "
-                           "filename order (default: the devkit's "
-                           "ILSVRC20xx_validation_ground_truth.txt if found).",
-             "test": "Labels of a flat test/ folder, likewise."},
-      kind=str, per_split=_SPLITS[1:], flag="{split}_ground_truth")
+      None, {
+          "validation": "Labels of a flat val/ folder, one ILSVRC ID or WNID per line in sorted "
+                        "filename order (default: the devkit's "
+                        "ILSVRC20xx_validation_ground_truth.txt if found).",
+          "test": "Labels of a flat test/ folder, likewise."
+      }, kind=str, per_split=_SPLITS[1:], flag="{split}_ground_truth")
   devkit_meta: str = setting(
       None, "The devkit's meta.mat, mapping ILSVRC IDs to WNIDs and names (default: found under "
       "--input_dir if present).")
@@ -80,8 +81,7 @@ class BuildOptions:
       "order; validation and test keep the same classes.")
   per_class: int = setting(
       None, "Keep N training images per class, chosen by the hash of each file name and --seed "
-      "(the same on every input form and runner); a class with fewer keeps all.", low=1,
-      **_CHECKED)
+      "(the same on every input form and runner); a class with fewer keeps all.", low=1, **_CHECKED)
   train_list: str = setting(
       None, "Keep exactly the training files named in this file, one name a line (the form of "
       "SimCLR's 1percent.txt, e.g. n01440764_10026.JPEG).")

@@ -60,8 +60,10 @@ def prepare(output_dir, overwrite):
   """
   if check(output_dir, overwrite):
     paths.delete([join(output_dir, manifest_lib.MANIFEST_NAME)])
-  ours = [path for path, name in _files(output_dir) if name in _REWRITTEN or
-          (overwrite and _SHARD_FILE.match(name))]
+  ours = [
+      path for path, name in _files(output_dir)
+      if name in _REWRITTEN or (overwrite and _SHARD_FILE.match(name))
+  ]
   ours += [m.path for m in paths.list_files(join(output_dir, TMP_NAME))]
   if overwrite:
     ours += [m.path for m in paths.list_files(join(output_dir, resume.RESULTS_NAME))]
@@ -74,11 +76,11 @@ def remove_unplanned(output_dir, specs):
   """After the manifest: shards of an earlier plan that this one has not, and every shard result
   (the manifest now holds what they said)."""
   planned = {name for spec in specs for name in (spec.file, records.index_name(spec.file))}
-  stale = [path for path, name in _files(output_dir) if _SHARD_FILE.match(name) and
-           name not in planned]
+  stale = [
+      path for path, name in _files(output_dir) if _SHARD_FILE.match(name) and name not in planned
+  ]
   if stale:
-    logging.info("Removing %d shards of an earlier run's plan that this build has not",
-                 len(stale))
+    logging.info("Removing %d shards of an earlier run's plan that this build has not", len(stale))
     paths.delete(stale)
   paths.delete_tree(join(output_dir, resume.RESULTS_NAME))
 

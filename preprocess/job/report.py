@@ -119,14 +119,14 @@ def assemble_manifest(config, names, plans, specs, options, subset=None):
       split_repaired.extend(dict(split=plan.name, **r) for r in shard["repaired"])
     _check_accounting(plan, shards)
     repaired.extend(split_repaired)
-    splits[plan.name] = manifest_lib.make_split(
-        [manifest_lib.make_shard(r["file"], r["num_examples"], r["size_bytes"], r["sha256"],
-                                 records.index_name(r["file"]))
-         for r in shards],
-        class_counts, layout=plan.layout, input_form=plan.source,
-        skipped=sum(s["num_skipped"] for s in shards),
-        repaired=len({r["path"] for r in split_repaired}), ignored=len(plan.ignored),
-        dropped=sum(len(s.get("dropped", ())) for s in shards))
+    splits[plan.name] = manifest_lib.make_split([
+        manifest_lib.make_shard(r["file"], r["num_examples"], r["size_bytes"], r["sha256"],
+                                records.index_name(r["file"])) for r in shards
+    ], class_counts, layout=plan.layout, input_form=plan.source,
+                                                skipped=sum(s["num_skipped"] for s in shards),
+                                                repaired=len({r["path"] for r in split_repaired}),
+                                                ignored=len(plan.ignored), dropped=sum(
+                                                    len(s.get("dropped", ())) for s in shards))
   mean_image, stats = _training_stats(config.tmp_dir)
   kept = [r for r in results if r["kept"]]
   manifest = manifest_lib.make_manifest(
@@ -153,9 +153,10 @@ def _check_accounting(plan, shards):
     accounted.update(entry["path"].split("/")[1] for entry in shard.get("dropped", ()))
   if seen != accounted:
     wrong = sorted(w for w in set(seen) | set(accounted) if seen[w] != accounted[w])
-    raise RuntimeError(f"{plan.name}: accounting does not close for {wrong[:5]}: listed "
-                       f"{[seen[w] for w in wrong[:5]]}, written+skipped "
-                       f"{[accounted[w] for w in wrong[:5]]} (did the input change during the run?)")
+    raise RuntimeError(
+        f"{plan.name}: accounting does not close for {wrong[:5]}: listed "
+        f"{[seen[w] for w in wrong[:5]]}, written+skipped "
+        f"{[accounted[w] for w in wrong[:5]]} (did the input change during the run?)")
 
 
 def _labelled(plan):
@@ -210,10 +211,11 @@ def empty_shard_error(manifest, plans, seed, skips):
     written = [p for p in plan.candidates if p not in skipped]
     fits = next((n for n in range(len(info["shards"]) - 1, 0, -1)
                  if len({pipeline_lib.shard_key(seed, p) % n for p in written}) == n), None)
-    advice = (f"rerun with --num_shards_{plan.name}={fits}" if fits else
-              f"no {plan.name} image could be written")
-    return (f"{plan.name}: {len(empty)} of {len(info['shards'])} shards ({', '.join(empty[:3])}) "
-            f"would be empty: {len(written)} images written, {len(skipped)} files skipped; {advice}")
+    advice = (f"rerun with --num_shards_{plan.name}={fits}"
+              if fits else f"no {plan.name} image could be written")
+    return (
+        f"{plan.name}: {len(empty)} of {len(info['shards'])} shards ({', '.join(empty[:3])}) "
+        f"would be empty: {len(written)} images written, {len(skipped)} files skipped; {advice}")
   return None
 
 
@@ -225,11 +227,11 @@ def log_summary(manifest, skip_reasons, elapsed):
     fixes = collections.Counter(r["fix"] for r in manifest["repaired"] if r["split"] == split)
     total += info["num_examples"] + info["skipped"]
     # A file can need several fixes (a PNG with alpha), so files and fixes are counted apart.
-    logging.info("%s: %d images written to %d shards, %d classes; skipped %d%s; repaired %d files "
-                 "with %d fixes%s; ignored %d non-image files", split, info["num_examples"],
-                 len(info["shards"]), len(info["class_counts"]), info["skipped"],
-                 _breakdown(reasons), info["repaired"], sum(fixes.values()), _breakdown(fixes),
-                 info["ignored"])
+    logging.info(
+        "%s: %d images written to %d shards, %d classes; skipped %d%s; repaired %d files "
+        "with %d fixes%s; ignored %d non-image files", split, info["num_examples"],
+        len(info["shards"]), len(info["class_counts"]), info["skipped"], _breakdown(reasons),
+        info["repaired"], sum(fixes.values()), _breakdown(fixes), info["ignored"])
   resumed = manifest["resume"]
   total -= resumed["kept_images"]
   if resumed["kept_shards"]:

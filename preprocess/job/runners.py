@@ -13,9 +13,10 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
 from apache_beam.runners.runner import PipelineRunner
 
-LOCAL_RUNNER_ARGS = ["--runner=preprocess.job.runners.LocalRunner",
-                     "--direct_running_mode=multi_processing", "--direct_num_workers=0",
-                     "--default_sdk_harness_log_level=WARNING"]
+LOCAL_RUNNER_ARGS = [
+    "--runner=preprocess.job.runners.LocalRunner", "--direct_running_mode=multi_processing",
+    "--direct_num_workers=0", "--default_sdk_harness_log_level=WARNING"
+]
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 # What every worker must be able to import to run our DoFns.
 PACKAGES = ("common", "preprocess")

@@ -14,8 +14,11 @@ from tests import helpers
 
 def index_paths(output_dir, manifest):
   """The index of every shard the build listed in the manifest, each beside its shard."""
-  return [os.path.join(output_dir, shard["index_file"])
-          for info in manifest["splits"].values() for shard in info["shards"]]
+  return [
+      os.path.join(output_dir, shard["index_file"])
+      for info in manifest["splits"].values()
+      for shard in info["shards"]
+  ]
 
 
 @pytest.fixture(scope="session")

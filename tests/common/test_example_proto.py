@@ -22,12 +22,15 @@ def _tf_example(**record):
       schema.CHANNELS_KEY: record.get("channels", schema.CHANNELS), schema.LABEL: record["label"],
       schema.SYNSET: record["synset"].encode(), schema.FILENAME: record["filename"].encode(),
       schema.ORIGINAL_HEIGHT: record["original_height"],
-      schema.ORIGINAL_WIDTH: record["original_width"]}
+      schema.ORIGINAL_WIDTH: record["original_width"]
+  }
   feature = {
-      key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-      if schema.FEATURE_TYPES[key] is bytes
-      else tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-      for key, value in values.items()}
+      key:
+          tf.train.Feature(bytes_list=tf.train.BytesList(
+              value=[value])) if schema.FEATURE_TYPES[key] is bytes else tf.train.Feature(
+                  int64_list=tf.train.Int64List(value=[int(value)]))
+      for key, value in values.items()
+  }
   example = tf.train.Example(features=tf.train.Features(feature=feature))
   return example.SerializeToString(deterministic=True)
 
@@ -41,15 +44,14 @@ def _jpeg(seed, size):
 
 _RAW = np.arange(256 * 256 * 3, dtype=np.uint64).astype(np.uint8).tobytes()
 _RECORDS = [
-    dict(encoded=_jpeg(0, (256, 256)), image_format=schema.FORMAT_JPEG, label=0,
-         synset="n01440764", filename="train/n01440764/n01440764_10026.JPEG",
-         original_height=375, original_width=500),
+    dict(encoded=_jpeg(0, (256, 256)), image_format=schema.FORMAT_JPEG, label=0, synset="n01440764",
+         filename="train/n01440764/n01440764_10026.JPEG", original_height=375, original_width=500),
     dict(encoded=_RAW, image_format=schema.FORMAT_RAW, label=999, synset="n15075141",
          filename="val/ILSVRC2012_val_00050000.JPEG", original_height=1, original_width=1),
     # A filename over 127 bytes needs a two-byte length; values past 2**31 need long varints.
-    dict(encoded=_jpeg(1, (64, 256)), image_format=schema.FORMAT_JPEG, label=2**40,
-         synset="n0", filename="train/n02/" + "long_name_" * 30 + ".JPEG",
-         original_height=2**63 - 1, original_width=2**31),
+    dict(encoded=_jpeg(1, (64, 256)), image_format=schema.FORMAT_JPEG, label=2**40, synset="n0",
+         filename="train/n02/" + "long_name_" * 30 + ".JPEG", original_height=2**63 - 1,
+         original_width=2**31),
     # Unicode synsets and filenames are stored as UTF-8; a 0 is still written, as a packed zero.
     dict(encoded=b"", image_format=schema.FORMAT_JPEG, label=5, synset="n0ñ-猫",
          filename="train/ñ/é猫.JPEG", original_height=0, original_width=-1),
@@ -89,6 +91,6 @@ def test_stage_one_workers_do_not_import_tensorflow():
           "import preprocess.conversion.pipeline, preprocess.conversion.shard_writer\n"
           "import preprocess.inputs.indexing\n"
           "print('tensorflow' in sys.modules)\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=120)
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          timeout=120)
   assert result.stdout.strip() == "False"

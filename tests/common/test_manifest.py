@@ -27,10 +27,11 @@ def dataset(tmp_path):
   shards = [manifest_lib.make_shard(shard.name, 3, 70, dataset_lib.file_sha256(str(shard)))]
   data = manifest_lib.make_manifest(
       image_size=4, encoding="JPEG", synsets=["n1", "n2"], names={"n1": "one", "n2": "two"},
-      splits={"train": manifest_lib.make_split(shards, {"n1": 2, "n2": 1})},
-      stats={"mean_file": "mean.npy", "num_images": 3, "channel_mean": [100.0] * 3,
-             "rgb_covariance": np.eye(3).tolist(), "rgb_eigval": [1.0] * 3,
-             "rgb_eigvec": np.eye(3).tolist()})
+      splits={"train": manifest_lib.make_split(shards, {"n1": 2, "n2": 1})}, stats={
+          "mean_file": "mean.npy", "num_images": 3, "channel_mean": [100.0] * 3,
+          "rgb_covariance": np.eye(3).tolist(), "rgb_eigval": [1.0] * 3,
+          "rgb_eigvec": np.eye(3).tolist()
+      })
   (tmp_path / "manifest.json").write_text(manifest_lib.dumps(data))
   return tmp_path, data
 
@@ -120,9 +121,10 @@ def _names(text):
 def test_docstring_layout_is_exactly_the_key_tuples():
   doc = manifest_lib.__doc__
   block = doc[doc.index("  schema_version"):doc.index("\n\n", doc.index("  schema_version"))]
-  groups = {name: re.search(rf"\b{name} \[?\{{([^{{}}]*)\}}", block).group(1)
-            for name in ("classes", "shards", "skipped", "repaired", "stats", "resume", "subset",
-                         "audit")}
+  groups = {
+      name: re.search(rf"\b{name} \[?\{{([^{{}}]*)\}}", block).group(1)
+      for name in ("classes", "shards", "skipped", "repaired", "stats", "resume", "subset", "audit")
+  }
   assert _names(groups["classes"]) == manifest_lib.CLASS_KEYS
   assert _names(groups["shards"]) == manifest_lib.SHARD_KEYS
   assert _names(groups["skipped"]) == manifest_lib.SKIPPED_KEYS
@@ -138,7 +140,8 @@ def test_docstring_layout_is_exactly_the_key_tuples():
 
 def test_workspace_names_exactly_the_keys_and_skip_reasons():
   text = (REPO / "WORKSPACE.md").read_text()
-  section = text[text.index("### `manifest.json`"):text.index("\n### ", text.index("### `manifest"))]
+  section = text[text.index("### `manifest.json`"):text.index("\n### ", text.index("### `manifest")
+                                                             )]
   named = set(re.findall(r"`([a-z][a-z0-9_]*)`", section))
   builders = {"make_manifest", "make_split", "make_shard", "make_resume", "parse", "load"}
   assert named == set().union(*KEY_TUPLES) | set(errors.REASONS) | builders
@@ -193,15 +196,17 @@ def test_a_manifest_from_before_subsets_reads_as_the_whole_release(dataset):
 
 def _small_manifest():
   # A class name and an option that spell the marker the writer splits at, inside strings.
-  return manifest_lib.make_manifest(
-      image_size=256, encoding="JPEG", synsets=["n1", "n2"],
-      names={"n1": "a", "n2": '\n "skipped": [],\n'}, splits={}, args={"skipped": []})
+  return manifest_lib.make_manifest(image_size=256, encoding="JPEG", synsets=["n1", "n2"],
+                                    names={"n1": "a", "n2": '\n "skipped": [],\n'}, splits={},
+                                    args={"skipped": []})
 
 
 @pytest.mark.parametrize("count", [0, 1, 3])
 def test_streamed_skip_list_writes_the_bytes_of_dumps(count):
-  skipped = [{"split": "train", "path": f"train/n1/{i}é.JPEG", "reason": "empty",
-              "detail": 'a "quoted"\nline'} for i in range(count)]
+  skipped = [{
+      "split": "train", "path": f"train/n1/{i}é.JPEG", "reason": "empty",
+      "detail": 'a "quoted"\nline'
+  } for i in range(count)]
   out = io.BytesIO()
   assert manifest_lib.write(_small_manifest(), out, iter(skipped)) == count
   assert out.getvalue() == manifest_lib.dumps(dict(_small_manifest(), skipped=skipped)).encode()

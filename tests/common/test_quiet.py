@@ -11,8 +11,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _run(code, **env):
   """Runs `code` in a fresh interpreter (this one has TensorFlow loaded); returns (stdout, stderr)."""
-  environ = {k: v for k, v in os.environ.items()
-             if k not in ("TF_CPP_MIN_LOG_LEVEL", "ALEXNET_FULL_LOGS")}
+  environ = {
+      k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ALEXNET_FULL_LOGS")
+  }
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={**environ, **env}, check=True, timeout=300)
   return result.stdout.strip(), result.stderr

@@ -30,8 +30,10 @@ def test_the_reader_gives_tensorflows_values_and_pixels(interop_built):
   for split in manifest["splits"]:
     for path in _split_paths(output_dir, manifest, split):
       ours = list(reader.read_examples(path))
-      theirs = [tf.io.parse_single_example(s, schema.feature_spec())
-                for s in tf.data.TFRecordDataset(path)]
+      theirs = [
+          tf.io.parse_single_example(s, schema.feature_spec())
+          for s in tf.data.TFRecordDataset(path)
+      ]
       assert len(ours) == len(theirs) > 0
       for example, parsed in zip(ours, theirs):
         assert set(example) == set(schema.FEATURE_TYPES)
@@ -40,8 +42,8 @@ def test_the_reader_gives_tensorflows_values_and_pixels(interop_built):
           assert example[key] == parsed[key].numpy(), key
         pixels = reader.decode_image(example, manifest["encoding"])
         # Pillow's default IDCT is the accurate one common.image asks TensorFlow for: no tolerance.
-        np.testing.assert_array_equal(
-            pixels, image_lib.decode_image(parsed, manifest["encoding"]).numpy())
+        np.testing.assert_array_equal(pixels,
+                                      image_lib.decode_image(parsed, manifest["encoding"]).numpy())
         assert pixels.flags.writeable
 
 
@@ -53,17 +55,20 @@ def _example(features, deterministic=True):
 def _values(**overrides):
   values = {key: (b"v" if kind is bytes else 7) for key, kind in schema.FEATURE_TYPES.items()}
   values.update(overrides)
-  return {key: (tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
-                if value and isinstance(value[0], bytes)
-                else tf.train.Feature(float_list=tf.train.FloatList(value=value))
-                if value and isinstance(value[0], float)
-                else tf.train.Feature(int64_list=tf.train.Int64List(value=value)))
-          for key, value in ((k, v if isinstance(v, list) else [v]) for k, v in values.items())}
+  return {
+      key: (tf.train.Feature(bytes_list=tf.train.BytesList(value=value)) if value and
+            isinstance(value[0], bytes) else tf.train.Feature(float_list=tf.train.FloatList(
+                value=value)) if value and isinstance(value[0], float) else tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=value))
+           ) for key, value in ((k, v if isinstance(v, list) else [v]) for k, v in values.items())
+  }
 
 
 def test_parse_example_follows_tensorflow_on_other_writers_examples():
-  extra = _values(**{"other/score": [0.5, 1.5], "other/ids": [1, 2, 3],
-                     schema.LABEL: -3, schema.ORIGINAL_WIDTH: 2**62})
+  extra = _values(**{
+      "other/score": [0.5, 1.5], "other/ids": [1, 2, 3], schema.LABEL: -3,
+      schema.ORIGINAL_WIDTH: 2**62
+  })
   for serialized in (_example(extra), _example(extra, deterministic=False)):
     parsed = tf.io.parse_single_example(serialized, schema.feature_spec())
     ours = reader.parse_example(serialized)
@@ -107,7 +112,8 @@ def test_read_shards_gives_every_record_once_for_any_number_of_workers(interop_b
     everything = [e[schema.FILENAME] for e in reader.read_shards(paths)]
     assert len(everything) == manifest["splits"][split]["num_examples"]
     for num_workers in (2, 3):
-      shares = [[e[schema.FILENAME] for e in reader.read_shards(paths, w, num_workers)]
+      shares = [[e[schema.FILENAME]
+                 for e in reader.read_shards(paths, w, num_workers)]
                 for w in range(num_workers)]
       assert sorted(f for share in shares for f in share) == sorted(everything)
       assert all(shares), (split, num_workers)  # more workers than shards: shares of each shard
@@ -130,9 +136,10 @@ print(json.dumps([count, "tensorflow" in sys.modules]))
 def test_reading_and_decoding_never_load_tensorflow(interop_built):
   output_dir, manifest = interop_built
   paths = _split_paths(output_dir, manifest, "train")
-  result = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW,
-                           json.dumps([paths, manifest["encoding"]])], cwd=REPO,
-                          capture_output=True, text=True, check=True, timeout=120)
+  result = subprocess.run(
+      [sys.executable, "-c", _NO_TENSORFLOW,
+       json.dumps([paths, manifest["encoding"]])], cwd=REPO, capture_output=True, text=True,
+      check=True, timeout=120)
   count, loaded = json.loads(result.stdout)
   assert count > 0 and not loaded
 
@@ -164,22 +171,26 @@ def test_the_readme_pytorch_dataset_gives_every_record_once_over_two_workers(int
   output_dir, manifest = interop_built
   snippet = _readme_block("class ImageNetShards").split("\nloader = ")[0]
   splits = ("train", "test")  # two shards (one for each worker), one shard (a share each)
-  result = subprocess.run([sys.executable, "-c", _DATALOADER.format(snippet=snippet), output_dir,
-                           *splits], cwd=REPO, capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+      [sys.executable, "-c",
+       _DATALOADER.format(snippet=snippet), output_dir, *splits], cwd=REPO, capture_output=True,
+      text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   found = json.loads(result.stdout)
   assert not found["tensorflow"]
   for split in splits:
-    expected = [[hashlib.sha256(reader.decode_image(e, manifest["encoding"]).tobytes()).hexdigest(),
-                 e[schema.LABEL]]
-                for e in reader.read_shards(_split_paths(output_dir, manifest, split))]
-    assert (collections.Counter(map(tuple, found["seen"][split]))
-            == collections.Counter(map(tuple, expected)))
+    expected = [[
+        hashlib.sha256(reader.decode_image(e, manifest["encoding"]).tobytes()).hexdigest(),
+        e[schema.LABEL]
+    ] for e in reader.read_shards(_split_paths(output_dir, manifest, split))]
+    assert (collections.Counter(map(tuple, found["seen"][split])) == collections.Counter(
+        map(tuple, expected)))
 
 
 def test_the_readme_dali_features_are_the_schemas():
   block = _readme_block("fn.readers.tfrecord")
   listed = dict(re.findall(r'"([\w/]+)": tfrec\.FixedLenFeature\([^,]+, tfrec\.(\w+)', block))
-  assert listed == {key: {bytes: "string", int: "int64"}[kind]
-                    for key, kind in schema.FEATURE_TYPES.items()}
+  assert listed == {
+      key: {bytes: "string", int: "int64"}[kind] for key, kind in schema.FEATURE_TYPES.items()
+  }
   assert 'index_path=[s + "' + records.INDEX_SUFFIX + '"' in block

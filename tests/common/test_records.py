@@ -56,13 +56,16 @@ def test_the_index_lists_every_record_of_every_built_shard(interop_built):
     assert records.verify_index(path, records.index_name(path)) == shard["num_examples"]
     assert len(index) == shard["num_examples"]
     # Contiguous from byte 0 to the end: each length counts the 12-byte header and 4-byte CRC.
-    assert [offset for offset, _ in index] == [sum(n for _, n in index[:i]) for i in range(len(index))]
+    assert [offset for offset, _ in index
+           ] == [sum(n for _, n in index[:i]) for i in range(len(index))]
     assert sum(n for _, n in index) == shard["size_bytes"] == os.path.getsize(path)
     assert [offset for offset, _ in records.iter_records(path)] == [o for o, _ in index]
 
 
-@pytest.mark.parametrize("damage", ["line_dropped", "offset_moved", "another_shards_index",
-                                    "record_appended", "shard_truncated", "not_an_index"])
+@pytest.mark.parametrize("damage", [
+    "line_dropped", "offset_moved", "another_shards_index", "record_appended", "shard_truncated",
+    "not_an_index"
+])
 def test_a_shard_whose_index_disagrees_is_named(tmp_path, damage):
   path = _write_frames(tmp_path / "train-00000-of-00001.tfrecord", [b"a" * 10, b"b" * 20, b"c"])
   index_path = records.index_name(path)
@@ -97,7 +100,8 @@ def test_a_corrupt_or_truncated_record_is_named_with_its_byte_offset(tmp_path):
   path = _write_frames(tmp_path / "s.tfrecord", [b"a" * 10, b"b" * 20, b"c" * 30])
   second, third = [offset for offset, _ in records.read_index(records.index_name(path))][1:]
   original = open(path, "rb").read()
-  for position, expected in ((second + records.HEADER_BYTES + 3, f"corrupt record at byte {second}"),
+  for position, expected in ((second + records.HEADER_BYTES + 3,
+                              f"corrupt record at byte {second}"),
                              (second + 2, f"corrupt record length at byte {second}")):
     damaged = bytearray(original)
     damaged[position] ^= 1
@@ -116,9 +120,9 @@ def test_worker_shares_are_disjoint_and_together_complete(tmp_path):
   path = _write_frames(tmp_path / "s.tfrecord", payloads)
   index = records.read_index(records.index_name(path))
   for num_workers in range(1, 10):
-    shares = [[data for _, data in records.iter_records(path, *records.worker_share(index, w,
-                                                                                    num_workers))]
-              for w in range(num_workers)]
+    shares = [[
+        data for _, data in records.iter_records(path, *records.worker_share(index, w, num_workers))
+    ] for w in range(num_workers)]
     assert [data for share in shares for data in share] == payloads  # disjoint, complete, in order
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
   with pytest.raises(ValueError, match="worker 2 is not in 0..1"):
@@ -143,8 +147,9 @@ print(json.dumps({"shares": shares, "tensorflow": "tensorflow" in sys.modules}))
 def test_the_tfrecord_package_reads_each_shard_through_our_index_in_two_shares(interop_built):
   output_dir, manifest = interop_built
   paths = [os.path.join(output_dir, shard["file"]) for _, shard in _shards(manifest)]
-  result = subprocess.run([sys.executable, "-c", _TFRECORD_PACKAGE, json.dumps(paths)], cwd=REPO,
-                          capture_output=True, text=True, check=True, timeout=120)
+  result = subprocess.run([sys.executable, "-c", _TFRECORD_PACKAGE,
+                           json.dumps(paths)], cwd=REPO, capture_output=True, text=True, check=True,
+                          timeout=120)
   found = json.loads(result.stdout)
   assert not found["tensorflow"]
   for path in paths:
@@ -152,8 +157,10 @@ def test_the_tfrecord_package_reads_each_shard_through_our_index_in_two_shares(i
     first, second = found["shares"][path]
     assert first and second  # every built shard holds at least two records
     assert first + second == ours  # disjoint, complete, and the same split as ours
-    assert first == [e["image/filename"].decode()
-                     for e in reader.read_examples(path, records.index_name(path), 0, 2)]
+    assert first == [
+        e["image/filename"].decode()
+        for e in reader.read_examples(path, records.index_name(path), 0, 2)
+    ]
 
 
 def test_verify_index_names_a_built_shard_given_another_shards_index(interop_built, tmp_path):

@@ -34,7 +34,8 @@ def test_make_and_parse_round_trip(image_format):
       schema.ENCODED: encoded, schema.FORMAT: image_format.encode(), schema.HEIGHT: 256,
       schema.WIDTH: 256, schema.CHANNELS_KEY: 3, schema.LABEL: 7, schema.SYNSET: b"n01440764",
       schema.FILENAME: b"train/n01440764/a.JPEG", schema.ORIGINAL_HEIGHT: 375,
-      schema.ORIGINAL_WIDTH: 500}
+      schema.ORIGINAL_WIDTH: 500
+  }
   batch = schema.parse_example(tf.constant([serialized, serialized]))
   assert batch[schema.LABEL].numpy().tolist() == [7, 7]
 
@@ -61,9 +62,9 @@ def test_make_example_rejects_bad_records(kwargs, message):
 def test_decode_with_crop_equals_slicing_the_full_decode(image_format):
   pixels = _pixels(1)
   encoded = _jpeg(pixels) if image_format == schema.FORMAT_JPEG else pixels.tobytes()
-  features = schema.parse_example(schema.make_example(
-      encoded=encoded, image_format=image_format, label=0, synset="n0", filename="f",
-      original_height=256, original_width=256))
+  features = schema.parse_example(
+      schema.make_example(encoded=encoded, image_format=image_format, label=0, synset="n0",
+                          filename="f", original_height=256, original_width=256))
   full = image_lib.decode_image(features, image_format).numpy()
   if image_format == schema.FORMAT_RAW:
     np.testing.assert_array_equal(full, pixels)
@@ -99,8 +100,8 @@ def test_subtract_mean_matches_numpy_per_example_windows_and_mirrors():
     np.testing.assert_allclose(got[i], expected, rtol=0, atol=1e-4)
   single = image_lib.subtract_mean(images[1], mean, offsets[1], flipped[1]).numpy()
   np.testing.assert_allclose(single, got[1])
-  np.testing.assert_allclose(image_lib.subtract_mean(images[0], mean).numpy(),
-                             images[0] - mean[:5, :7], atol=1e-4)
+  np.testing.assert_allclose(
+      image_lib.subtract_mean(images[0], mean).numpy(), images[0] - mean[:5, :7], atol=1e-4)
 
 
 def test_each_build_encoding_maps_to_one_record_format():

@@ -81,7 +81,8 @@ def kaggle_tree(tree, out, class_of):
   shutil.copytree(os.path.join(tree, "train"), os.path.join(data, "train"))
   shutil.copytree(os.path.join(tree, "val"), os.path.join(data, "val"))
   os.makedirs(os.path.join(data, "test"))
-  shutil.copy(os.path.join(data, "val", _files(os.path.join(data, "val"))[0]),
+  shutil.copy(os.path.join(data, "val",
+                           _files(os.path.join(data, "val"))[0]),
               os.path.join(data, "test", "ILSVRC2012_test_00000001.JPEG"))
   rows = "".join(f"{os.path.splitext(name)[0]},{class_of[name]} 1 2 3 4\n"
                  for name in reversed(_files(os.path.join(tree, "val"))))

@@ -81,12 +81,14 @@ def reference(data, size=256):
   else:
     resized = (max(size, round(width * size / height)), size)
   left, top = (resized[0] - size) // 2, (resized[1] - size) // 2
-  channels = [Image.fromarray(pixels[..., c], "F").resize(resized, Image.Resampling.BICUBIC)
-              for c in range(3)]
+  channels = [
+      Image.fromarray(pixels[..., c], "F").resize(resized, Image.Resampling.BICUBIC)
+      for c in range(3)
+  ]
   return np.stack([np.asarray(c)[top:top + size, left:left + size] for c in channels], axis=-1)
 
 
 def psnr(stored, ref):
   """PSNR in dB of uint8 `stored` pixels against a float reference."""
-  mse = np.mean((stored.astype(np.float64) - ref) ** 2)
-  return float("inf") if mse == 0 else float(10 * np.log10(255 ** 2 / mse))
+  mse = np.mean((stored.astype(np.float64) - ref)**2)
+  return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))

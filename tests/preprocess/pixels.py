@@ -30,8 +30,8 @@ def decoded(data):
 
 
 def psnr(a, b):
-  mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-  return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+  mse = np.mean((a.astype(np.float64) - b.astype(np.float64))**2)
+  return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def mean_abs_diff(a, b):

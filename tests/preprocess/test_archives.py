@@ -74,9 +74,11 @@ def _mixed(root, info, out):
   return str(out)
 
 
-@pytest.mark.parametrize("make_form, inputs", [
-    (_ilsvrc2012, ("tar", "tar")), (_kaggle, ("kaggle", "kaggle")), (_kaggle_zip, ("zip", "zip")),
-    (_kaggle_zip_stored, ("zip", "zip")), (_mixed, ("extracted", "tar"))])
+@pytest.mark.parametrize("make_form, inputs", [(_ilsvrc2012, ("tar", "tar")),
+                                               (_kaggle, ("kaggle", "kaggle")),
+                                               (_kaggle_zip, ("zip", "zip")),
+                                               (_kaggle_zip_stored, ("zip", "zip")),
+                                               (_mixed, ("extracted", "tar"))])
 def test_every_form_gives_the_extracted_trees_bytes(release, make_form, inputs, tmp_path):
   root, info = release
   form = make_form(root, info, tmp_path / "form")
@@ -88,8 +90,9 @@ def test_every_form_gives_the_extracted_trees_bytes(release, make_form, inputs, 
 
 def _gnu_tar(fmt, folder, path, names=None):
   """`tar` itself packing a folder (`./` names and a directory entry), or the given names in it."""
-  subprocess.run(["tar", f"--format={fmt}", "-cf", str(path), "-C", str(folder),
-                  *(names or ["."])], check=True)
+  subprocess.run(["tar", f"--format={fmt}", "-cf",
+                  str(path), "-C",
+                  str(folder), *(names or ["."])], check=True)
 
 
 @pytest.mark.parametrize("fmt", ["gnu", "posix", "v7"])
@@ -162,7 +165,8 @@ def test_truncated_member_is_skipped_with_its_path(release, tmp_path):
   # Cut the archive in the middle of the last class tar's last member.
   wnid = members[-1][0][:-4]
   with open(path, "rb") as f:
-    inner = list(archives.tar_members(f, str(path), members[-1][1], members[-1][1] + members[-1][2]))
+    inner = list(archives.tar_members(f, str(path), members[-1][1],
+                                      members[-1][1] + members[-1][2]))
   name, offset, length, _ = inner[-1]
   with open(path, "r+b") as f:
     f.truncate(offset + length // 2)
@@ -181,8 +185,8 @@ def test_truncated_validation_archive_keeps_the_labels_of_what_is_left(release, 
   with open(path, "r+b") as f:
     f.truncate(offset + length - 1)
   manifest = helpers.build_dataset(out, tmp_path / "out", num_shards=SHARDS)
-  assert {s["path"]: s["reason"] for s in manifest["skipped"] if s["split"] == "validation"} == {
-      f"val/{name}": "truncated"}
+  assert {s["path"]: s["reason"] for s in manifest["skipped"] if s["split"] == "validation"
+         } == {f"val/{name}": "truncated"}
   records = helpers.read_records(tmp_path / "out", "validation")
   expected = dict(info.images["validation"][:-3])
   assert {r["image/filename"]: r["image/class/synset"] for r in records} == expected
@@ -198,8 +202,9 @@ def test_header_with_a_bad_checksum_stops_naming_archive_and_offset(release, tmp
   with open(path, "r+b") as f:
     f.seek(header + 10)
     f.write(b"X")
-  with pytest.raises(sources.InputError, match=rf"train.tar: the tar header at byte offset "
-                     rf"{header} fails its checksum"):
+  with pytest.raises(
+      sources.InputError, match=rf"train.tar: the tar header at byte offset "
+      rf"{header} fails its checksum"):
     helpers.build_dataset(out, tmp_path / "out", num_shards=SHARDS)
   assert not (tmp_path / "out" / "manifest.json").exists()
 
@@ -209,8 +214,9 @@ def test_compressed_image_archive_is_refused_in_one_line(release, tmp_path):
   with open(path, "rb") as f, gzip.open(out / "train.tar.gz", "wb") as g:
     g.write(f.read())
   os.remove(path)
-  with pytest.raises(sources.InputError, match=r"train.tar.gz: a compressed image archive cannot "
-                     "be read by byte ranges; decompress it"):
+  with pytest.raises(
+      sources.InputError, match=r"train.tar.gz: a compressed image archive cannot "
+      "be read by byte ranges; decompress it"):
     build.plan_input(build.BuildOptions(str(out), "unused"))
 
 
@@ -298,9 +304,10 @@ def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp
   archive_fixtures.pack_train_tar(root / "tree", str(form / "t.tar"))
   shutil.copy(root / "tree" / "synset_words.txt", form)
   with caplog.at_level(logging.INFO, logger="absl"):
-    manifest = helpers.build_dataset(
-        form, tmp_path / "out", num_shards=SHARDS, progress_seconds=0.001,
-        archives={"validation": str(elsewhere / "v.tar")}, devkit_archive=str(elsewhere / "d.tgz"))
+    manifest = helpers.build_dataset(form, tmp_path / "out", num_shards=SHARDS,
+                                     progress_seconds=0.001,
+                                     archives={"validation": str(elsewhere / "v.tar")},
+                                     devkit_archive=str(elsewhere / "d.tgz"))
   assert manifest["splits"]["validation"]["input"] == f"tar {elsewhere}/v.tar"
   assert comparable(tmp_path / "out") == comparable(root / "reference")
   assert re.search(r"indexing archives: \d+/10 units done", caplog.text)
@@ -310,5 +317,5 @@ def test_flags_name_archives_anywhere_and_indexing_reports_progress(release, tmp
   assert all(int(units) <= int(total) for units, total in done), done
   assert "indexed 10 archive units of " in caplog.text and "(by the workers)" in caplog.text
   with pytest.raises(sources.InputError, match="--test_archive .*missing.tar: not found"):
-    build.plan_input(build.BuildOptions(str(form), "unused",
-                                        archives={"test": str(tmp_path / "missing.tar")}))
+    build.plan_input(
+        build.BuildOptions(str(form), "unused", archives={"test": str(tmp_path / "missing.tar")}))

@@ -130,8 +130,9 @@ def _split(path):
 def _found(dataset_dir):
   with open(os.path.join(dataset_dir, audit_lib.NAME), "rb") as f:
     document = audit_lib.parse(f.read(), audit_lib.NAME)
-  return document, {frozenset((m["split"], m["file"]) for m in group)
-                    for group in document["groups"]}
+  return document, {
+      frozenset((m["split"], m["file"]) for m in group) for group in document["groups"]
+  }
 
 
 def test_every_planted_copy_is_found_and_no_distinct_photograph(planted):
@@ -141,13 +142,14 @@ def test_every_planted_copy_is_found_and_no_distinct_photograph(planted):
   assert document["counts"] == {
       "validation_in_train": 4, "validation_in_train_other_class": 1, "test_in_train": 0,
       "test_in_train_other_class": 0, "pairs_within_train": 1, "pairs_within_validation": 1,
-      "pairs_within_test": 0, "groups": 6, "groups_of_several_classes": 2,
-      "images_not_compared": 0}
+      "pairs_within_test": 0, "groups": 6, "groups_of_several_classes": 2, "images_not_compared": 0
+  }
   manifest = dataset_lib.load(str(reference))
   assert manifest.data["audit"]["counts"] == document["counts"]
   assert manifest.duplicated_in_training("validation") == {
       file for group in groups for split, file in group
-      if split == "validation" and any(s == "train" for s, _ in group)}
+      if split == "validation" and any(s == "train" for s, _ in group)
+  }
   # The training split's fingerprints, one row per training record, kept for later audits.
   rows = np.load(reference / audit_lib.FINGERPRINTS_NAME)
   assert rows.dtype == search.ROW and len(rows) == manifest.num_examples("train")
@@ -169,11 +171,13 @@ def test_every_form_and_runner_finds_the_same(planted, tmp_path, caplog):
 
 def test_a_clean_build_leaves_out_the_training_copies_of_held_out_images(planted, tmp_path):
   tree, groups, _ = planted
-  manifest = helpers.build_dataset(tree, tmp_path / "clean", num_shards={"train": 3,
-                                                                          "validation": 2},
-                                   drop_duplicates="train")
-  dropped = {file for group in groups for split, file in group
-             if split == "train" and any(s == "validation" for s, _ in group)}
+  manifest = helpers.build_dataset(tree, tmp_path / "clean",
+                                   num_shards={"train": 3,
+                                               "validation": 2}, drop_duplicates="train")
+  dropped = {
+      file for group in groups for split, file in group
+      if split == "train" and any(s == "validation" for s, _ in group)
+  }
   assert {d["path"] for d in manifest["audit"]["dropped"]} == dropped
   # The same shards, statistics and validation as a build of the input without those files.
   without = tmp_path / "without"
@@ -182,7 +186,8 @@ def test_a_clean_build_leaves_out_the_training_copies_of_held_out_images(planted
     os.remove(without / path)
   helpers.build_dataset(without, tmp_path / "reference", num_shards={"train": 3, "validation": 2})
   ours, theirs = (helpers.output_files(tmp_path / name) for name in ("clean", "reference"))
-  ours_manifest, theirs_manifest = (files.pop(manifest_lib.MANIFEST_NAME) for files in (ours, theirs))
+  ours_manifest, theirs_manifest = (
+      files.pop(manifest_lib.MANIFEST_NAME) for files in (ours, theirs))
   for files in (ours, theirs):
     files.pop(audit_lib.NAME)
   assert ours == theirs  # shards, indexes, mean image, fingerprints, TFDS's files
@@ -207,17 +212,21 @@ def test_imagenetv2_is_audited_against_its_training_dataset(planted, tmp_path):
         _jpeg(np.stack([getattr(skimage_data, name)()[::-1]] * 3, axis=-1)))
   helpers.build_dataset(tmp_path / "v2", tmp_path / "v2_shards", classes_from=str(reference))
   document, found = _found(tmp_path / "v2_shards")
-  assert found == {frozenset({("train", f"train/{CLASSES[0]}/{original}"),
-                              ("test", f"{test_imagenetv2.FOLDER}/0/copy.jpeg")})}
+  assert found == {
+      frozenset({("train", f"train/{CLASSES[0]}/{original}"),
+                 ("test", f"{test_imagenetv2.FOLDER}/0/copy.jpeg")})
+  }
   assert document["counts"]["test_in_train"] == 1
   assert dataset_lib.load(str(tmp_path / "v2_shards")).duplicated_in_training("test") == {
-      f"{test_imagenetv2.FOLDER}/0/copy.jpeg"}
+      f"{test_imagenetv2.FOLDER}/0/copy.jpeg"
+  }
   # A training dataset built without the audit has no fingerprints: one line, nothing written.
   helpers.build_dataset(tree, tmp_path / "unaudited", audit_duplicates=False)
   assert dataset_lib.load(str(tmp_path / "unaudited")).data["audit"] == {}
   assert not (tmp_path / "unaudited" / audit_lib.NAME).exists()
-  with pytest.raises(errors.BuildError, match=r"--classes_from .*unaudited: its training images "
-                                              r"have no fingerprints .*--noaudit_duplicates"):
+  with pytest.raises(
+      errors.BuildError, match=r"--classes_from .*unaudited: its training images "
+      r"have no fingerprints .*--noaudit_duplicates"):
     helpers.build_dataset(tmp_path / "v2", tmp_path / "v2_again",
                           classes_from=str(tmp_path / "unaudited"))
   assert not (tmp_path / "v2_again").exists()

@@ -52,9 +52,12 @@ def test_manifest_counts_match_a_reread_of_the_shards(sample, built):
 def test_every_file_is_written_skipped_or_ignored_with_its_reason(sample, built):
   input_dir, info = sample
   _, manifest = built
-  on_disk = {os.path.relpath(os.path.join(d, f), input_dir).replace(os.sep, "/")
-             for d, _, files in os.walk(input_dir) for f in files
-             if os.path.relpath(d, input_dir).split(os.sep)[0] in ("train", "val")}
+  on_disk = {
+      os.path.relpath(os.path.join(d, f), input_dir).replace(os.sep, "/")
+      for d, _, files in os.walk(input_dir)
+      for f in files
+      if os.path.relpath(d, input_dir).split(os.sep)[0] in ("train", "val")
+  }
   written = {p for split in info.images.values() for p, _ in split}
   skipped = {s["path"]: s["reason"] for s in manifest["skipped"]}
   assert skipped == info.broken
@@ -64,8 +67,7 @@ def test_every_file_is_written_skipped_or_ignored_with_its_reason(sample, built)
   fixes = collections.defaultdict(list)
   for r in manifest["repaired"]:
     fixes[r["path"]].append(r["fix"])
-  assert {p: sorted(f) for p, f in fixes.items()} == {
-      p: sorted(f) for p, f in info.repaired.items()}
+  assert {p: sorted(f) for p, f in fixes.items()} == {p: sorted(f) for p, f in info.repaired.items()}
   train = manifest["splits"]["train"]
   assert train["files_seen"] == train["num_examples"] + train["skipped"] + train["ignored"]
 
@@ -87,8 +89,8 @@ def test_records_hold_the_converted_pixels(sample, built):
     expected = convert.convert_image(f.read())
   # TensorFlow's decode of the stored JPEG equals the pixels the writer's statistics saw.
   np.testing.assert_array_equal(record["pixels"], expected.pixels)
-  assert (record["image/original/height"], record["image/original/width"]) == (
-      expected.original_height, expected.original_width)
+  assert (record["image/original/height"],
+          record["image/original/width"]) == (expected.original_height, expected.original_width)
 
 
 def test_mean_and_covariance_match_a_float64_reference(built):
@@ -163,8 +165,8 @@ def test_overwrite_leaves_no_stale_shard(sample, tmp_path):
   manifest = helpers.build_dataset(input_dir, tmp_path / "out", num_shards={"train": 2},
                                    overwrite=True)
   shards = sorted(n for n in os.listdir(tmp_path / "out") if n.endswith(".tfrecord"))
-  assert shards == sorted(s["file"] for split in manifest["splits"].values()
-                          for s in split["shards"])
+  assert shards == sorted(
+      s["file"] for split in manifest["splits"].values() for s in split["shards"])
   assert "train-00000-of-00002.tfrecord" in shards
   assert (tmp_path / "out" / "notes.txt").read_text() == "mine"  # not ours: left alone
 
@@ -173,7 +175,8 @@ def test_leftovers_of_a_killed_run_are_cleaned_up(sample, built, tmp_path):
   input_dir, _ = sample
   output_dir = tmp_path / "out"
   (output_dir / output_folder.TMP_NAME).mkdir(parents=True)
-  (output_dir / output_folder.TMP_NAME / "train-00001-of-00003.tfrecord.deadbeef").write_bytes(b"partial")
+  (output_dir / output_folder.TMP_NAME /
+   "train-00001-of-00003.tfrecord.deadbeef").write_bytes(b"partial")
   (output_dir / "train-00000-of-00005.tfrecord").write_bytes(b"from a run with other flags")
   helpers.build_dataset(input_dir, output_dir, num_shards={"train": 3})
   assert helpers.output_files(output_dir) == helpers.output_files(built[0])
@@ -216,8 +219,9 @@ def test_a_shard_left_empty_by_skipped_files_fails_the_build_and_keeps_no_shard(
     helpers.build_dataset(tmp_path / "in", output_dir, num_shards={"train": 5})
   message = str(error.value)
   assert "\n" not in message
-  assert re.search(r"train: 1 of 5 shards \(train-\d{5}-of-00005.tfrecord\) would be empty: "
-                   r"10 images written, 4 files skipped; rerun with --num_shards_train=\d", message)
+  assert re.search(
+      r"train: 1 of 5 shards \(train-\d{5}-of-00005.tfrecord\) would be empty: "
+      r"10 images written, 4 files skipped; rerun with --num_shards_train=\d", message)
   assert sorted(os.listdir(output_dir)) == [output_folder.REPORT_NAME]
   report = json.loads((output_dir / output_folder.REPORT_NAME).read_text())
   assert len(report["skipped"]) == 4
@@ -265,10 +269,10 @@ def test_summary_counts_repaired_files_and_fixes_apart(built, caplog):
 ])
 def test_a_bad_numeric_flag_is_one_line_and_exit_1(sample, tmp_path, flag, message):
   input_dir, _ = sample
-  result = subprocess.run(
-      [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
-       f"--output_dir={tmp_path / 'out'}", flag], cwd=REPO, capture_output=True, text=True,
-      timeout=300)
+  result = subprocess.run([
+      sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+      f"--output_dir={tmp_path / 'out'}", flag
+  ], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
   assert "Traceback" not in result.stderr and "usage:" not in result.stderr
   assert len([line for line in result.stderr.splitlines() if message in line]) == 1
@@ -282,11 +286,11 @@ def test_a_real_build_prints_no_beam_start_up_chatter_unless_asked(sample, tmp_p
   outputs = {}
   for full_logs in ("", "1"):
     # Beam's local runner with two worker processes, as `make demo` runs it.
-    result = subprocess.run(
-        [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
-         f"--output_dir={tmp_path / f'out{full_logs}'}", "--direct_num_workers=2"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, ALEXNET_FULL_LOGS=full_logs))
+    result = subprocess.run([
+        sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+        f"--output_dir={tmp_path / f'out{full_logs}'}", "--direct_num_workers=2"
+    ], cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, ALEXNET_FULL_LOGS=full_logs))
     assert result.returncode == 0, result.stderr[-3000:]
     outputs[full_logs] = result.stderr
   assert not [line for line in outputs[""].splitlines() if any(c in line for c in chatter)]
@@ -294,8 +298,10 @@ def test_a_real_build_prints_no_beam_start_up_chatter_unless_asked(sample, tmp_p
   # of the workers' TensorFlow start-up lines, each naming the module that logged it.
   quiet_lines = outputs[""].splitlines()
   assert not [line for line in quiet_lines if line[:1] in "EF" and line[1:5].isdigit()]
-  assert not [line for line in quiet_lines
-              if "0000 00:00:" in line or "InitializeLog" in line or " __init__.py:" in line]
+  assert not [
+      line for line in quiet_lines
+      if "0000 00:00:" in line or "InitializeLog" in line or " __init__.py:" in line
+  ]
   assert all(line[:1] in "IW" and line[1:5].isdigit() for line in quiet_lines), quiet_lines
   assert "images written to" in outputs[""]
   # What a worker says at start whatever extras are installed ("apitools not found" is said only

@@ -62,28 +62,27 @@ def test_the_fine_detail_cases_are_what_4_2_0_loses(cases):
 @pytest.mark.parametrize("subsampling", convert.JPEG_SUBSAMPLINGS)
 def test_the_stored_jpeg_has_the_subsampling_asked_for(subsampling):
   data = colour_photos.source_jpeg(colour_photos.photograph("chelsea"), "4:2:0")
-  assert sampling(convert.convert_image(data, subsampling=subsampling).encoded) == (
-      SAMPLING_CODES[subsampling])
-  assert sampling(convert.convert_image(data).encoded) == (
-      SAMPLING_CODES[convert.JPEG_SUBSAMPLING])
+  assert sampling(convert.convert_image(
+      data, subsampling=subsampling).encoded) == (SAMPLING_CODES[subsampling])
+  assert sampling(convert.convert_image(data).encoded) == (SAMPLING_CODES[convert.JPEG_SUBSAMPLING])
 
 
 def test_the_default_build_stores_the_default_and_records_it(built):
   output_dir, manifest = built
   assert manifest["args"]["jpeg_subsampling"] == convert.JPEG_SUBSAMPLING
   records = helpers.read_records(output_dir, "train")
-  assert {sampling(r["image/encoded"]) for r in records} == {
-      SAMPLING_CODES[convert.JPEG_SUBSAMPLING]}
+  assert {sampling(r["image/encoded"]) for r in records
+         } == {SAMPLING_CODES[convert.JPEG_SUBSAMPLING]}
 
 
 def test_the_flag_reaches_the_records_and_the_manifest(sample, tmp_path):
   input_dir, _ = sample
   other = next(s for s in convert.JPEG_SUBSAMPLINGS if s != convert.JPEG_SUBSAMPLING)
   output_dir = tmp_path / "out"
-  result = subprocess.run(
-      [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
-       f"--output_dir={output_dir}", f"--jpeg_subsampling={other}", "--runner=DirectRunner"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+  result = subprocess.run([
+      sys.executable, "-m", "preprocess.build_shards", f"--input_dir={input_dir}",
+      f"--output_dir={output_dir}", f"--jpeg_subsampling={other}", "--runner=DirectRunner"
+  ], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   manifest = json.loads((output_dir / "manifest.json").read_text())
   assert manifest["args"]["jpeg_subsampling"] == other

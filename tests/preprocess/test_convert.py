@@ -43,10 +43,12 @@ def test_stored_pixels_are_left_out_when_not_asked_for(encoding, monkeypatch):
   assert len(decodes) == (encoding == "jpeg")
 
 
-@pytest.mark.parametrize("size", [(300, 451), (640, 427), (512, 512), (20, 30), (1600, 120),
-                                  (120, 1600), (1, 1), (257, 3000)],
-                         ids=["portrait", "landscape", "square", "tiny", "panorama",
-                              "tall_panorama", "one_pixel", "thin"])
+@pytest.mark.parametrize(
+    "size", [(300, 451), (640, 427), (512, 512), (20, 30), (1600, 120), (120, 1600), (1, 1),
+             (257, 3000)], ids=[
+                 "portrait", "landscape", "square", "tiny", "panorama", "tall_panorama",
+                 "one_pixel", "thin"
+             ])
 def test_output_is_resize_shorter_side_then_centre_crop(size):
   data = ugly_images.jpeg(ugly_images.photo("rocket", size))
   result = convert.convert_image(data, encoding="raw")
@@ -60,8 +62,8 @@ def test_raw_encoding_round_trip():
   raw = convert.convert_image(data, encoding="raw")
   assert len(raw.encoded) == SIZE * SIZE * 3 == 196_608
   assert raw.encoded == raw.pixels.tobytes()
-  np.testing.assert_array_equal(np.frombuffer(raw.encoded, np.uint8).reshape(SIZE, SIZE, 3),
-                                raw.pixels)
+  np.testing.assert_array_equal(
+      np.frombuffer(raw.encoded, np.uint8).reshape(SIZE, SIZE, 3), raw.pixels)
   assert not raw.pixels.flags.writeable
   assert psnr(raw.pixels, convert.convert_image(data).pixels) > 35
 
@@ -72,8 +74,8 @@ def test_jpeg_encoding_is_deterministic_and_honours_quality():
   assert first.encoded == second.encoded
   low = convert.convert_image(data, quality=30)
   assert len(low.encoded) < len(first.encoded)
-  assert psnr(low.pixels, first.pixels) < psnr(first.pixels, convert.convert_image(
-      data, encoding="raw").pixels)
+  assert psnr(low.pixels, first.pixels) < psnr(first.pixels,
+                                               convert.convert_image(data, encoding="raw").pixels)
 
 
 @pytest.mark.parametrize("size", [(2000, 1500), (4000, 3000), (1100, 1100)])
@@ -93,8 +95,15 @@ def test_fast_path_stays_within_its_quality_bound(size, source):
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"encoding": "png"}, {"encoding": None}, {"quality": 0}, {"quality": 101}, {"quality": 95.0},
-    {"quality": True}, {"image_size": 0}, {"max_pixels": 0}, {"subsampling": "4:2:2"},
+    {"encoding": "png"},
+    {"encoding": None},
+    {"quality": 0},
+    {"quality": 101},
+    {"quality": 95.0},
+    {"quality": True},
+    {"image_size": 0},
+    {"max_pixels": 0},
+    {"subsampling": "4:2:2"},
     {"subsampling": None},
 ])
 def test_bad_arguments_raise_value_error(kwargs):

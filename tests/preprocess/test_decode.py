@@ -35,8 +35,8 @@ def test_grayscale_jpeg_becomes_rgb():
   assert result.fixes == (decode.GRAYSCALE_TO_RGB,)
   np.testing.assert_array_equal(result.pixels[..., 0], result.pixels[..., 1])
   np.testing.assert_array_equal(result.pixels[..., 0], result.pixels[..., 2])
-  assert np.abs(result.pixels.astype(int) - reference_crop(decoded(ugly_images.jpeg(gray)))
-                ).max() <= 1
+  assert np.abs(result.pixels.astype(int) -
+                reference_crop(decoded(ugly_images.jpeg(gray)))).max() <= 1
 
 
 def test_cmyk_jpeg_keeps_its_colours():
@@ -55,8 +55,7 @@ def test_cmyk_jpeg_keeps_its_colours():
 def test_other_formats_named_jpeg_are_decoded_by_content(image_format):
   image = ugly_images.photo("astronaut")
   options = {"lossless": True} if image_format == "WEBP" else {}
-  result = convert.convert_image(ugly_images.encode(image, image_format, **options),
-                                 encoding="raw")
+  result = convert.convert_image(ugly_images.encode(image, image_format, **options), encoding="raw")
   assert result.fixes == (decode.SOURCE_FORMAT_FIXES[image_format],)
   assert np.abs(result.pixels.astype(int) - reference_crop(image)).max() <= 1
 
@@ -69,8 +68,8 @@ def test_png_alpha_is_composited_over_white():
   result = convert.convert_image(ugly_images.png_with_alpha(image, alpha), encoding="raw")
   assert result.fixes == (decode.PNG_SOURCE, decode.ALPHA_REMOVED)
   np.testing.assert_array_equal(result.pixels[:, :60], 255)
-  np.testing.assert_array_equal(result.pixels[:, -60:],
-                                np.broadcast_to((200, 30, 40), (SIZE, 60, 3)))
+  np.testing.assert_array_equal(result.pixels[:, -60:], np.broadcast_to((200, 30, 40),
+                                                                        (SIZE, 60, 3)))
 
 
 def test_palette_gif():
@@ -88,14 +87,13 @@ def test_transparent_gif_is_composited_over_white():
   assert result.fixes == (decode.SOURCE_FORMAT_FIXES["GIF"], decode.PALETTE_TO_RGB,
                           decode.ALPHA_REMOVED)
   np.testing.assert_array_equal(result.pixels[:, :100], 255)
-  np.testing.assert_array_equal(result.pixels[:, -100:],
-                                np.broadcast_to((0, 0, 255), (SIZE, 100, 3)))
+  np.testing.assert_array_equal(result.pixels[:, -100:], np.broadcast_to((0, 0, 255),
+                                                                         (SIZE, 100, 3)))
 
 
 def test_16bit_png_is_scaled_to_8_bits():
   ramp = np.tile(np.linspace(0, 65535, 300).astype(np.uint16), (300, 1))
-  result = convert.convert_image(ugly_images.encode(Image.fromarray(ramp), "PNG"),
-                                 encoding="raw")
+  result = convert.convert_image(ugly_images.encode(Image.fromarray(ramp), "PNG"), encoding="raw")
   assert result.fixes == (decode.PNG_SOURCE, decode.SIXTEEN_BIT_TO_8BIT, decode.GRAYSCALE_TO_RGB)
   expected = reference_crop(Image.fromarray((ramp >> 8).astype(np.uint8)))
   assert np.abs(result.pixels.astype(int) - expected).max() <= 1
@@ -128,8 +126,9 @@ def test_exif_orientation_is_not_applied():
   exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
   rotated_tag = ugly_images.encode(image, "JPEG", quality=90, exif=exif.tobytes())
   plain = ugly_images.encode(image, "JPEG", quality=90)
-  np.testing.assert_array_equal(convert.convert_image(rotated_tag).pixels,
-                                convert.convert_image(plain).pixels)
+  np.testing.assert_array_equal(
+      convert.convert_image(rotated_tag).pixels,
+      convert.convert_image(plain).pixels)
 
 
 def test_gzip_wrapped_jpeg_is_unwrapped_and_kept():
@@ -140,20 +139,23 @@ def test_gzip_wrapped_jpeg_is_unwrapped_and_kept():
   assert result.encoded == unwrapped.encoded
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", errors.EMPTY),
-    (ugly_images.gzip_wrapped(b""), errors.EMPTY),
-    (b"\x1f\x8b" + bytes(range(200)), errors.BAD_GZIP),
-    (ugly_images.gzip_wrapped(ugly_images.jpeg(ugly_images.photo()))[:-300], errors.BAD_GZIP),
-    (b"<!DOCTYPE html><html><head><title>404 Not Found</title></head></html>",
-     errors.UNIDENTIFIED),
-    (np.random.default_rng(0).bytes(5000), errors.UNIDENTIFIED),
-    (ugly_images.gzip_wrapped(b"<html>moved</html>"), errors.UNIDENTIFIED),
-    (ugly_images.truncated(ugly_images.jpeg(ugly_images.photo())), errors.TRUNCATED),
-    (ugly_images.truncated(ugly_images.encode(ugly_images.photo(), "PNG")), errors.TRUNCATED),
-    (ugly_images.corrupt_jpeg(ugly_images.jpeg(ugly_images.photo())), errors.CORRUPT),
-], ids=["empty", "empty_gzip", "gzip_of_garbage", "cut_gzip", "html", "random_bytes", "gzip_html",
-        "truncated_jpeg", "truncated_png", "corrupt_jpeg"])
+@pytest.mark.parametrize(
+    "data, reason", [
+        (b"", errors.EMPTY),
+        (ugly_images.gzip_wrapped(b""), errors.EMPTY),
+        (b"\x1f\x8b" + bytes(range(200)), errors.BAD_GZIP),
+        (ugly_images.gzip_wrapped(ugly_images.jpeg(ugly_images.photo()))[:-300], errors.BAD_GZIP),
+        (b"<!DOCTYPE html><html><head><title>404 Not Found</title></head></html>",
+         errors.UNIDENTIFIED),
+        (np.random.default_rng(0).bytes(5000), errors.UNIDENTIFIED),
+        (ugly_images.gzip_wrapped(b"<html>moved</html>"), errors.UNIDENTIFIED),
+        (ugly_images.truncated(ugly_images.jpeg(ugly_images.photo())), errors.TRUNCATED),
+        (ugly_images.truncated(ugly_images.encode(ugly_images.photo(), "PNG")), errors.TRUNCATED),
+        (ugly_images.corrupt_jpeg(ugly_images.jpeg(ugly_images.photo())), errors.CORRUPT),
+    ], ids=[
+        "empty", "empty_gzip", "gzip_of_garbage", "cut_gzip", "html", "random_bytes", "gzip_html",
+        "truncated_jpeg", "truncated_png", "corrupt_jpeg"
+    ])
 def test_unusable_files_are_skipped_with_a_reason(data, reason):
   assert skip_reason(data) == reason
 
@@ -169,11 +171,14 @@ def test_gzip_is_inflated_only_up_to_the_limit(monkeypatch):
   assert skip_reason(ugly_images.gzip_wrapped(bytes(16 << 20))) == errors.DECOMPRESSION_BOMB
 
 
-@pytest.mark.parametrize("data", [
-    ugly_images.png_bomb(100_000, 100_000),  # past Pillow's hard limit: it raises
-    ugly_images.png_bomb(10_000, 10_000),  # between Pillow's limit and twice it: it only warns
-    ugly_images.jpeg_bomb(30_000, 30_000),
-], ids=["png_huge", "png_warning_zone", "jpeg_sof"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        ugly_images.png_bomb(100_000, 100_000),  # past Pillow's hard limit: it raises
+        ugly_images.png_bomb(10_000, 10_000),  # between Pillow's limit and twice it: it only warns
+        ugly_images.jpeg_bomb(30_000, 30_000),
+    ],
+    ids=["png_huge", "png_warning_zone", "jpeg_sof"])
 def test_decompression_bombs_are_refused_from_the_header(data):
   filters_before = list(warnings.filters)
   with warnings.catch_warnings(record=True) as caught:
@@ -200,6 +205,7 @@ def test_max_pixels_limits_and_threads_leave_warning_filters_alone():
         convert.convert_image(bomb)
       except errors.SkipImage as e:
         reasons.append(e.reason)
+
   threads = [threading.Thread(target=convert_many) for _ in range(4)]
   for thread in threads:
     thread.start()

@@ -52,13 +52,14 @@ def test_a_runner_that_never_stops_after_losing_a_worker_is_stopped_in_one_line(
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-  assert re.match(r"^(E\d{4} |ERROR:).*a worker process of the job died, killed by SIGKILL", lines[0])
-  assert "3 of 8 shards are complete and kept in /data; rerun the same command to resume" in lines[0]
+  assert re.match(r"^(E\d{4} |ERROR:).*a worker process of the job died, killed by SIGKILL",
+                  lines[0])
+  assert "3 of 8 shards are complete and kept in /data; rerun the same command to resume" in lines[
+      0]
   assert "the runner had not stopped 1 s after losing it, so the job was stopped" in lines[0]
 
 
-def test_a_full_disk_stops_in_one_line_and_keeps_the_finished_shards(sample, tmp_path,
-                                                                      monkeypatch):
+def test_a_full_disk_stops_in_one_line_and_keeps_the_finished_shards(sample, tmp_path, monkeypatch):
   real = records.frame_record
   written = []
 

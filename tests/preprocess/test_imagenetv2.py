@@ -27,7 +27,8 @@ FOLDER = imagenetv2.folder_name("matched-frequency")
 @pytest.fixture(scope="module")
 def training_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("training"))
-  records = [(f"train/{w}/{w}_{i}.JPEG", label) for label, w in enumerate(SYNSETS)
+  records = [(f"train/{w}/{w}_{i}.JPEG", label)
+             for label, w in enumerate(SYNSETS)
              for i in range(PER_CLASS)]
   return datasets.write_dataset(directory, SYNSETS, {"train": records})
 
@@ -94,7 +95,8 @@ def test_tar_gives_the_folder_s_shards(v2_dir, training_dir, tmp_path):
 
 
 def test_variant_folder_inside_the_input_and_other_variants(training_dir, tmp_path):
-  write_v2_folder(str(tmp_path / "in"), numbers=range(3), folder=imagenetv2.folder_name("top-images"))
+  write_v2_folder(str(tmp_path / "in"), numbers=range(3),
+                  folder=imagenetv2.folder_name("top-images"))
   manifest = helpers.build_dataset(tmp_path / "in", tmp_path / "out", classes_from=training_dir)
   assert imagenetv2.variant_of(manifest) == "top-images"
   assert manifest["splits"]["test"]["num_examples"] == 3 * PER_CLASS
@@ -138,8 +140,8 @@ def test_classes_from_must_be_a_dataset(tmp_path):
     helpers.build_dataset(tmp_path / "in", tmp_path / "out", classes_from=str(tmp_path / "none"))
 
 
-def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir, training_dir,
-                                                                           tmp_path):
+def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(
+    v2_dir, training_dir, tmp_path):
   # pylint: disable=import-outside-toplevel  (TensorFlow, for this test only)
   from train import config as config_lib
   from train.errors import TrainingError
@@ -157,18 +159,19 @@ def test_a_model_of_the_training_classes_scores_it_and_cannot_train_on_it(v2_dir
   result = trained.evaluate_model(v2, model_dir, imagenetv2.SPLIT, batch_size=5)
   count = NUM_CLASSES * PER_CLASS
   assert result["count"] == count
-  assert evaluate.coverage(v2, imagenetv2.SPLIT, count) == (
-      f"test: {count} of ImageNetV2 MatchedFrequency's 10,000 images scored (the set is "
-      f"incomplete: its figures are not comparable with published ones)")
+  assert evaluate.coverage(
+      v2, imagenetv2.SPLIT,
+      count) == (f"test: {count} of ImageNetV2 MatchedFrequency's 10,000 images scored (the set is "
+                 f"incomplete: its figures are not comparable with published ones)")
   assert evaluate.coverage(v2, imagenetv2.SPLIT, 10_000).endswith("10,000 images scored")
   assert evaluate.coverage(dataset_lib.load(training_dir), "validation", count) is None
-  with pytest.raises(TrainingError, match=r"ImageNetV2 MatchedFrequency dataset .* no training "
-                                          r"split; train on the dataset whose classes it took"):
+  with pytest.raises(
+      TrainingError, match=r"ImageNetV2 MatchedFrequency dataset .* no training "
+      r"split; train on the dataset whose classes it took"):
     train.train_and_evaluate(config, v2, str(tmp_path / "on_v2"))
   assert not (tmp_path / "on_v2").exists()
   context = page.build_context(v2, model_dir, imagenetv2.SPLIT, batch_size=6, neighbour_pool=0,
-                               num_queries=1, num_neighbours=1, num_predictions=2,
-                               num_confusions=1)
+                               num_queries=1, num_neighbours=1, num_predictions=2, num_confusions=1)
   assert context["count"] == count
   # Twelve classes: the published figures (1,000 classes) do not apply.
   assert context["metrics"]["references"] == []

@@ -31,12 +31,15 @@ from tests.preprocess import test_runners
 SHARDS = {"train": 3}
 # Google's credential lookup kept on this machine: no key file, no gcloud login, no metadata
 # server but a closed local port (google-auth would otherwise ask 169.254.169.254).
-_NO_GOOGLE_CREDENTIALS = {"HOME": "/nonexistent", "GOOGLE_APPLICATION_CREDENTIALS": "",
-                          "CLOUDSDK_CONFIG": "/nonexistent", "NO_GCE_CHECK": "True",
-                          "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9"}
+_NO_GOOGLE_CREDENTIALS = {
+    "HOME": "/nonexistent", "GOOGLE_APPLICATION_CREDENTIALS": "", "CLOUDSDK_CONFIG": "/nonexistent",
+    "NO_GCE_CHECK": "True", "GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9"
+}
 # Likewise for boto3: no keys in the environment or in files, no instance metadata.
-_NO_AWS_CREDENTIALS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                       "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
+_NO_AWS_CREDENTIALS = {
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true"
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +96,9 @@ def _one_line(result):
   return errors[0]
 
 
-@pytest.mark.parametrize("make_form", [None, test_archives._ilsvrc2012, test_archives._kaggle,
-                                       test_archives._kaggle_zip])
+@pytest.mark.parametrize(
+    "make_form",
+    [None, test_archives._ilsvrc2012, test_archives._kaggle, test_archives._kaggle_zip])
 def test_every_input_form_through_gcs_gives_the_local_bytes(gcs, release, make_form, tmp_path,
                                                             monkeypatch):
   root, info = release
@@ -105,8 +109,8 @@ def test_every_input_form_through_gcs_gives_the_local_bytes(gcs, release, make_f
   _build_in_process(monkeypatch, gcs, input_dir, output_dir, num_shards=SHARDS)
   # The same files as the local build: no temporary, index or probe left behind.
   assert gcs.names(output_dir) == sorted(os.listdir(root / "reference"))
-  assert _comparable(gcs, output_dir, tmp_path / "fetched") == test_archives.comparable(
-      root / "reference")
+  assert _comparable(gcs, output_dir,
+                     tmp_path / "fetched") == test_archives.comparable(root / "reference")
 
 
 def test_imagenetv2_and_subsets_read_their_flags_files_from_gcs(gcs, release, tmp_path,
@@ -114,8 +118,8 @@ def test_imagenetv2_and_subsets_read_their_flags_files_from_gcs(gcs, release, tm
   root, info = release
   # ImageNetV2 as a folder and as its tar, in the classes of a training dataset on gs://.
   training = datasets.write_dataset(str(tmp_path / "training"), test_imagenetv2.SYNSETS, {
-      "train": [(f"train/{w}/{w}_0.JPEG", label)
-                for label, w in enumerate(test_imagenetv2.SYNSETS)]})
+      "train": [(f"train/{w}/{w}_0.JPEG", label) for label, w in enumerate(test_imagenetv2.SYNSETS)]
+  })
   folder = test_imagenetv2.write_v2_folder(str(tmp_path / "v2"))
   os.makedirs(tmp_path / "v2tar")
   with tarfile.open(tmp_path / "v2tar" / "imagenetv2-matched-frequency.tar", "w") as tar:
@@ -139,8 +143,9 @@ def test_imagenetv2_and_subsets_read_their_flags_files_from_gcs(gcs, release, tm
   for name in ("classes.txt", "list.txt"):
     gcs.put(f"gs://data/lists/{name}", (tmp_path / name).read_bytes())
   subset = {"per_class": 2, "num_shards": {"train": 1}}
-  helpers.build_dataset(root / "tree", tmp_path / "subset_local", classes=str(tmp_path /
-                        "classes.txt"), train_list=str(tmp_path / "list.txt"), **subset)
+  helpers.build_dataset(root / "tree", tmp_path / "subset_local",
+                        classes=str(tmp_path / "classes.txt"),
+                        train_list=str(tmp_path / "list.txt"), **subset)
   _build_in_process(monkeypatch, gcs, "gs://data/extracted", "gs://data/out_subset",
                     classes="gs://data/lists/classes.txt", train_list="gs://data/lists/list.txt",
                     **subset)
@@ -159,14 +164,13 @@ def test_the_archive_form_through_s3_with_workers_in_their_own_processes(s3, rel
   # Keys, endpoint and region only on the command line: the launcher and each worker get them.
   result = subprocess.run(
       _command("--input_dir", input_dir, "--output_dir", "s3://data/out", "--num_shards_train=3",
-               "--direct_num_workers=2", *s3.flags()),
-      capture_output=True, text=True, timeout=600,
+               "--direct_num_workers=2", *s3.flags()), capture_output=True, text=True, timeout=600,
       env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Finished listing" not in result.stderr and "Connection pool" not in result.stderr
   assert s3.names("s3://data/out") == sorted(os.listdir(root / "reference"))
-  assert _comparable(s3, "s3://data/out", tmp_path / "fetched") == test_archives.comparable(
-      root / "reference")
+  assert _comparable(s3, "s3://data/out",
+                     tmp_path / "fetched") == test_archives.comparable(root / "reference")
 
 
 def test_a_stopped_build_on_gcs_resumes_and_never_trusts_a_changed_shard(gcs, release, tmp_path):
@@ -181,9 +185,9 @@ def test_a_stopped_build_on_gcs_resumes_and_never_trusts_a_changed_shard(gcs, re
   os.mkfifo(pipe)
   output_dir = "gs://data/resumed"
   flags = ["--num_shards_train=3", "--num_shards_validation=2", "--direct_num_workers=2"]
-  job = subprocess.Popen(_command("--input_dir", input_dir, "--output_dir", output_dir, *flags),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=_env(gcs), start_new_session=True)
+  job = subprocess.Popen(_command("--input_dir", input_dir, "--output_dir", output_dir,
+                                  *flags), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, env=_env(gcs), start_new_session=True)
   results = f"{output_dir}/{resume.RESULTS_NAME}"
   deadline = time.time() + 240
   while len([n for n in gcs.names(results) if n.endswith(".json")]) < 3:
@@ -208,8 +212,8 @@ def test_a_stopped_build_on_gcs_resumes_and_never_trusts_a_changed_shard(gcs, re
   # Google's credentials were looked up once, without Beam's minute of retries.
   assert "Retry with exponential backoff" not in result.stderr
   assert "Unable to find default credentials" not in result.stderr
-  helpers.build_dataset(root / "tree", tmp_path / "reference", num_shards={"train": 3,
-                                                                           "validation": 2})
+  helpers.build_dataset(root / "tree", tmp_path / "reference",
+                        num_shards={"train": 3, "validation": 2})
   ours = helpers.output_files(gcs.download(output_dir, str(tmp_path / "fetched")))
   theirs = helpers.output_files(tmp_path / "reference")
   assert ours[manifest_lib.MANIFEST_NAME].pop("resume")["kept_shards"] == len(finished) - 1
@@ -234,7 +238,7 @@ def test_a_stopped_build_on_gcs_resumes_and_never_trusts_a_changed_shard(gcs, re
      "with --s3_access_key_id"),
 ])
 def test_bad_stores_are_one_line_and_write_nothing(gcs, s3, release, store, input_dir, output_dir,
-                                                    role, message):
+                                                   role, message):
   root, _ = release
   if not gcs.names("gs://data/extracted"):
     gcs.upload(str(root / "tree"), "gs://data/extracted")
@@ -258,9 +262,10 @@ def test_a_filesystem_that_is_not_installed_names_its_extra(gcs, tmp_path):
   # apache-beam[gcp] is a test dependency: its GCS filesystem is hidden as if it were not installed.
   hide = ("import sys; sys.modules['apache_beam.io.gcp.gcsfilesystem'] = None; "
           "from preprocess import build_shards; build_shards.run()")
-  result = subprocess.run([sys.executable, "-c", hide, "--input_dir=gs://data/extracted",
-                           f"--output_dir={tmp_path / 'out'}"], capture_output=True, text=True,
-                          timeout=300, env=_env(gcs))
+  result = subprocess.run([
+      sys.executable, "-c", hide, "--input_dir=gs://data/extracted",
+      f"--output_dir={tmp_path / 'out'}"
+  ], capture_output=True, text=True, timeout=300, env=_env(gcs))
   line = _one_line(result)
   assert ("gs://data/extracted: Beam has no filesystem for gs:// installed here; pip install "
           "'alexnet-imagenet[gcp]' (or -r requirements-gcp.txt)") in line, line

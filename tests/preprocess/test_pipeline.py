@@ -20,10 +20,10 @@ from preprocess.job import output_folder
 
 
 def _config(input_dir, output_dir, synsets):
-  return shard_writer.BuildConfig(
-      input_dir=str(input_dir), output_dir=str(output_dir),
-      tmp_dir=str(output_dir / output_folder.TMP_NAME), synsets=tuple(synsets), encoding="jpeg",
-      quality=95, jpeg_subsampling="4:4:4", max_pixels=10**8, seed=3)
+  return shard_writer.BuildConfig(input_dir=str(input_dir), output_dir=str(output_dir),
+                                  tmp_dir=str(output_dir / output_folder.TMP_NAME),
+                                  synsets=tuple(synsets), encoding="jpeg", quality=95,
+                                  jpeg_subsampling="4:4:4", max_pixels=10**8, seed=3)
 
 
 def _entries(input_dir, synsets, images):
@@ -39,14 +39,14 @@ def test_listing_keys_each_image_by_split_and_path_hash(sample, tmp_path):
   shard_bases, num_shards = {"train": 0, "validation": 4}, {"train": 4, "validation": 2}
   expected = []
   for split, paths in info.images.items():
-    for path, wnid in list(paths) + [(p, p.split("/")[1]) for p in info.broken
-                                     if split == "train"]:
+    for path, wnid in list(paths) + [(p, p.split("/")[1]) for p in info.broken if split == "train"]:
       key = pipeline.shard_key(3, path)
-      expected.append((shard_bases[split] + key % num_shards[split],
-                       (key, path, synsets.index(wnid), os.path.getsize(input_dir / path))))
+      expected.append(
+          (shard_bases[split] + key % num_shards[split], (key, path, synsets.index(wnid),
+                                                          os.path.getsize(input_dir / path))))
   with test_pipeline.TestPipeline() as p:
-    listed = (p | beam.Create(pipeline.listing_units(plans))
-              | beam.ParDo(pipeline.ListFilesFn(config, shard_bases, num_shards)))
+    listed = (p | beam.Create(pipeline.listing_units(plans)) |
+              beam.ParDo(pipeline.ListFilesFn(config, shard_bases, num_shards)))
     assert_that(listed, equal_to(expected))
 
 
@@ -65,16 +65,17 @@ def test_a_retried_shard_write_gives_the_same_single_file(sample, tmp_path):
   assert first == second and not second["kept"] and second["rebuilt"] is None
   with open(tmp_path / spec.file, "rb") as f:
     assert f.read() == first_bytes
-  assert sorted(os.listdir(tmp_path)) == sorted([output_folder.TMP_NAME, resume.RESULTS_NAME,
-                                                 spec.file, records.index_name(spec.file)])
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      [output_folder.TMP_NAME, resume.RESULTS_NAME, spec.file,
+       records.index_name(spec.file)])
   assert records.verify_index(str(tmp_path / spec.file),
                               str(tmp_path / records.index_name(spec.file))) == len(entries)
   # Temporaries were renamed into place; the result (and a skip list, had a file been skipped)
   # stay for the manifest step.
   assert os.listdir(tmp_path / output_folder.TMP_NAME) == []
   assert first["num_skipped"] == 0 and first["skipped_file"] is None
-  assert sorted(os.listdir(tmp_path / resume.RESULTS_NAME)) == [f"{spec.file}.fingerprints.npy",
-                                                                 f"{spec.file}.json"]
+  assert sorted(os.listdir(
+      tmp_path / resume.RESULTS_NAME)) == [f"{spec.file}.fingerprints.npy", f"{spec.file}.json"]
   read_back = list(tf.data.TFRecordDataset(str(tmp_path / spec.file)))
   assert len(read_back) == first["num_examples"] == len(entries)
 
@@ -88,11 +89,12 @@ def test_a_finished_shard_is_kept_only_while_it_verifies(sample, tmp_path, monke
   first = shard_writer.write_shard(config, spec, entries)
   converted = []
   real = convert.convert_image
-  monkeypatch.setattr(convert, "convert_image", lambda *a, **k: converted.append(1) or real(*a, **k))
+  monkeypatch.setattr(convert, "convert_image",
+                      lambda *a, **k: converted.append(1) or real(*a, **k))
   kept = shard_writer.write_shard(config, spec, entries)
   assert kept["kept"] and not converted
-  assert {k: v for k, v in kept.items() if k != "kept"} == {k: v for k, v in first.items()
-                                                            if k != "kept"}
+  assert {k: v for k, v in kept.items() if k != "kept"
+         } == {k: v for k, v in first.items() if k != "kept"}
 
   def rewrite(why, entries=entries, config=config):
     converted.clear()
@@ -120,8 +122,8 @@ def test_a_finished_shard_is_kept_only_while_it_verifies(sample, tmp_path, monke
   assert dict(rewrite(resume.UNREADABLE), rebuilt=None) == first
 
 
-def test_only_training_shards_decode_their_images_back_for_the_statistics(sample, tmp_path,
-                                                                         monkeypatch):
+def test_only_training_shards_decode_their_images_back_for_the_statistics(
+    sample, tmp_path, monkeypatch):
   input_dir, info = sample
   synsets = list(info.classes)
   config = _config(input_dir, tmp_path, synsets)
@@ -145,5 +147,5 @@ def test_unreadable_file_is_skipped_with_its_reason(tmp_path):
   assert (result["num_skipped"], result["skipped_classes"]) == (1, {"n1": 1})
   assert result["skipped_reasons"] == {"unreadable": 1} and "skipped" not in result
   assert [(s["split"], s["path"], s["reason"])
-          for s in shard_writer.read_skip_list(result["skipped_file"])] == [
-              ("train", "train/n1/vanished.JPEG", "unreadable")]
+          for s in shard_writer.read_skip_list(result["skipped_file"])
+         ] == [("train", "train/n1/vanished.JPEG", "unreadable")]

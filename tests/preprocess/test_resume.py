@@ -27,8 +27,10 @@ from tests.preprocess import test_archives
 from tests.preprocess import test_runners
 
 SHARDS = {"train": 6, "validation": 2}
-FLAGS = ["--num_shards_train=6", "--num_shards_validation=2", "--direct_num_workers=2",
-         "--progress_seconds=0.2"]
+FLAGS = [
+    "--num_shards_train=6", "--num_shards_validation=2", "--direct_num_workers=2",
+    "--progress_seconds=0.2"
+]
 _PIPE = "val/n02123045/ILSVRC2012_val_00099999.JPEG"
 
 
@@ -36,8 +38,8 @@ _PIPE = "val/n02123045/ILSVRC2012_val_00099999.JPEG"
 def tree(tmp_path_factory):
   """(the input with the pipe's image in place, an uninterrupted build of it, the image's bytes)."""
   root = tmp_path_factory.mktemp("resume")
-  make_sample_data.make_sample_tree(root / "tree", images_per_class_train=8,
-                                    images_per_class_val=2, broken_files=False)
+  make_sample_data.make_sample_tree(root / "tree", images_per_class_train=8, images_per_class_val=2,
+                                    broken_files=False)
   image = sorted((root / "tree" / "val" / "n02123045").iterdir())[0].read_bytes()
   (root / "tree" / _PIPE).write_bytes(image)
   helpers.build_dataset(root / "tree", root / "reference", num_shards=SHARDS)
@@ -64,10 +66,9 @@ def _results(output_dir):
 
 
 def _start(input_dir, output_dir, *extra):
-  return subprocess.Popen(test_runners.command("--input_dir", input_dir, "--output_dir", output_dir,
-                                               *FLAGS, *extra),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True)
+  return subprocess.Popen(
+      test_runners.command("--input_dir", input_dir, "--output_dir", output_dir, *FLAGS, *extra),
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _wait_for_a_finished_shard(job, output_dir):
@@ -80,8 +81,10 @@ def _wait_for_a_finished_shard(job, output_dir):
 
 
 def _workers(job):
-  return [p for p in psutil.Process(job.pid).children(recursive=True)
-          if "sdk_worker_main" in " ".join(p.cmdline()) and p.name().startswith("python")]
+  return [
+      p for p in psutil.Process(job.pid).children(recursive=True)
+      if "sdk_worker_main" in " ".join(p.cmdline()) and p.name().startswith("python")
+  ]
 
 
 def _stop(job, how):
@@ -112,7 +115,8 @@ def _stamps(output_dir, files):
   return {f: (os.stat(output_dir / f).st_ino, os.stat(output_dir / f).st_mtime_ns) for f in files}
 
 
-def _rerun_and_compare(tree, reference, input_dir, output_dir, finished, compare=helpers.output_files):
+def _rerun_and_compare(tree, reference, input_dir, output_dir, finished,
+                       compare=helpers.output_files):
   """Puts the image in place of the pipe, reruns the same command, checks what it kept."""
   os.remove(input_dir / _PIPE)
   shutil.copy(tree / _PIPE, input_dir / _PIPE)
@@ -199,7 +203,8 @@ def test_a_dask_worker_killed_mid_run(tree, tmp_path):
   output_dir = tmp_path / "shards"
   stop_feeding = threading.Event()
 
-  def feed_the_pipe():  # every attempt to read it (a rescheduled task reads it again) gets the image
+  def feed_the_pipe(
+  ):  # every attempt to read it (a rescheduled task reads it again) gets the image
     while not stop_feeding.is_set():
       with contextlib.suppress(OSError):
         fd = os.open(input_dir / _PIPE, os.O_WRONLY | os.O_NONBLOCK)
@@ -209,9 +214,10 @@ def test_a_dask_worker_killed_mid_run(tree, tmp_path):
       time.sleep(0.05)
 
   with test_runners.command_line_cluster(tmp_path) as (address, workers):
-    job = subprocess.Popen(test_runners.command(
-        "--input_dir", input_dir, "--output_dir", output_dir, "--num_shards_train=6",
-        "--num_shards_validation=2", test_runners.DASK_RUNNER, f"--dask_client_address={address}"),
+    job = subprocess.Popen(
+        test_runners.command("--input_dir", input_dir, "--output_dir", output_dir,
+                             "--num_shards_train=6", "--num_shards_validation=2",
+                             test_runners.DASK_RUNNER, f"--dask_client_address={address}"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
       _wait_for_a_finished_shard(job, output_dir)

@@ -37,8 +37,9 @@ def test_dask_cluster_with_two_workers_matches_the_local_runner(sample, built, t
   input_dir, _ = sample
   with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                     dashboard_address=None) as cluster:
-    helpers.build_dataset(input_dir, tmp_path / "dask", num_shards={"train": 3}, beam_args=[
-        DASK_RUNNER, f"--dask_client_address={cluster.scheduler_address}"])
+    helpers.build_dataset(
+        input_dir, tmp_path / "dask", num_shards={"train": 3},
+        beam_args=[DASK_RUNNER, f"--dask_client_address={cluster.scheduler_address}"])
   assert helpers.output_files(tmp_path / "dask") == helpers.output_files(built[0])
 
 
@@ -49,9 +50,9 @@ def test_default_runner_never_tries_prism(sample, built, tmp_path, monkeypatch):
                       lambda self, *args: tried.append(args) or pytest.fail("Prism was tried"))
   options = build_shards.pipeline_options(["--direct_num_workers=2"])
   assert options.get_all_options()["runner"] == "preprocess.job.runners.LocalRunner"
-  manifest = build.run_build(build.BuildOptions(str(sample[0]), str(tmp_path / "out"),
-                                                num_shards={"train": 3},
-                                                progress_seconds=3600), options)
+  manifest = build.run_build(
+      build.BuildOptions(str(sample[0]), str(tmp_path / "out"), num_shards={"train": 3},
+                         progress_seconds=3600), options)
   assert not tried
   assert manifest["splits"] == built[1]["splits"]
   assert helpers.output_files(tmp_path / "out") == helpers.output_files(built[0])
@@ -72,8 +73,8 @@ def test_importing_the_entry_module_defines_no_flags():
 def test_a_named_runner_is_passed_through_unchanged():
   args = ["--runner=DirectRunner", "--direct_num_workers=3"]
   assert runners.with_default_runner(args) == args
-  assert runners.with_default_runner(["--direct_num_workers=3"]) == (
-      runners.LOCAL_RUNNER_ARGS + ["--direct_num_workers=3"])
+  assert runners.with_default_runner(["--direct_num_workers=3"
+                                     ]) == (runners.LOCAL_RUNNER_ARGS + ["--direct_num_workers=3"])
 
 
 def _free_port():
@@ -94,15 +95,19 @@ def command_line_cluster(tmp_path, worker_args=()):
   env = dict(os.environ, PYTHONPATH=_PROJECT)
   dask = os.path.join(os.path.dirname(sys.executable), "dask")
   quiet = ["--no-dashboard"]
-  processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                 *quiet], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)]
+  processes = [
+      subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port",
+                        str(port), *quiet], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, start_new_session=True)
+  ]
   address = f"tcp://127.0.0.1:{port}"
   try:
-    processes += [subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads",
-                                    "1", *worker_args, *quiet], env=env, cwd=tmp_path,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True) for _ in range(2)]
+    processes += [
+        subprocess.Popen([
+            dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", *worker_args, *quiet
+        ], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True) for _ in range(2)
+    ]
     with Client(address, timeout=60) as client:
       client.wait_for_workers(2, timeout=120)
     yield address, processes[1:]
@@ -125,9 +130,8 @@ def test_command_line_dask_cluster_runs_the_documented_command(sample, built, tm
   shutil.copy(input_dir / "synset_words.txt", form)
   archive_fixtures.pack_train_tar(input_dir, str(form / "ILSVRC2012_img_train.tar"))
   with command_line_cluster(tmp_path) as (address, _):
-    result = run("--input_dir", form, "--output_dir", tmp_path / "out",
-                  "--num_shards_train=3", DASK_RUNNER, f"--dask_client_address={address}",
-                  timeout=300)
+    result = run("--input_dir", form, "--output_dir", tmp_path / "out", "--num_shards_train=3",
+                 DASK_RUNNER, f"--dask_client_address={address}", timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "indexed 10 archive units" in result.stderr
   assert test_archives.comparable(tmp_path / "out") == test_archives.comparable(built[0])
@@ -143,8 +147,8 @@ def test_dask_workers_without_the_project_get_one_line(sample, tmp_path):
                   "      raise ModuleNotFoundError(f'No module named {name!r}')\n"
                   "sys.meta_path.insert(0, Hide())\n")
   with command_line_cluster(tmp_path, ["--preload", str(hide)]) as (address, _):
-    result = run("--input_dir", sample[0], "--output_dir", tmp_path / "out",
-                  DASK_RUNNER, f"--dask_client_address={address}", timeout=120)
+    result = run("--input_dir", sample[0], "--output_dir", tmp_path / "out", DASK_RUNNER,
+                 f"--dask_client_address={address}", timeout=120)
   assert result.returncode == 1
   errors = _errors(result.stderr)
   assert len(errors) == 1, result.stderr[-3000:]
@@ -167,10 +171,9 @@ def test_killed_run_leaves_no_manifest_and_the_rerun_completes(sample, built, tm
   """Kills the default multi-process runner mid-write, then reruns it with two workers."""
   input_dir, _ = sample
   output_dir = tmp_path / "out"
-  job = subprocess.Popen(command("--input_dir", input_dir, "--output_dir", output_dir,
-                                  "--num_shards_train=3"),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+  job = subprocess.Popen(
+      command("--input_dir", input_dir, "--output_dir", output_dir, "--num_shards_train=3"),
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
   deadline = time.time() + 300
   while not (output_dir / output_folder.TMP_NAME).exists() and job.poll() is None:
     assert time.time() < deadline
@@ -179,7 +182,7 @@ def test_killed_run_leaves_no_manifest_and_the_rerun_completes(sample, built, tm
   job.wait()
   assert not (output_dir / manifest_lib.MANIFEST_NAME).exists()
   result = run("--input_dir", input_dir, "--output_dir", output_dir, "--num_shards_train=3",
-                "--direct_num_workers=2")
+               "--direct_num_workers=2")
   assert result.returncode == 0, result.stderr[-2000:]
   assert helpers.output_files(output_dir) == helpers.output_files(built[0])
   assert not (output_dir / output_folder.TMP_NAME).exists()
@@ -187,14 +190,14 @@ def test_killed_run_leaves_no_manifest_and_the_rerun_completes(sample, built, tm
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--input_dir", "{tmp}/missing", "--output_dir", "{tmp}/out"],
-     "--input_dir .*missing: no such folder"),
+    (["--input_dir", "{tmp}/missing", "--output_dir", "{tmp}/out"
+     ], "--input_dir .*missing: no such folder"),
     (["--input_dir", "{tmp}", "--output_dir", "{tmp}/out"], "no train/ folder"),
     (["--input_dir", "{sample}", "--output_dir", "{built}"], "already holds a complete dataset"),
-    (["--input_dir", "{sample}", "--output_dir", "{tmp}/out", "--num_shard_train=2"],
-     "unknown flag --num_shard_train"),
-    (["--input_dir", "{sample}", "--output_dir", "{tmp}/out", "--num_shards_test=2"],
-     "num_shards_test=2, but --input_dir has no test split"),
+    (["--input_dir", "{sample}", "--output_dir", "{tmp}/out", "--num_shard_train=2"
+     ], "unknown flag --num_shard_train"),
+    (["--input_dir", "{sample}", "--output_dir", "{tmp}/out", "--num_shards_test=2"
+     ], "num_shards_test=2, but --input_dir has no test split"),
 ])
 def test_user_errors_are_one_line_and_exit_nonzero(sample, built, tmp_path, args, message):
   (tmp_path / "notes.txt").write_text("not imagenet")

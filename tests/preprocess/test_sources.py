@@ -21,8 +21,8 @@ def test_flat_splits_are_labelled_through_the_devkit_ids(flat_sample, tmp_path):
   assert set(manifest["splits"]) == {"train", "validation", "test"}
   for split in ("validation", "test"):
     records = helpers.read_records(tmp_path / "out", split)
-    assert {r["image/filename"]: r["image/class/synset"] for r in records} == dict(
-        info.images[split])
+    assert {r["image/filename"]: r["image/class/synset"] for r in records
+           } == dict(info.images[split])
     # The label is the sorted-WNID position, never the devkit ID.
     assert all(info.classes[r["image/class/label"]] == r["image/class/synset"] for r in records)
     assert manifest["splits"][split]["layout"] == "flat"
@@ -56,11 +56,13 @@ def test_ground_truth_with_a_missing_line_names_the_file(flat_copy):
     _plan(flat_copy)
 
 
-@pytest.mark.parametrize("split, line, value, message", [
-    ("test", 2, "1001", r"test_ground_truth.txt:3: ILSVRC ID 1001"),
-    ("validation", 0, "n99999999", r"validation_ground_truth.txt:1: WNID 'n99999999'"),
-    ("validation", 4, "n02123045", None),  # a WNID in place of an ID is understood
-])
+@pytest.mark.parametrize(
+    "split, line, value, message",
+    [
+        ("test", 2, "1001", r"test_ground_truth.txt:3: ILSVRC ID 1001"),
+        ("validation", 0, "n99999999", r"validation_ground_truth.txt:1: WNID 'n99999999'"),
+        ("validation", 4, "n02123045", None),  # a WNID in place of an ID is understood
+    ])
 def test_ground_truth_line_is_checked_and_named(flat_copy, split, line, value, message):
   path = _ground_truth(flat_copy, split)
   lines = path.read_text().split("\n")

@@ -74,6 +74,6 @@ def test_images_too_large_for_uint32_products_stay_exact():
   stats = stats_lib.ImageStats((300, 300, 3))
   for image in images:
     stats.add(image)
-  expected = sum(i.reshape(-1, 3).astype(np.int64).T @ i.reshape(-1, 3).astype(np.int64)
-                 for i in images)
+  expected = sum(
+      i.reshape(-1, 3).astype(np.int64).T @ i.reshape(-1, 3).astype(np.int64) for i in images)
   np.testing.assert_array_equal(stats.rgb_outer, expected)

@@ -35,8 +35,9 @@ def release(tmp_path_factory):
                                            images_per_class_val=2, val_layout="flat")
   # Unsorted, with a byte-order mark, CRLF, a duplicate and a `<wnid> <words>` line: read as a set.
   wnids = (info.classes[6], info.classes[1], info.classes[3])
-  (root / "classes.txt").write_text(f"\ufeff{wnids[0]}\r\n{wnids[1]} words\n\n{wnids[2]}\n"
-                                    f"{wnids[0]}\n", newline="")
+  (root / "classes.txt").write_text(
+      f"\ufeff{wnids[0]}\r\n{wnids[1]} words\n\n{wnids[2]}\n"
+      f"{wnids[0]}\n", newline="")
   manifest = _build(root, root / "tree", root / "reference")
   return root, info, tuple(sorted(wnids)), manifest
 
@@ -56,15 +57,17 @@ def _chosen(tree, wnid, count, seed=0):
 
 def _train_files(output_dir, manifest):
   """Training files written or skipped, as (path, label, synset) and paths."""
-  written = {(r["image/filename"].decode(), r["image/class/label"], r["image/class/synset"].decode())
-             for r in reader.read_shards(
-                 [str(output_dir / s["file"]) for s in manifest["splits"]["train"]["shards"]])}
+  written = {(r["image/filename"].decode(), r["image/class/label"],
+              r["image/class/synset"].decode()) for r in reader.read_shards(
+                  [str(output_dir / s["file"]) for s in manifest["splits"]["train"]["shards"]])}
   skipped = {s["path"] for s in manifest["skipped"] if s["split"] == "train"}
   return written, {path for path, _, _ in written} | skipped
 
 
-@pytest.mark.parametrize("make_form", [test_archives._ilsvrc2012, test_archives._kaggle,
-                                       test_archives._kaggle_zip, test_archives._mixed])
+@pytest.mark.parametrize("make_form", [
+    test_archives._ilsvrc2012, test_archives._kaggle, test_archives._kaggle_zip,
+    test_archives._mixed
+])
 def test_every_input_form_gives_the_same_subset_bytes(release, make_form, tmp_path):
   root, info, _, _ = release
   form = make_form(root, info, tmp_path / "form")
@@ -82,12 +85,13 @@ def test_the_manifest_records_the_subset_and_labels_follow_its_sorted_wnids(rele
   validation = sorted(p for p, w in info.images["validation"] if w in wnids)
   assert manifest["splits"]["validation"]["num_examples"] == len(validation)
   assert set(manifest["splits"]["validation"]["class_counts"]) == set(wnids)
-  assert all(path.split("/")[1] in wnids for path in manifest["ignored_files"] if
-             path.count("/") > 1)
+  assert all(
+      path.split("/")[1] in wnids for path in manifest["ignored_files"] if path.count("/") > 1)
   digest = hashlib.sha256("".join(f"{line}\n" for line in [*wnids, *sorted(chosen)]).encode())
   assert manifest["subset"] == {
       "name": str(root / "classes.txt"), "wnids": list(wnids), "digest": digest.hexdigest(),
-      "per_class": PER_CLASS, "train_list": None, "short_classes": {}, "unmatched": []}
+      "per_class": PER_CLASS, "train_list": None, "short_classes": {}, "unmatched": []
+  }
   assert manifest["args"]["classes"] == str(root / "classes.txt")
   # What the trainer and TFDS read: a dataset like any other, in the subset's classes.
   assert dataset_lib.load(str(root / "reference"), verify="sha256").synsets == list(wnids)
@@ -104,15 +108,17 @@ def test_per_class_is_the_same_on_every_runner_and_rerun_and_follows_the_seed(re
   manifest = _build(root, root / "tree", tmp_path / "seed", seed=1)
   _, listed = _train_files(tmp_path / "seed", manifest)
   assert listed == set().union(*(_chosen(root / "tree", w, PER_CLASS, seed=1) for w in wnids))
-  assert listed != _train_files(root / "reference", dataset_lib.load(
-      str(root / "reference"), verify="none").data)[1]
+  assert listed != _train_files(root / "reference",
+                                dataset_lib.load(str(root / "reference"), verify="none").data)[1]
 
 
 def test_a_train_list_keeps_exactly_its_files_and_the_summary_names_what_it_missed(
     release, tmp_path, caplog):
   root, info, wnids, _ = release
-  images = {w: sorted(n for n in os.listdir(root / "tree" / "train" / w) if not sources.is_ignored(n))
-            for w in info.classes}
+  images = {
+      w: sorted(n for n in os.listdir(root / "tree" / "train" / w) if not sources.is_ignored(n))
+      for w in info.classes
+  }
   first, second = images[wnids[0]], images[wnids[1]]
   outside = next(w for w in info.classes if w not in wnids)
   names = first[:3] + second[:1] + [images[outside][0], "n00000000_1.JPEG", "missing.JPEG"]
@@ -127,8 +133,7 @@ def test_a_train_list_keeps_exactly_its_files_and_the_summary_names_what_it_miss
   assert manifest["subset"]["short_classes"] == {wnids[1]: 1, wnids[2]: 0}
   assert manifest["subset"]["unmatched"] == ["missing.JPEG", "n00000000_1.JPEG"]
   assert f"{wnids[1]} (1), {wnids[2]} (0)" in caplog.text
-  assert re.search(r"2 names match no training file.*: missing.JPEG, n00000000_1.JPEG",
-                   caplog.text)
+  assert re.search(r"2 names match no training file.*: missing.JPEG, n00000000_1.JPEG", caplog.text)
   assert [c["synset"] for c in manifest["classes"]] == list(wnids)  # the third kept, no image
 
 
@@ -142,10 +147,11 @@ def test_a_train_list_keeps_exactly_its_files_and_the_summary_names_what_it_miss
     ("--train_list={tmp}/1percent.txt", "--train_list {tmp}/1percent.txt: no such file"),
 ])
 def test_bad_subset_input_is_one_line_and_writes_nothing(sample, tmp_path, flag, message):
-  result = subprocess.run(
-      [sys.executable, "-m", "preprocess.build_shards", f"--input_dir={sample[0]}",
-       f"--output_dir={tmp_path / 'out'}", flag.format(tmp=tmp_path)], cwd=REPO,
-      capture_output=True, text=True, timeout=300)
+  result = subprocess.run([
+      sys.executable, "-m", "preprocess.build_shards", f"--input_dir={sample[0]}",
+      f"--output_dir={tmp_path / 'out'}",
+      flag.format(tmp=tmp_path)
+  ], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   message = message.format(tmp=tmp_path)

@@ -15,7 +15,8 @@ from preprocess.inputs import zips
 def _zipfile_members(path):
   with zipfile.ZipFile(path) as z:
     return [(i.filename, i.header_offset, i.compress_size, i.compress_type, bool(i.flag_bits & 1))
-            for i in z.infolist() if not i.is_dir()]
+            for i in z.infolist()
+            if not i.is_dir()]
 
 
 def _write(path, members, comment=b"", prefix=b"", force_zip64=False):
@@ -36,7 +37,8 @@ def _write(path, members, comment=b"", prefix=b"", force_zip64=False):
 
 _MIXED = [("ILSVRC/", b"", None), ("ILSVRC/Data/CLS-LOC/train/n1/a.JPEG", b"a" * 300, 8),
           ("ILSVRC/Data/CLS-LOC/train/n1/b.JPEG", b"b" * 10, 0),
-          ("ILSVRC/Data/CLS-LOC/val/caf\u00e9_\u732b.JPEG", b"c", 8), ("LOC_val_solution.csv", b"x", 0)]
+          ("ILSVRC/Data/CLS-LOC/val/caf\u00e9_\u732b.JPEG", b"c", 8),
+          ("LOC_val_solution.csv", b"x", 0)]
 
 
 @pytest.mark.parametrize("form", ["plain", "comment", "prepended", "zip64_local_sizes"])
@@ -92,8 +94,9 @@ def test_a_damaged_directory_is_one_error_naming_the_zip(tmp_path):
   second_entry = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 4)
   data[second_entry:second_entry + 4] = b"XXXX"
   (tmp_path / "bad.zip").write_bytes(bytes(data))
-  with pytest.raises(archives.ArchiveError, match=r"bad.zip: the zip's central directory is "
-                     rf"damaged at entry 1 \(byte offset {second_entry}\)"):
+  with pytest.raises(
+      archives.ArchiveError, match=r"bad.zip: the zip's central directory is "
+      rf"damaged at entry 1 \(byte offset {second_entry}\)"):
     list(zips.members(str(tmp_path / "bad.zip")))
   assert len(list(zips.members(path))) == 4
 
@@ -106,8 +109,9 @@ def test_an_encrypted_image_in_kaggles_zip_is_one_error(tmp_path):
   flags = struct.unpack_from("<H", data, entry + 8)[0]
   struct.pack_into("<H", data, entry + 8, flags | 1)
   (tmp_path / "k.zip").write_bytes(bytes(data))
-  with pytest.raises(archives.ArchiveError, match=r"k.zip: ILSVRC/Data/CLS-LOC/train/n1/a.JPEG is "
-                     "encrypted; only stored and deflated members are read"):
+  with pytest.raises(
+      archives.ArchiveError, match=r"k.zip: ILSVRC/Data/CLS-LOC/train/n1/a.JPEG is "
+      "encrypted; only stored and deflated members are read"):
     kaggle.index_zip(path, write=lambda entries: "unused")
 
 
@@ -119,8 +123,9 @@ def _index(path, monkeypatch, flush_at=None):
   read, written, when = [], [], []
   members = zips.members
   monkeypatch.setattr(zips, "members", lambda p: (read.append(m) or m for m in members(p)))
-  index = kaggle.index_zip(path, write=lambda entries: written.append(list(entries)) or
-                           when.append(len(read)) or len(written) - 1)
+  index = kaggle.index_zip(
+      path, write=lambda entries: written.append(list(entries)) or when.append(len(read)) or len(
+          written) - 1)
   return index, written, when
 
 

@@ -88,15 +88,15 @@ def corrupt_jpeg(data):
 
 
 def _png_chunk(kind, payload):
-  return (struct.pack(">I", len(payload)) + kind + payload
-          + struct.pack(">I", zlib.crc32(kind + payload)))
+  return (struct.pack(">I", len(payload)) + kind + payload +
+          struct.pack(">I", zlib.crc32(kind + payload)))
 
 
 def png_bomb(width, height):
   """A ~60-byte PNG whose header declares `width` x `height` RGB pixels (a decompression bomb)."""
   header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-          + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _png_chunk(b"IEND", b""))
+  return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) +
+          _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _png_chunk(b"IEND", b""))
 
 
 def jpeg_bomb(width, height):

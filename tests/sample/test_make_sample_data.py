@@ -55,8 +55,8 @@ def test_folders_layout_matches_sample_info(folders_tree):
   assert list(info.classes) == sorted(info.classes)
   assert all(re.fullmatch(r"n\d{8}", wnid) for wnid in info.classes)
   assert set(info.class_names) == set(info.classes)
-  for split, folder, per_class in (("train", "train", 3), ("validation", "val", 2),
-                                   ("test", "test", 1)):
+  for split, folder, per_class in (("train", "train", 3), ("validation", "val", 2), ("test", "test",
+                                                                                     1)):
     assert sorted(os.listdir(os.path.join(root, folder))) == list(info.classes)
     files = info.images[split]
     assert len(files) == 10 * per_class
@@ -74,8 +74,8 @@ def test_folders_layout_matches_sample_info(folders_tree):
 
 def test_broken_and_ignored_files_only_in_train_class_folders(folders_tree):
   _, info = folders_tree
-  assert sorted(info.broken.values()) == sorted([errors.EMPTY, errors.TRUNCATED,
-                                                 errors.UNIDENTIFIED, errors.UNIDENTIFIED])
+  assert sorted(info.broken.values()) == sorted(
+      [errors.EMPTY, errors.TRUNCATED, errors.UNIDENTIFIED, errors.UNIDENTIFIED])
   for path in list(info.broken) + list(info.ignored):
     folder, wnid, _ = path.split("/")
     assert folder == "train" and wnid in info.classes
@@ -88,9 +88,9 @@ def test_broken_and_ignored_files_only_in_train_class_folders(folders_tree):
 def test_dirty_files_are_what_they_claim(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
-  assert set(info.repaired.values()) == {
-      (decode.GRAYSCALE_TO_RGB,), (decode.CMYK_TO_RGB,), (decode.PNG_SOURCE,), (decode.GUNZIP,),
-      (decode.PNG_SOURCE, decode.ALPHA_REMOVED)}
+  assert set(info.repaired.values()) == {(decode.GRAYSCALE_TO_RGB,), (decode.CMYK_TO_RGB,),
+                                         (decode.PNG_SOURCE,), (decode.GUNZIP,),
+                                         (decode.PNG_SOURCE, decode.ALPHA_REMOVED)}
   assert any(path.startswith("val/") for path in info.repaired)
   for path, fixes in info.repaired.items():
     content = tree[path]
@@ -101,8 +101,8 @@ def test_dirty_files_are_what_they_claim(folders_tree):
       assert Image.open(io.BytesIO(content)).mode == "RGB"
     elif fixes[0] == decode.PNG_SOURCE:
       assert content.startswith(PNG_MAGIC)
-      assert Image.open(io.BytesIO(content)).mode == (
-          "RGBA" if decode.ALPHA_REMOVED in fixes else "RGB")
+      assert Image.open(
+          io.BytesIO(content)).mode == ("RGBA" if decode.ALPHA_REMOVED in fixes else "RGB")
     else:
       assert content.startswith(JPEG_MAGIC)
       assert Image.open(io.BytesIO(content)).mode == {(decode.GRAYSCALE_TO_RGB,): "L",
@@ -143,8 +143,11 @@ def test_convert_applies_exactly_the_recorded_fixes_and_skip_reasons(folders_tre
 def test_sizes_vary_like_imagenet(folders_tree):
   root, info = folders_tree
   tree = read_tree(root)
-  sizes = [Image.open(io.BytesIO(tree[path])).size for path, _ in info.images["train"]
-           if info.repaired.get(path) != (decode.GUNZIP,)]
+  sizes = [
+      Image.open(io.BytesIO(tree[path])).size
+      for path, _ in info.images["train"]
+      if info.repaired.get(path) != (decode.GUNZIP,)
+  ]
   assert any(width < height for width, height in sizes)  # Portrait.
   assert any(width > height for width, height in sizes)
   assert any(max(size) <= 100 for size in sizes)  # Thumbnail-small.
@@ -208,15 +211,16 @@ def test_classes_are_separable_by_a_nearest_centroid_classifier(tmp_path):
 
   def features(split):
     rows = [(Image.open(tmp_path / "s" / path).convert("RGB"), wnid)
-            for path, wnid in info.images[split] if path not in info.repaired]
-    pixels = np.stack([np.asarray(image.resize((8, 8), Image.BOX), np.float32).ravel()
-                       for image, _ in rows])
+            for path, wnid in info.images[split]
+            if path not in info.repaired]
+    pixels = np.stack(
+        [np.asarray(image.resize((8, 8), Image.BOX), np.float32).ravel() for image, _ in rows])
     return pixels, np.array([info.classes.index(wnid) for _, wnid in rows])
 
   train_x, train_y = features("train")
   val_x, val_y = features("validation")
   centroids = np.stack([train_x[train_y == label].mean(0) for label in range(10)])
-  predicted = np.argmin(((val_x[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+  predicted = np.argmin(((val_x[:, None] - centroids[None])**2).sum(-1), axis=1)
   assert np.mean(predicted == val_y) >= 0.6  # Chance is 0.1.
 
 

@@ -19,8 +19,11 @@ from tests.train.conftest import tiny_config
 
 
 def _warnings(caplog):
-  return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-          and "predicts at chance" in r.getMessage()]
+  return [
+      r.getMessage()
+      for r in caplog.records
+      if r.levelno == logging.WARNING and "predicts at chance" in r.getMessage()
+  ]
 
 
 def test_a_flat_loss_warns_at_a_bounded_rate_saying_what_it_is(caplog):
@@ -53,9 +56,9 @@ def test_a_flat_loss_warns_at_a_bounded_rate_saying_what_it_is(caplog):
   assert not watch.at_chance and watch.closing_note(50_030) == ""
 
 
-@pytest.mark.parametrize("loss, at_chance", [
-    (math.log(1000), True), (6.97, True), (6.85, True), (6.80, False), (4.0, False),
-    (1.5 * math.log(1000) + 0.01, False)])
+@pytest.mark.parametrize("loss, at_chance", [(math.log(1000), True), (6.97, True), (6.85, True),
+                                             (6.80, False), (4.0, False),
+                                             (1.5 * math.log(1000) + 0.01, False)])
 def test_the_band_around_ln_classes(loss, at_chance):
   assert chance.in_band(loss, 1000) is at_chance
 
@@ -82,8 +85,8 @@ def test_the_step_schedule_counts_only_epochs_that_end_above_chance():
   assert rates == [0.01, 0.01, 0.01, 0.01, 0.001, 0.001, 0.0001]
 
 
-def test_a_run_at_chance_warns_holds_its_rate_and_says_so_at_the_end(dataset_dir, tmp_path,
-                                                                     caplog, monkeypatch):
+def test_a_run_at_chance_warns_holds_its_rate_and_says_so_at_the_end(dataset_dir, tmp_path, caplog,
+                                                                     monkeypatch):
   """At a rate too small to move the narrow network of TINY_CONFIG its loss stays at ln(3) (at
   0.01 a running mean of batches of 4 over 4 steps swings in and out of the band)."""
   caplog.set_level(logging.INFO, logger="absl")
@@ -124,10 +127,10 @@ def test_the_warmup_raises_the_rate_linearly_then_holds_it(dataset_dir):
     optimizer.apply([tf.zeros_like(v) for v in model.trainable_variables],
                     model.trainable_variables)
   np.testing.assert_allclose(rates, [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01], rtol=1e-6)
-  assert [schedule.rate_at(config, state, s) for s in (1, 4, 9)] == pytest.approx(
-      [0.0025, 0.01, 0.01])
-  assert float(train.create_optimizer(tiny_config(), state["learning_rate"]).learning_rate) == (
-      pytest.approx(0.01))
+  assert [schedule.rate_at(config, state, s) for s in (1, 4, 9)
+         ] == pytest.approx([0.0025, 0.01, 0.01])
+  assert float(train.create_optimizer(
+      tiny_config(), state["learning_rate"]).learning_rate) == (pytest.approx(0.01))
 
 
 def test_the_init_flags_are_recorded(dataset_dir, tmp_path):

@@ -88,13 +88,13 @@ def _trainer(processes, dataset_dir, model_dir, address, *flags):
   # below (and in 8 of 60 such runs in process), at steps 28-39; see CAFFE_INIT in
   # tests/train/conftest.py.
   return processes.start("trainer", "-m", "train.main", f"--shards={dataset_dir}",
-                         f"--model_dir={model_dir}", f"--data_service={address}",
-                         "--width=0.0625", "--batch_size=4", "--log_every=1",
-                         "--shuffle_buffer=8", *CAFFE_FLAGS, *flags)
+                         f"--model_dir={model_dir}", f"--data_service={address}", "--width=0.0625",
+                         "--batch_size=4", "--log_every=1", "--shuffle_buffer=8", *CAFFE_FLAGS,
+                         *flags)
 
 
-def test_training_reads_through_two_workers_and_survives_losing_one(service, processes,
-                                                                     dataset_dir, tmp_path):
+def test_training_reads_through_two_workers_and_survives_losing_one(service, processes, dataset_dir,
+                                                                    tmp_path):
   model_dir = str(tmp_path / "model")
   trainer, log = _trainer(processes, dataset_dir, model_dir, service, "--epochs=1000",
                           "--max_steps=40")
@@ -152,8 +152,9 @@ def test_a_wrong_service_address_is_one_error_before_anything_is_written(dataset
 
 
 def test_the_service_with_several_trainers_is_refused(dataset_dir, tmp_path, monkeypatch):
-  monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
-                     '"task": {"type": "worker", "index": 0}}')
+  monkeypatch.setenv(
+      "TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+      '"task": {"type": "worker", "index": 0}}')
   config = config_lib.Config(**{**TINY_CONFIG, "data_service": "127.0.0.1:1"})
   with pytest.raises(TrainingError, match="--data_service with TF_CONFIG"):
     train.train_and_evaluate(config, dataset_lib.load(dataset_dir), str(tmp_path / "model"))

@@ -38,8 +38,11 @@ def _train(dataset_dir, model_dir, **overrides):
 
 def _checkpoint(prefix):
   reader = tf.train.load_checkpoint(prefix)
-  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-          if not name.startswith(NOT_STATE)}
+  return {
+      name: reader.get_tensor(name)
+      for name in reader.get_variable_to_shape_map()
+      if not name.startswith(NOT_STATE)
+  }
 
 
 def _files(model_dir, step):
@@ -63,8 +66,10 @@ def test_two_runs_hold_identical_checkpoints(dataset_dir, tmp_path, determinism)
   runs = [str(tmp_path / name) for name in ("a", "b")]
   for model_dir in runs:
     _train(dataset_dir, model_dir)
-  prefixes = [tf.train.get_checkpoint_state(os.path.join(run, "ckpt")).all_model_checkpoint_paths
-              for run in runs]
+  prefixes = [
+      tf.train.get_checkpoint_state(os.path.join(run, "ckpt")).all_model_checkpoint_paths
+      for run in runs
+  ]
   assert [os.path.basename(p) for p in prefixes[0]] == ["ckpt-4", "ckpt-6", "ckpt-8"]
   for first, second in zip(*prefixes):
     _assert_same(_checkpoint(first), _checkpoint(second))
@@ -94,9 +99,10 @@ def test_a_resumed_run_continues_as_an_uninterrupted_one(dataset_dir, tmp_path, 
     assert _files(whole, step) and _files(whole, step) == _files(resumed, step), step
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(seed=None), "--deterministic needs --seed"),
-    (dict(data_service="127.0.0.1:1"), "--deterministic cannot use --data_service")])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [(dict(seed=None), "--deterministic needs --seed"),
+     (dict(data_service="127.0.0.1:1"), "--deterministic cannot use --data_service")])
 def test_what_cannot_be_deterministic_is_refused_in_one_line(dataset_dir, tmp_path, overrides,
                                                              message):
   with pytest.raises(TrainingError, match=message) as raised:
@@ -106,7 +112,8 @@ def test_what_cannot_be_deterministic_is_refused_in_one_line(dataset_dir, tmp_pa
 
 
 def test_several_trainers_are_refused(dataset_dir, tmp_path, monkeypatch):
-  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
-                                              "task": {"type": "worker", "index": 0}}))
+  monkeypatch.setenv(
+      "TF_CONFIG",
+      json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}))
   with pytest.raises(TrainingError, match="--deterministic is for one trainer"):
     _train(dataset_dir, str(tmp_path / "model"))

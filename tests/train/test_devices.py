@@ -19,7 +19,6 @@ from tests.train.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
 # Runs in a fresh process: logical devices must be configured before TensorFlow initialises.
 _TWO_CPU_SCRIPT = """
 import json, sys
@@ -69,8 +68,9 @@ print(json.dumps(results))
 
 
 def test_two_logical_cpus_train_like_one_device(dataset_dir, tmp_path):
-  result = subprocess.run([sys.executable, "-c", _TWO_CPU_SCRIPT, dataset_dir, str(tmp_path / "m")],
-                          cwd=REPO, capture_output=True, text=True, check=False)
+  result = subprocess.run([sys.executable, "-c", _TWO_CPU_SCRIPT, dataset_dir,
+                           str(tmp_path / "m")], cwd=REPO, capture_output=True, text=True,
+                          check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   results = json.loads(result.stdout.strip().splitlines()[-1])
   assert (results["single"]["replicas"], results["mirrored"]["replicas"]) == (1, 2)
@@ -81,8 +81,10 @@ def test_two_logical_cpus_train_like_one_device(dataset_dir, tmp_path):
   assert checkpoint_steps(str(tmp_path / "m" / "ckpt")) == [STEPS_PER_EPOCH]
 
 
-@pytest.mark.parametrize("overrides", [dict(precision="bf16"), dict(precision="fp16"),
-                                       dict(jit=True)], ids=["bf16", "fp16", "xla"])
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(precision="bf16"), dict(precision="fp16"),
+     dict(jit=True)], ids=["bf16", "fp16", "xla"])
 def test_gpu_options_train_and_save_on_the_cpu(dataset_dir, tmp_path, overrides):
   """Mixed precision (fp16 with loss scaling) and XLA are GPU options; on a CPU they must still run."""
   model_dir = str(tmp_path / "model")

@@ -70,8 +70,8 @@ def by_hand(model_dir, dataset_dir):
       label = int(features[schema.LABEL])
       others_as_high = int((logits >= logits[label]).sum()) - 1
       probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-      results[features[schema.FILENAME].numpy().decode()] = (
-          others_as_high < 1, others_as_high < 5, -np.log(probabilities[label]))
+      results[features[schema.FILENAME].numpy().decode()] = (others_as_high < 1, others_as_high
+                                                             < 5, -np.log(probabilities[label]))
   return results
 
 
@@ -107,9 +107,10 @@ def write_audit(directory, groups):
   path = os.path.join(directory, manifest_lib.MANIFEST_NAME)
   with open(path) as f:
     manifest = json.load(f)
-  manifest["audit"] = {"file": audit_lib.NAME, "sha256": hashlib.sha256(data).hexdigest(),
-                       "fingerprints": None, "fingerprints_sha256": None,
-                       "counts": document["counts"], "dropped": []}
+  manifest["audit"] = {
+      "file": audit_lib.NAME, "sha256": hashlib.sha256(data).hexdigest(), "fingerprints": None,
+      "fingerprints_sha256": None, "counts": document["counts"], "dropped": []
+  }
   with open(path, "w") as f:
     f.write(manifest_lib.dumps(manifest))
   return directory
@@ -119,8 +120,8 @@ def copies_of(names, by_hand):
   """The audit's groups: each name with a training copy of its class, and a pair of two other
   validation images with no training copy (which a clean score keeps)."""
   others = [name for name in sorted(by_hand) if name not in names][:2]
-  groups = [[member("validation", name), member("train", f"train/{name.split('/')[1]}/0.JPEG")]
-            for name in names]
+  groups = [[member("validation", name),
+             member("train", f"train/{name.split('/')[1]}/0.JPEG")] for name in names]
   return groups + [[member("validation", name) for name in others]]
 
 
@@ -172,7 +173,7 @@ def test_kept_refuses_an_audit_that_names_images_the_split_lacks():
 
 
 def test_evaluate_model_scores_the_split_with_and_without_the_copies(audited_dir, model_dir,
-                                                                       by_hand, chosen):
+                                                                     by_hand, chosen):
   manifest = dataset_lib.load(audited_dir)
   duplicates = manifest.duplicated_in_training("validation")
   assert duplicates == frozenset(chosen)  # the pair inside validation is not left out
@@ -186,8 +187,8 @@ def test_evaluate_model_scores_the_split_with_and_without_the_copies(audited_dir
   assert (result["loss"], result["clean_loss"]) == pytest.approx((loss, clean_loss), rel=1e-4)
   # The standard figures are plain evaluation's, to the bit.
   plain = trained.evaluate_model(manifest, model_dir, "validation", batch_size=4)
-  assert (plain["top1"], plain["top5"], plain["count"]) == (
-      result["top1"], result["top5"], result["count"])
+  assert (plain["top1"], plain["top5"], plain["count"]) == (result["top1"], result["top5"],
+                                                            result["count"])
 
 
 def test_evaluate_prints_the_standard_line_then_the_one_without_the_copies(
@@ -212,10 +213,11 @@ def test_evaluate_prints_the_standard_line_then_the_one_without_the_copies(
 
 
 def test_an_audit_that_found_none_says_so_and_scores_as_before(dataset_dir, unaudited_dir,
-                                                                model_dir, tmp_path):
-  audited = write_audit(shutil.copytree(dataset_dir, str(tmp_path / "shards")),
-                        [[member("validation", "validation/0/0.JPEG"),
-                          member("validation", "validation/0/1.JPEG")]])
+                                                               model_dir, tmp_path):
+  audited = write_audit(
+      shutil.copytree(dataset_dir, str(tmp_path / "shards")),
+      [[member("validation", "validation/0/0.JPEG"),
+        member("validation", "validation/0/1.JPEG")]])
   lines, code = run_evaluate(f"--shards={audited}", f"--model_dir={model_dir}")
   plain, _ = run_evaluate(f"--shards={unaudited_dir}", f"--model_dir={model_dir}")
   assert code == 0
@@ -233,7 +235,7 @@ def test_an_audit_that_found_none_says_so_and_scores_as_before(dataset_dir, unau
      "combined with --skip_corrupt"),
 ])
 def test_a_mistake_with_exclude_duplicates_is_one_line(shards, args, message, model_dir, request,
-                                                        caplog):
+                                                       caplog):
   with caplog.at_level(logging.INFO):
     lines, code = run_evaluate(f"--shards={request.getfixturevalue(shards)}",
                                f"--model_dir={model_dir}", *args)
@@ -255,8 +257,7 @@ def test_skip_corrupt_gives_the_standard_score_and_says_why_not_the_other(
 
 @pytest.fixture(scope="module")
 def context(audited_dir, model_dir):
-  return page.build_context(dataset_lib.load(audited_dir), model_dir, "validation",
-                            **PAGE_OPTIONS)
+  return page.build_context(dataset_lib.load(audited_dir), model_dir, "validation", **PAGE_OPTIONS)
 
 
 def test_the_report_shows_both_rows_beside_each_other(context, audited_dir, model_dir, by_hand,
@@ -274,11 +275,10 @@ def test_the_report_shows_both_rows_beside_each_other(context, audited_dir, mode
   assert (clean["top1"], clean["top5"], clean["count"]) == pytest.approx(
       (1 - clean_top1, 1 - clean_top5, clean_count))
   manifest = dataset_lib.load(audited_dir)
-  ten_crop = trained.evaluate_model(manifest, model_dir, "validation", ten_crop=True,
-                                    batch_size=4,
+  ten_crop = trained.evaluate_model(manifest, model_dir, "validation", ten_crop=True, batch_size=4,
                                     duplicates=manifest.duplicated_in_training("validation"))
-  assert rows[("ten crops (paper's test)", without)]["top1"] == pytest.approx(
-      1 - ten_crop["clean_top1"])
+  assert rows[("ten crops (paper's test)",
+               without)]["top1"] == pytest.approx(1 - ten_crop["clean_top1"])
   assert context["metrics"]["duplicates"] == {"left_out": 3, "which": without}
   summary = audit_lib.summary(manifest.data["audit"]["counts"])
   assert summary.startswith("3 validation images duplicate training images (0 of another class); "

@@ -46,7 +46,7 @@ def test_evaluate_scores_every_validation_image_once(trained_dir, dataset_dir):
   assert result["top1"] == pytest.approx(accuracy)
   assert result["checkpoint"].startswith(os.path.join(trained_dir, "best"))
   ten_crop = trained.evaluate_model(manifest, trained_dir, "validation", ten_crop=True,
-                                     batch_size=4)
+                                    batch_size=4)
   assert ten_crop["count"] == count and 0 <= ten_crop["top1"] <= 1
 
 
@@ -63,10 +63,10 @@ def test_a_count_different_from_the_manifest_fails(trained_dir, dataset_dir, tmp
 
 
 def test_cli_prints_the_score_and_what_the_audit_found(trained_dir, dataset_dir):
-  result = subprocess.run(
-      [sys.executable, "-m", "train.evaluate", f"--shards={dataset_dir}",
-       f"--model_dir={trained_dir}", "--batch_size=4"],
-      cwd=REPO, capture_output=True, text=True, check=False)
+  result = subprocess.run([
+      sys.executable, "-m", "train.evaluate", f"--shards={dataset_dir}",
+      f"--model_dir={trained_dir}", "--batch_size=4"
+  ], cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 2 and lines[0].startswith("validation: top-1 error ")
@@ -75,11 +75,12 @@ def test_cli_prints_the_score_and_what_the_audit_found(trained_dir, dataset_dir)
   assert lines[1] == "validation: the audit found no image also in training"
 
 
-def test_named_batches_read_each_shard_once_and_pair_names_with_their_records(dataset_dir,
-                                                                               monkeypatch):
+def test_named_batches_read_each_shard_once_and_pair_names_with_their_records(
+    dataset_dir, monkeypatch):
   manifest = dataset_lib.load(dataset_dir)
   expected = [[(schema.parse_example(r)[schema.FILENAME].numpy().decode(),
-                int(schema.parse_example(r)[schema.LABEL])) for r in tf.data.TFRecordDataset(p)]
+                int(schema.parse_example(r)[schema.LABEL]))
+               for r in tf.data.TFRecordDataset(p)]
               for p in manifest.shard_paths("validation")]
   opened = []
   real_reader = tf.data.TFRecordDataset

@@ -70,8 +70,10 @@ def write_model_dir(directory, rng, with_checkpoint=True):
     checkpoint = tf.train.Checkpoint(model=model, optimizer=keras.optimizers.SGD(),
                                      step=tf.Variable(5))
     tf.train.CheckpointManager(checkpoint, os.path.join(directory, "ckpt"), max_to_keep=2).save()
-  config = {"model": model_config, "classes": CLASSES, "image_size": IMAGE_SIZE,
-            "input_size": input_pipeline.CROP_SIZE, "stats": {}, "flags": {}}
+  config = {
+      "model": model_config, "classes": CLASSES, "image_size": IMAGE_SIZE,
+      "input_size": input_pipeline.CROP_SIZE, "stats": {}, "flags": {}
+  }
   with open(os.path.join(directory, model_dir_lib.CONFIG_NAME), "w") as f:
     json.dump(config, f)
   mean_image = rng.uniform(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
@@ -86,8 +88,10 @@ def trained(tmp_path_factory):
   model, mean_image = write_model_dir(model_dir, np.random.default_rng(0))
   saved_model_dir = os.path.join(str(tmp_path_factory.mktemp("export")), "saved_model")
   export.export_model(model_dir, saved_model_dir)
-  return {"model_dir": model_dir, "model": model, "mean": mean_image,
-          "saved_model": saved_model_dir, "classifier": predict.load_classifier(saved_model_dir)}
+  return {
+      "model_dir": model_dir, "model": model, "mean": mean_image, "saved_model": saved_model_dir,
+      "classifier": predict.load_classifier(saved_model_dir)
+  }
 
 
 def _keras_probabilities(model, mean_image, stored_images, offset=CROP_OFFSET):
@@ -116,8 +120,9 @@ def test_serving_equals_keras_model_on_stored_size_images(trained):
 def test_serving_top5_is_sorted_and_names_classes(trained):
   rng = np.random.default_rng(2)
   images = [_encode(_blocky_pixels(rng, 300, 400), "JPEG") for _ in range(4)]
-  outputs = {key: value.numpy() for key, value in
-             trained["classifier"](images=tf.constant(images)).items()}
+  outputs = {
+      key: value.numpy() for key, value in trained["classifier"](images=tf.constant(images)).items()
+  }
 
   probabilities = outputs["probabilities"]
   assert probabilities.shape == (4, NUM_CLASSES) and probabilities.dtype == np.float32
@@ -152,12 +157,14 @@ def _pillow_stored_image(encoded):
   return np.asarray(image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)), np.float64)
 
 
-@pytest.mark.parametrize("height, width, image_format, mode", [
-    (375, 500, "JPEG", "RGB"),   # landscape, downscaled
-    (500, 375, "PNG", "RGB"),    # portrait
-    (120, 90, "PNG", "L"),       # grayscale, upscaled
-    (200, 300, "PNG", "RGBA"),   # alpha composited over white
-])
+@pytest.mark.parametrize(
+    "height, width, image_format, mode",
+    [
+        (375, 500, "JPEG", "RGB"),  # landscape, downscaled
+        (500, 375, "PNG", "RGB"),  # portrait
+        (120, 90, "PNG", "L"),  # grayscale, upscaled
+        (200, 300, "PNG", "RGBA"),  # alpha composited over white
+    ])
 def test_decode_and_resize_matches_stage_one(height, width, image_format, mode):
   rng = np.random.default_rng(height + width)
   pixels = _blocky_pixels(rng, height, width)
@@ -273,8 +280,7 @@ def test_export_cli_keeps_a_file_at_output(trained, tmp_path):
   assert precious.read_text() == "important"
 
 
-def test_export_overwrite_swaps_in_a_complete_model_and_a_failure_keeps_the_old(trained,
-                                                                               tmp_path):
+def test_export_overwrite_swaps_in_a_complete_model_and_a_failure_keeps_the_old(trained, tmp_path):
   output = tmp_path / "output"
   output.write_text("old")
   with pytest.raises(ValueError, match="no such checkpoint"):

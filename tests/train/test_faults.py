@@ -60,8 +60,10 @@ def test_skip_corrupt_epochs_are_what_can_be_read(writable_dataset_dir, tmp_path
     f.seek(5000)
     f.write(bytes([byte[0] ^ 0xFF]))
   manifest = dataset_lib.load(writable_dataset_dir)
-  readable = sum(len(b["label"]) for b in input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("train", batch_size=4, training=False, skip_corrupt=True)))
+  readable = sum(
+      len(b["label"]) for b in input_pipeline.make_dataset(
+          manifest, input_pipeline.Stream("train", batch_size=4, training=False,
+                                          skip_corrupt=True)))
   assert readable < 16  # Fewer full batches than the 4 the manifest's 18 images give.
   caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "model")
@@ -73,8 +75,7 @@ def test_skip_corrupt_epochs_are_what_can_be_read(writable_dataset_dir, tmp_path
           f"other {18 - readable} in every epoch") in caplog.text
 
 
-def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dataset_dir,
-                                                                    tmp_path):
+def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dataset_dir, tmp_path):
   mean_path = os.path.join(writable_dataset_dir, manifest_lib.MEAN_NAME)
   mean = np.load(mean_path)
   mean[100, 100, 0] = np.nan
@@ -83,8 +84,8 @@ def test_nan_weights_stop_the_run_naming_the_steps_and_save_nothing(writable_dat
   # Max pooling drops the NaN in the forward pass (the loss stays finite); the backward pass puts
   # it in the weights.
   with pytest.raises(NonFiniteError, match=r"non-finite weights after a step in 1\.\.1;"):
-    train.train_and_evaluate(tiny_config(checkpoint_every=1), dataset_lib.load(writable_dataset_dir),
-                             model_dir)
+    train.train_and_evaluate(tiny_config(checkpoint_every=1),
+                             dataset_lib.load(writable_dataset_dir), model_dir)
   assert not os.path.exists(os.path.join(model_dir, "ckpt"))
 
 
@@ -150,9 +151,11 @@ def test_a_signal_saves_and_exits_cleanly(dataset_dir, tmp_path, signum):
   # It trains until the signal lands, however late that is on a loaded machine: with Caffe's
   # initialisation, which does not die (the paper's killed 3 of 20 runs at batch 2, at steps 22-24;
   # CAFFE_INIT in tests/train/conftest.py).
-  command = [sys.executable, "-m", "train.main", f"--shards={dataset_dir}",
-             f"--model_dir={model_dir}", "--width=0.0625", "--batch_size=2", "--epochs=1000",
-             "--log_every=1", "--shuffle_buffer=4", *CAFFE_FLAGS]
+  command = [
+      sys.executable, "-m", "train.main", f"--shards={dataset_dir}", f"--model_dir={model_dir}",
+      "--width=0.0625", "--batch_size=2", "--epochs=1000", "--log_every=1", "--shuffle_buffer=4",
+      *CAFFE_FLAGS
+  ]
   with open(log_path, "w") as log:
     process = subprocess.Popen(command, cwd=REPO, stderr=log, stdout=log)
     deadline = time.monotonic() + 120
@@ -185,8 +188,9 @@ def test_a_second_signal_stops_at_once():
 
 
 def test_cli_user_error_is_one_line_and_exit_1(tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "train.main", f"--shards={tmp_path}/none",
-       f"--model_dir={tmp_path}/model"], cwd=REPO, capture_output=True, text=True, check=False)
+  result = subprocess.run([
+      sys.executable, "-m", "train.main", f"--shards={tmp_path}/none",
+      f"--model_dir={tmp_path}/model"
+  ], cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 1
   assert "manifest.json: not found" in result.stderr and "Traceback" not in result.stderr

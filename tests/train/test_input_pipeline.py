@@ -64,8 +64,10 @@ def test_training_crop_matches_its_offset(dataset_dir):
   # pixel noise (std 25) makes any other window or offset differ by tens of grey levels on average.
   manifest = dataset_lib.load(dataset_dir)
   full = [_full_image(r) for r in _records(manifest, "train")]
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("train", batch_size=4, training=True))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(manifest,
+                                      input_pipeline.Stream("train", batch_size=4, training=True))))
   for image, (row, col) in zip(batch["image"].numpy(), batch["offset"].numpy()):
     windows = [f[row:row + CROP, col:col + CROP] for f in full]
     assert min(_difference(w, image) for w in windows) < 2.0
@@ -93,12 +95,13 @@ def test_evaluation_reads_every_image_once_in_order(dataset_dir):
   batches = list(dataset)
   assert [len(b["label"]) for b in batches] == [4, 4, 1]
   labels = np.concatenate([b["label"].numpy() for b in batches])
-  expected = [schema.parse_example(r)[schema.LABEL].numpy()
-              for r in _records(manifest, "validation")]
+  expected = [
+      schema.parse_example(r)[schema.LABEL].numpy() for r in _records(manifest, "validation")
+  ]
   np.testing.assert_array_equal(labels, expected)
   margin = (manifest.image_size - CROP) // 2
-  assert all((b["offset"].numpy() == margin).all() and not b["flipped"].numpy().any()
-             for b in batches)
+  assert all(
+      (b["offset"].numpy() == margin).all() and not b["flipped"].numpy().any() for b in batches)
   again = np.concatenate([b["image"].numpy() for b in dataset])
   np.testing.assert_array_equal(np.concatenate([b["image"].numpy() for b in batches]), again)
 
@@ -106,8 +109,11 @@ def test_evaluation_reads_every_image_once_in_order(dataset_dir):
 def test_ten_crop_gives_corners_centre_and_mirrors(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   full = _full_image(_records(manifest, "validation")[0])
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("validation", batch_size=2, training=False, ten_crop=True))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(
+              manifest,
+              input_pipeline.Stream("validation", batch_size=2, training=False, ten_crop=True))))
   assert batch["image"].shape == (2, 10, CROP, CROP, 3)
   crops, offsets, flipped = (batch[k][0].numpy() for k in ("image", "offset", "flipped"))
   assert sorted(map(tuple, offsets[:5])) == [(0, 0), (0, 29), (14, 14), (29, 0), (29, 29)]
@@ -132,8 +138,11 @@ class _CornerPixelModel:
 def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("validation", batch_size=3, training=False, ten_crop=True))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(
+              manifest,
+              input_pipeline.Stream("validation", batch_size=3, training=False, ten_crop=True))))
   stats = scoring.eval_step(_CornerPixelModel(), batch, prep).numpy()
   pixels = preparation.prepare_batch(batch, prep, training=False).numpy()
   logits = pixels[:, 0, 0, :].reshape(3, 10, 3) / 20.0
@@ -152,11 +161,15 @@ def test_ten_crop_eval_averages_the_softmax_over_the_crops(dataset_dir):
 def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("train", batch_size=4, training=True))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(manifest,
+                                      input_pipeline.Stream("train", batch_size=4, training=True))))
   eager = preparation.prepare_batch(batch, prep, training=False).numpy()
-  in_graph = next(iter(tf.data.Dataset.from_tensors(batch).map(
-      lambda b: preparation.prepare_batch(b, prep, training=False)))).numpy()
+  in_graph = next(
+      iter(
+          tf.data.Dataset.from_tensors(batch).map(
+              lambda b: preparation.prepare_batch(b, prep, training=False)))).numpy()
   np.testing.assert_allclose(eager, in_graph, atol=1e-4)
   mean = prep.mean_image
   for i, ((row, col), flipped) in enumerate(zip(batch["offset"].numpy(), batch["flipped"].numpy())):
@@ -168,13 +181,15 @@ def test_prepare_batch_mirrors_and_subtracts_the_matching_mean_window(dataset_di
 def test_pca_lighting_shifts_each_image_by_one_colour_of_a_few_grey_levels(dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   prep = _prep(manifest)
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("train", batch_size=6, training=True))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(manifest,
+                                      input_pipeline.Stream("train", batch_size=6, training=True))))
   plain = preparation.prepare_batch(batch, prep, training=False).numpy()
   lit = preparation.prepare_batch(batch, prep, training=True,
-                                     rng=tf.random.Generator.from_seed(1)).numpy()
+                                  rng=tf.random.Generator.from_seed(1)).numpy()
   again = preparation.prepare_batch(batch, prep, training=True,
-                                       rng=tf.random.Generator.from_seed(1)).numpy()
+                                    rng=tf.random.Generator.from_seed(1)).numpy()
   np.testing.assert_array_equal(lit, again)
   shift = lit - plain
   per_image = shift[:, :1, :1, :]
@@ -218,8 +233,9 @@ def test_corrupt_record_in_training_is_named_or_skipped(writable_dataset_dir):
   manifest = dataset_lib.load(writable_dataset_dir)
   with pytest.raises(input_pipeline.CorruptDataError, match="train-00001-of-00002"):
     try:
-      list(input_pipeline.make_dataset(
-          manifest, input_pipeline.Stream("train", batch_size=4, training=False)))
+      list(
+          input_pipeline.make_dataset(manifest,
+                                      input_pipeline.Stream("train", batch_size=4, training=False)))
     except tf.errors.OpError as e:
       raise input_pipeline.locate_corrupt_shard(manifest, "train", e) from None
   skipped = input_pipeline.make_dataset(
@@ -235,6 +251,6 @@ def test_the_crop_size_lives_on_the_data_side():
             "from train import model; "
             "assert model.alexnet(3, width=0.0625).input_shape[1] == input_pipeline.CROP_SIZE")
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, check=False,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+                          timeout=300, check=False, cwd=os.path.dirname(
+                              os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
   assert result.returncode == 0, result.stderr[-2000:]

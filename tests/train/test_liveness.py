@@ -48,14 +48,18 @@ def test_a_network_that_dies_in_training_is_named_saved_and_stopped(dataset_dir,
   assert f"alive at step {died['step'] - 2}" in message
   closing = [line for line in caplog.text.splitlines() if "Stopped (" in line]
   assert "Stopped (the network is dead)" in closing[0]
-  assert not [line for line in caplog.text.splitlines() if "predicts at chance" in line
-              and "schedule waits" in line]
+  assert not [
+      line for line in caplog.text.splitlines()
+      if "predicts at chance" in line and "schedule waits" in line
+  ]
   # Dead means the output no longer depends on the image: every validation image, whatever its
   # class, gets the same logits from the saved network.
   model, _, _ = restore.restore_model(model_dir, os.path.join(model_dir, "ckpt"))
   prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("validation", batch_size=9, training=False))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(
+              manifest, input_pipeline.Stream("validation", batch_size=9, training=False))))
   assert len(set(batch["label"].numpy())) == 3
   logits = model(preparation.prepare_batch(batch, prep, training=False)).numpy()
   np.testing.assert_array_equal(logits, np.broadcast_to(logits[0], logits.shape))
@@ -68,8 +72,8 @@ def test_a_network_that_dies_in_training_is_named_saved_and_stopped(dataset_dir,
 def test_a_network_alive_at_chance_is_not_called_dead(dataset_dir, tmp_path, caplog):
   caplog.set_level(logging.INFO, logger="absl")
   model_dir = str(tmp_path / "model")
-  train.train_and_evaluate(tiny_config(epochs=2, learning_rate=1e-5),
-                           dataset_lib.load(dataset_dir), model_dir)
+  train.train_and_evaluate(tiny_config(epochs=2, learning_rate=1e-5), dataset_lib.load(dataset_dir),
+                           model_dir)
   assert checkpoints.read_run_state(model_dir)["dead_at"] is None
   assert not _errors(caplog)
   log_lines = [line for line in caplog.text.splitlines() if "Silent: " in line]

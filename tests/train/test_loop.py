@@ -10,20 +10,22 @@ from train.run import chance
 from train.run import loop as loop_lib
 
 
-@pytest.mark.parametrize("step, every, total_steps, options, expected", [
-    (3, 3, 10, {}, True),                                  # a multiple of `every`
-    (4, 3, 10, {}, False),
-    (10, 3, 10, {}, True),                                 # the last step
-    (10, 3, 10, dict(last=False), False),
-    (9, 3, 10, dict(last=False), True),
-    (1, 3, 10, {}, False),
-    (1, 3, 10, dict(first=True), True),                    # a fresh run's first step
-    (7, 3, 10, dict(first=True, start_step=6), True),      # a resumed run's first step
-    (7, 3, 10, dict(start_step=6), False),
-    (1, 3, 10, dict(first=True, start_step=6), False),     # not this run's first step
-    (5, 1, 10, dict(last=False), True),                    # every step
-    (12, 4, 10, {}, True),                                 # past the last step: multiples only
-])
+@pytest.mark.parametrize(
+    "step, every, total_steps, options, expected",
+    [
+        (3, 3, 10, {}, True),  # a multiple of `every`
+        (4, 3, 10, {}, False),
+        (10, 3, 10, {}, True),  # the last step
+        (10, 3, 10, dict(last=False), False),
+        (9, 3, 10, dict(last=False), True),
+        (1, 3, 10, {}, False),
+        (1, 3, 10, dict(first=True), True),  # a fresh run's first step
+        (7, 3, 10, dict(first=True, start_step=6), True),  # a resumed run's first step
+        (7, 3, 10, dict(start_step=6), False),
+        (1, 3, 10, dict(first=True, start_step=6), False),  # not this run's first step
+        (5, 1, 10, dict(last=False), True),  # every step
+        (12, 4, 10, {}, True),  # past the last step: multiples only
+    ])
 def test_itstime(step, every, total_steps, options, expected):
   assert loop_lib.itstime(step, every, total_steps, **options) is expected
 
@@ -35,17 +37,21 @@ def _boundaries(steps_per_epoch=4, total_steps=10, start_step=0, log_every=3, ch
 
 
 def _steps(boundaries, question):
-  return [step for step in range(boundaries.start_step + 1, boundaries.total_steps + 1)
-          if getattr(boundaries, question)(step)]
+  return [
+      step for step in range(boundaries.start_step + 1, boundaries.total_steps + 1)
+      if getattr(boundaries, question)(step)
+  ]
 
 
-@pytest.mark.parametrize("question, expected", [
-    ("logs", [1, 3, 6, 9]),            # every 3, and the run's first step
-    ("folds", [4, 8]),                 # the at-chance windows: an epoch here (shorter than 100)
-    ("evaluates", [8, 10]),            # every second epoch's end, and the last step
-    ("saves", [4, 5, 8, 10]),          # every 5, each epoch's end, the last step
-    ("ends_epoch", [4, 8]),
-])
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("logs", [1, 3, 6, 9]),  # every 3, and the run's first step
+        ("folds", [4, 8]),  # the at-chance windows: an epoch here (shorter than 100)
+        ("evaluates", [8, 10]),  # every second epoch's end, and the last step
+        ("saves", [4, 5, 8, 10]),  # every 5, each epoch's end, the last step
+        ("ends_epoch", [4, 8]),
+    ])
 def test_what_is_due_at_each_step(question, expected):
   assert _steps(_boundaries(), question) == expected
 
@@ -76,8 +82,9 @@ def test_loops_of_a_small_run():
   assert _loop_ends(long) == [1, 65, 100, 164, 200, 250, 300, 364, 400, 464, 500, 564, 600]
 
 
-@pytest.mark.parametrize("steps_per_epoch, log_every, checkpoint_every, steps_per_loop", list(
-    itertools.product((1, 3, 4, 150), (1, 3, 100), (2, 5, 1000), (1, 3, 10))))
+@pytest.mark.parametrize(
+    "steps_per_epoch, log_every, checkpoint_every, steps_per_loop",
+    list(itertools.product((1, 3, 4, 150), (1, 3, 100), (2, 5, 1000), (1, 3, 10))))
 def test_loops_end_exactly_where_anything_is_due(steps_per_epoch, log_every, checkpoint_every,
                                                  steps_per_loop):
   window = chance.window_steps(steps_per_epoch)
@@ -88,10 +95,11 @@ def test_loops_end_exactly_where_anything_is_due(steps_per_epoch, log_every, che
                                      checkpoint_every, 1, steps_per_loop)
     # Stated here once more, without itstime: a log line, checkpoint, at-chance window, epoch's
     # end, the last step and the run's first step (logged).
-    due = {step for step in range(start_step + 1, total_steps + 1)
-           if step == start_step + 1 or step == total_steps
-           or any(step % every == 0
-                  for every in (log_every, checkpoint_every, window, steps_per_epoch))}
+    due = {
+        step for step in range(start_step + 1, total_steps + 1)
+        if step == start_step + 1 or step == total_steps or any(
+            step % every == 0 for every in (log_every, checkpoint_every, window, steps_per_epoch))
+    }
     ends = _loop_ends(boundaries)
     assert due <= set(ends) and ends[-1] == total_steps
     for first, end in zip([start_step] + ends, ends):

@@ -13,8 +13,8 @@ def _correct(logits, labels, k):
 
 def _reference_correct(logits, labels, k):
   """Loop-by-loop restatement of the definition, for finite logits."""
-  return np.array([np.sum(np.delete(row, label) >= row[label]) < k
-                   for row, label in zip(logits, labels)])
+  return np.array(
+      [np.sum(np.delete(row, label) >= row[label]) < k for row, label in zip(logits, labels)])
 
 
 def test_all_equal_logits_are_never_in_the_top_k():
@@ -43,9 +43,7 @@ def test_label_tied_at_the_boundary_is_a_miss():
 
 
 def test_clear_hits_and_misses():
-  logits = [[0.1, 0.9, 0.0, 0.3],
-            [0.8, 0.1, 0.05, 0.05],
-            [0.2, 0.3, 0.4, 0.1]]
+  logits = [[0.1, 0.9, 0.0, 0.3], [0.8, 0.1, 0.05, 0.05], [0.2, 0.3, 0.4, 0.1]]
   labels = [1, 2, 0]  # top-1; tied for third with class 3; third
   np.testing.assert_array_equal(_correct(logits, labels, 1), [True, False, False])
   np.testing.assert_array_equal(_correct(logits, labels, 3), [True, False, True])
@@ -54,9 +52,11 @@ def test_clear_hits_and_misses():
 
 def test_nan_anywhere_in_the_row_is_a_miss():
   nan = float("nan")
-  logits = [[nan, 1.0, 0.0],   # NaN elsewhere, label would be top-1
-            [0.0, nan, 1.0],   # NaN label logit
-            [0.0, 2.0, 1.0]]   # clean row, a hit
+  logits = [
+      [nan, 1.0, 0.0],  # NaN elsewhere, label would be top-1
+      [0.0, nan, 1.0],  # NaN label logit
+      [0.0, 2.0, 1.0]
+  ]  # clean row, a hit
   labels = [1, 1, 1]
   for k in (1, 2, 3, 10):
     np.testing.assert_array_equal(_correct(logits, labels, k), [False, False, True])
@@ -64,10 +64,12 @@ def test_nan_anywhere_in_the_row_is_a_miss():
 
 def test_k_at_least_num_classes_needs_only_a_finite_nan_free_label():
   inf = float("inf")
-  logits = [[0.0, 0.0, 0.0],
-            [-inf, 1.0, 2.0],   # label ruled out with -inf
-            [inf, 1.0, 2.0],    # overflowed label logit
-            [0.0, -inf, inf]]   # infinite competitors, finite label
+  logits = [
+      [0.0, 0.0, 0.0],
+      [-inf, 1.0, 2.0],  # label ruled out with -inf
+      [inf, 1.0, 2.0],  # overflowed label logit
+      [0.0, -inf, inf]
+  ]  # infinite competitors, finite label
   labels = [1, 0, 0, 0]
   for k in (3, 4):
     np.testing.assert_array_equal(_correct(logits, labels, k), [True, False, False, True])
@@ -75,8 +77,7 @@ def test_k_at_least_num_classes_needs_only_a_finite_nan_free_label():
 
 def test_infinite_competitors_are_ranked_like_other_values():
   inf = float("inf")
-  logits = [[-inf, 1.0, -inf, 0.5],
-            [inf, 1.0, 0.0, 0.5]]
+  logits = [[-inf, 1.0, -inf, 0.5], [inf, 1.0, 0.0, 0.5]]
   np.testing.assert_array_equal(_correct(logits, [1, 1], 1), [True, False])
   np.testing.assert_array_equal(_correct(logits, [1, 1], 2), [True, True])
 
@@ -94,7 +95,8 @@ def test_matches_numpy_reference_on_random_logits_with_ties():
 def test_works_inside_tf_function_with_unknown_batch_and_bfloat16():
   accuracy = tf.function(
       lambda logits, labels: metrics.top_k_accuracy(logits, labels, 2),
-      input_signature=[tf.TensorSpec([None, 4], tf.bfloat16), tf.TensorSpec([None], tf.int64)])
+      input_signature=[tf.TensorSpec([None, 4], tf.bfloat16),
+                       tf.TensorSpec([None], tf.int64)])
   logits = tf.constant([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]], tf.bfloat16)
   value = accuracy(logits, tf.constant([2, 2], tf.int64))
   assert value.dtype == tf.float32

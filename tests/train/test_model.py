@@ -26,17 +26,24 @@ def tiny_model():
 def _images(batch, seed=0):
   # Mean-subtracted pixels have roughly this spread.
   size = input_pipeline.CROP_SIZE
-  return tf.random.stateless_normal([batch, size, size, 3], [seed, 0],
-                                    stddev=60.0)
+  return tf.random.stateless_normal([batch, size, size, 3], [seed, 0], stddev=60.0)
 
 
 def test_layer_output_shapes(paper_model):
   expected = {
-      "conv1": (55, 55, 96), "pool1": (27, 27, 96),
-      "conv2": (27, 27, 256), "pool2": (13, 13, 256),
-      "conv3": (13, 13, 384), "conv4": (13, 13, 384), "conv5": (13, 13, 256),
-      "pool5": (6, 6, 256), "flatten": (9216,),
-      "fc6": (4096,), "fc7": (4096,), "fc8": (1000,), "logits": (1000,),
+      "conv1": (55, 55, 96),
+      "pool1": (27, 27, 96),
+      "conv2": (27, 27, 256),
+      "pool2": (13, 13, 256),
+      "conv3": (13, 13, 384),
+      "conv4": (13, 13, 384),
+      "conv5": (13, 13, 256),
+      "pool5": (6, 6, 256),
+      "flatten": (9216,),
+      "fc6": (4096,),
+      "fc7": (4096,),
+      "fc8": (1000,),
+      "logits": (1000,),
   }
   assert input_pipeline.CROP_SIZE == 227
   for name, shape in expected.items():
@@ -52,18 +59,21 @@ def test_parameter_counts(paper_model):
 
 def test_each_trainable_layer_holds_one_kernel_and_one_bias(paper_model):
   for name in TRAINABLE_LAYERS:
-    assert [v.path for v in paper_model.get_layer(name).weights] == [f"{name}/kernel",
-                                                                     f"{name}/bias"]
+    assert [v.path for v in paper_model.get_layer(name).weights
+           ] == [f"{name}/kernel", f"{name}/bias"]
 
 
 def test_width_scales_every_layer_but_the_classifier():
   narrow = model.alexnet(7, width=0.25)
   widths = {name: narrow.get_layer(name).output.shape[-1] for name in TRAINABLE_LAYERS}
-  assert widths == {"conv1": 24, "conv2": 64, "conv3": 96, "conv4": 96, "conv5": 64,
-                    "fc6": 1024, "fc7": 1024, "fc8": 7}
+  assert widths == {
+      "conv1": 24, "conv2": 64, "conv3": 96, "conv4": 96, "conv5": 64, "fc6": 1024, "fc7": 1024,
+      "fc8": 7
+  }
 
 
 def test_layer_wiring(tiny_model):
+
   def feeds(source, target):
     return tiny_model.get_layer(target).input is tiny_model.get_layer(source).output
 
@@ -98,7 +108,7 @@ def test_local_response_normalization_matches_the_papers_formula():
   expected = np.empty_like(a)
   for i in range(channels):
     window = a[..., max(0, i - n // 2):min(channels - 1, i + n // 2) + 1]
-    expected[..., i] = a[..., i] / (k + alpha * np.sum(window ** 2, axis=-1)) ** beta
+    expected[..., i] = a[..., i] / (k + alpha * np.sum(window**2, axis=-1))**beta
   actual = model.LocalResponseNormalization()(tf.constant(a))
   np.testing.assert_allclose(actual, expected, rtol=1e-5)
 
@@ -185,8 +195,8 @@ def test_a_few_sgd_steps_lower_the_loss_and_update_every_layer():
   def train_step():
     with tf.GradientTape() as tape:
       loss = loss_fn(labels, net(images, training=True))
-    optimizer.apply_gradients(zip(tape.gradient(loss, net.trainable_variables),
-                                  net.trainable_variables))
+    optimizer.apply_gradients(
+        zip(tape.gradient(loss, net.trainable_variables), net.trainable_variables))
     return loss
 
   initial_loss = float(train_step())

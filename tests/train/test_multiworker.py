@@ -26,8 +26,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Caffe's initialisation: most runs here train until a peer is stopped, however late that comes on
 # a loaded machine, and the paper's dies in some runs from step 28 (CAFFE_INIT in
 # tests/train/conftest.py).
-TINY = ["--width=0.0625", "--batch_size=4", "--log_every=1", "--shuffle_buffer=8", "--seed=0",
-        *CAFFE_FLAGS]
+TINY = [
+    "--width=0.0625", "--batch_size=4", "--log_every=1", "--shuffle_buffer=8", "--seed=0",
+    *CAFFE_FLAGS
+]
 # Measured on the shared 2-core machine: a killed or frozen peer ends the survivor 5-17 s later
 # (the coordination service's heartbeat timeout is 10 s); the bound leaves room for the load.
 LOST_PEER_BOUND = 60
@@ -41,8 +43,10 @@ def _free_port():
 
 
 def _tf_config(ports, index):
-  return json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-                     "task": {"type": "worker", "index": index}})
+  return json.dumps({
+      "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+      "task": {"type": "worker", "index": index}
+  })
 
 
 class Workers:
@@ -57,9 +61,11 @@ class Workers:
     env = dict(os.environ, TF_CONFIG=tf_config, GCE_METADATA_IP=f"127.0.0.1:{_free_port()}")
     log = os.path.join(self.directory, f"worker{len(self.logs)}.log")
     with open(log, "w") as out:
-      self.processes.append(subprocess.Popen(
-          [sys.executable, "-m", "train.main", f"--shards={shards}", f"--model_dir={model_dir}",
-           *TINY, *flags], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
+      self.processes.append(
+          subprocess.Popen([
+              sys.executable, "-m", "train.main", f"--shards={shards}", f"--model_dir={model_dir}",
+              *TINY, *flags
+          ], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
     self.logs.append(log)
     return len(self.logs) - 1
 
@@ -126,8 +132,8 @@ def test_two_workers_train_as_one(shards, workers, tmp_path):
   for text in texts:
     assert f"({manifest.num_examples('validation')} images)" in text
   assert len({_last(r"Weights fingerprint (\w+)", text) for text in texts}) == 1
-  assert sorted(os.listdir(model_dir)) == ["best", "ckpt", "config.json", "eval", "mean.npy",
-                                           "train"]
+  assert sorted(
+      os.listdir(model_dir)) == ["best", "ckpt", "config.json", "eval", "mean.npy", "train"]
   chief_pid = str(workers.processes[0].pid)
   events = glob.glob(os.path.join(model_dir, "*", "events.out.tfevents.*"))
   # Event files are named events.out.tfevents.TIME.HOST.PID.N.v2.
@@ -166,15 +172,17 @@ def test_a_lost_peer_ends_the_survivor_in_one_line(shards, workers, tmp_path, vi
 
 @pytest.mark.parametrize("preempted", [0, 1], ids=["chief", "worker"])
 def test_sigterm_to_either_worker_saves_one_step_and_both_exit_0(shards, workers, tmp_path,
-                                                               preempted):
+                                                                 preempted):
   model_dir = str(tmp_path / "model")
   workers.start_cluster(shards, model_dir, "--epochs=1000")
   workers.wait_for_line(preempted, "Batch: 2/")
   workers.processes[preempted].send_signal(signal.SIGTERM)
   assert [workers.wait(0, 60), workers.wait(1, 60)] == [0, 0]
   texts = [workers.text(0), workers.text(1)]
-  steps = {_last(r"Stopped \(SIGTERM; rerun the same command to resume\) at step (\d+)", text)
-           for text in texts}
+  steps = {
+      _last(r"Stopped \(SIGTERM; rerun the same command to resume\) at step (\d+)", text)
+      for text in texts
+  }
   assert len(steps) == 1
   step = int(steps.pop())
   for text in texts:
@@ -216,10 +224,11 @@ def test_a_worker_with_other_shards_stops_both_in_one_line(shards, workers, tmp_
 
 
 def test_tf_config_that_is_not_json_is_one_line(shards, tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "train.main", f"--shards={shards}",
-       f"--model_dir={tmp_path / 'model'}", *TINY], cwd=REPO, capture_output=True, text=True,
-      timeout=RUN_TIMEOUT, env=dict(os.environ, TF_CONFIG='{"cluster": {"worker": ['))
+  result = subprocess.run([
+      sys.executable, "-m", "train.main", f"--shards={shards}", f"--model_dir={tmp_path / 'model'}",
+      *TINY
+  ], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          env=dict(os.environ, TF_CONFIG='{"cluster": {"worker": ['))
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "TF_CONFIG is not JSON" in lines[0], result.stderr
@@ -246,8 +255,12 @@ def test_no_tf_config_is_a_single_process():
 
 
 def test_the_lost_peer_is_read_from_the_collective_error():
-  task = cluster_lib.read_tf_config({"TF_CONFIG": json.dumps(
-      {"cluster": {"worker": ["a:1", "b:2", "c:3"]}, "task": {"type": "worker", "index": 0}})})
+  task = cluster_lib.read_tf_config({
+      "TF_CONFIG":
+          json.dumps({
+              "cluster": {"worker": ["a:1", "b:2", "c:3"]}, "task": {"type": "worker", "index": 0}
+          })
+  })
   error = cluster_lib.tf.errors.UnavailableError(
       None, None, "{{function_node /job:worker/replica:0/task:0/device:CPU:0}} The following "
       "tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:2")

@@ -31,10 +31,11 @@ def _write_scalars(model_dir, kind, steps, scalars):
 
 def _training_scalars(steps):
   fraction = steps / 100.0
-  return {"train/loss": 6.9 - 3 * fraction, "train/top1": 0.1 + 0.5 * fraction,
-          "train/top5": 0.3 + 0.5 * fraction,
-          "train/learning_rate": np.where(steps < 50, 0.01, 0.001),
-          "perf/images_per_sec": np.full(len(steps), 20.0)}
+  return {
+      "train/loss": 6.9 - 3 * fraction, "train/top1": 0.1 + 0.5 * fraction,
+      "train/top5": 0.3 + 0.5 * fraction, "train/learning_rate": np.where(steps < 50, 0.01, 0.001),
+      "perf/images_per_sec": np.full(len(steps), 20.0)
+  }
 
 
 @pytest.fixture
@@ -43,9 +44,11 @@ def model_dir(tmp_path):
   with tf.summary.create_file_writer(str(tmp_path / "train")).as_default():
     # An image summary in the trainer's layout (width, height, PNGs), which is not a curve.
     tf.summary.write("train/augmented_inputs", tf.constant(["8", "8", "png bytes"]), step=0)
-  _write_scalars(str(tmp_path), "eval", EVAL_STEPS, {
-      "eval/loss": np.array([5.0, 4.5]), "eval/top1": np.array([0.2, 0.3]),
-      "eval/top5": np.array([0.4, 0.5])})
+  _write_scalars(
+      str(tmp_path), "eval", EVAL_STEPS, {
+          "eval/loss": np.array([5.0, 4.5]), "eval/top1": np.array([0.2, 0.3]),
+          "eval/top5": np.array([0.4, 0.5])
+      })
   return str(tmp_path)
 
 
@@ -114,7 +117,7 @@ def test_plot_curves_writes_a_png_with_both_curves(model_dir, tmp_path):
 def test_plot_curves_rejects_scalars_without_curves(tmp_path):
   with pytest.raises(ValueError, match="no loss"):
     curves_lib.plot_curves({"perf/images_per_sec": (np.array([1]), np.array([20.0]))},
-                     str(tmp_path / "curves.png"))
+                           str(tmp_path / "curves.png"))
   assert not (tmp_path / "curves.png").exists()
 
 

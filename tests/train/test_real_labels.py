@@ -24,8 +24,9 @@ from train.run import train
 from tests import datasets
 
 # ILSVRC-2012's 1,000 WNIDs, from TFDS's imagenet2012 (a test dependency), read without importing it.
-SYNSETS = (pathlib.Path(importlib.util.find_spec("tensorflow_datasets").submodule_search_locations[0])
-           / "datasets" / "imagenet2012" / "labels.txt").read_text().split()
+SYNSETS = (
+    pathlib.Path(importlib.util.find_spec("tensorflow_datasets").submodule_search_locations[0]) /
+    "datasets" / "imagenet2012" / "labels.txt").read_text().split()
 # Validation numbers of the sample: 1 and 50,000 are the two ends, where an off-by-one falls out.
 NUMBERS = [1, 2, 7, 100, 4_999, 12_345, 30_000, 49_999, 50_000, 777]
 
@@ -51,8 +52,9 @@ def test_one_label_is_metrics_top_k_correct():
   labels = rng.integers(0, 7, 300)
   sets = np.eye(7, dtype=bool)[labels]
   for k in range(1, 8):
-    np.testing.assert_array_equal(real_labels.top_k_correct_any(logits, sets, k).numpy(),
-                                  metrics.top_k_correct(logits, labels, k).numpy())
+    np.testing.assert_array_equal(
+        real_labels.top_k_correct_any(logits, sets, k).numpy(),
+        metrics.top_k_correct(logits, labels, k).numpy())
 
 
 def test_sets_follow_the_rule_ties_and_non_finite_values():
@@ -68,18 +70,20 @@ def test_sets_follow_the_rule_ties_and_non_finite_values():
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("row, labels, k, expected", [
-    ([5, 5, 1, 1], [1], 1, False),      # tied with a class outside the set: a miss at top-1
-    ([5, 5, 1, 1], [0, 1], 1, True),    # both tied classes are right
-    ([5, 5, 1, 1], [1], 2, True),
-    ([3, 3, 3, 3, 3, 3], [0, 1], 4, False),  # constant scores: four others as high
-    ([3, 3, 3, 3, 3, 3], [0, 1], 5, True),
-    ([1, np.inf, 0], [1, 0], 3, False),  # an overflow in the set
-    ([np.inf, 1, 0], [1], 2, True),      # +inf outside counts as higher
-    ([-np.inf, -np.inf, 0], [0, 1], 3, False),
-    ([1, 2, np.nan], [1], 3, False),
-    ([1, 2, 3], [], 3, False),
-])
+@pytest.mark.parametrize(
+    "row, labels, k, expected",
+    [
+        ([5, 5, 1, 1], [1], 1, False),  # tied with a class outside the set: a miss at top-1
+        ([5, 5, 1, 1], [0, 1], 1, True),  # both tied classes are right
+        ([5, 5, 1, 1], [1], 2, True),
+        ([3, 3, 3, 3, 3, 3], [0, 1], 4, False),  # constant scores: four others as high
+        ([3, 3, 3, 3, 3, 3], [0, 1], 5, True),
+        ([1, np.inf, 0], [1, 0], 3, False),  # an overflow in the set
+        ([np.inf, 1, 0], [1], 2, True),  # +inf outside counts as higher
+        ([-np.inf, -np.inf, 0], [0, 1], 3, False),
+        ([1, 2, np.nan], [1], 3, False),
+        ([1, 2, 3], [], 3, False),
+    ])
 def test_hand_made_cases(row, labels, k, expected):
   sets = np.zeros((1, len(row)), bool)
   sets[0, labels] = True
@@ -118,12 +122,11 @@ def ilsvrc_like(tmp_path_factory):
   rng = np.random.default_rng(0)
   train_records = [(f"train/{SYNSETS[i]}/{SYNSETS[i]}_{i}.JPEG", i) for i in range(8)]
   validation = [(f"val/ILSVRC2012_val_{n:08d}.JPEG", int(rng.integers(0, 1000))) for n in NUMBERS]
-  datasets.write_dataset(directory, SYNSETS, {"train": train_records,
-                                                   "validation": validation},
-                              num_shards={"validation": 3})
+  datasets.write_dataset(directory, SYNSETS, {"train": train_records, "validation": validation},
+                         num_shards={"validation": 3})
   model_dir = str(tmp_path_factory.mktemp("ilsvrc_model") / "model")
   config = config_lib.Config(width=0.0625, batch_size=4, epochs=1, max_steps=1, log_every=1,
-                        checkpoint_every=100, shuffle_buffer=8, seed=0)
+                             checkpoint_every=100, shuffle_buffer=8, seed=0)
   train.train_and_evaluate(config, dataset_lib.load(directory), model_dir)
   return dataset_lib.load(directory), model_dir
 
@@ -131,8 +134,8 @@ def ilsvrc_like(tmp_path_factory):
 def central_probabilities(manifest, model_dir):
   """{validation number: the model's central-crop probabilities}, computed here on their own."""
   model, _, _ = restore.restore_model(model_dir)
-  prep = preparation.Preparation.from_stats(
-      model_dir_lib.read_mean(model_dir, manifest.image_size), manifest.stats)
+  prep = preparation.Preparation.from_stats(model_dir_lib.read_mean(model_dir, manifest.image_size),
+                                            manifest.stats)
   result = {}
   for _, _, batch_names, batch in scoring.named_batches(manifest, "validation", batch_size=4):
     probabilities, _ = scoring.score_batch(model, batch, prep)
@@ -157,9 +160,10 @@ def real_json(ilsvrc_like, tmp_path_factory):
   for position, number in enumerate(NUMBERS):
     kind = ("hit1", "hit5", "miss", "empty")[position % 4]
     order = np.argsort(-probabilities[number])
-    entries[number - 1] = {"hit1": [int(order[0]), int(order[900])],
-                           "hit5": [int(order[3])], "miss": sorted(order[10:12].tolist()),
-                           "empty": []}[kind]
+    entries[number - 1] = {
+        "hit1": [int(order[0]), int(order[900])], "hit5": [int(order[3])],
+        "miss": sorted(order[10:12].tolist()), "empty": []
+    }[kind]
     expected[number] = kind
   path = write_real_json(tmp_path_factory.mktemp("real") / "real.json", entries)
   return real_labels.load(path), expected
@@ -178,15 +182,16 @@ def test_evaluate_scores_real_on_the_images_the_split_holds(ilsvrc_like, real_js
   assert result["real_count"] == labelled
   assert result["real_left_out"] == kinds.count("empty")
   assert result["real_top1"] == pytest.approx(kinds.count("hit1") / labelled)
-  assert result["real_top5"] == pytest.approx((kinds.count("hit1") + kinds.count("hit5")) / labelled)
+  assert result["real_top5"] == pytest.approx(
+      (kinds.count("hit1") + kinds.count("hit5")) / labelled)
 
 
 def test_the_report_shows_the_same_real_figures(ilsvrc_like, real_json, tmp_path):
   manifest, model_dir = ilsvrc_like
   real, expected = real_json
-  context = page.build_context(
-      manifest, model_dir, "validation", batch_size=4, neighbour_pool=0, num_queries=1,
-      num_neighbours=1, num_predictions=2, num_confusions=1, real=real)
+  context = page.build_context(manifest, model_dir, "validation", batch_size=4, neighbour_pool=0,
+                               num_queries=1, num_neighbours=1, num_predictions=2, num_confusions=1,
+                               real=real)
   rows = {row["method"]: row for row in context["metrics"]["rows"]}
   kinds = list(expected.values())
   labelled = len(kinds) - kinds.count("empty")
@@ -212,7 +217,8 @@ def test_refusals_before_anything_is_scored(ilsvrc_like, real_json, dataset_dir)
   assert SYNSETS[4] < renamed.synsets[5] < SYNSETS[6] and renamed.synsets[5] not in SYNSETS
   with pytest.raises(ValueError, match="not ILSVRC-2012's"):
     real_labels.check_classes(renamed)
-  renamed.data["classes"][5]["synset"], renamed.data["classes"][6]["synset"] = SYNSETS[6], SYNSETS[5]
+  renamed.data["classes"][5]["synset"], renamed.data["classes"][6]["synset"] = SYNSETS[6], SYNSETS[
+      5]
   with pytest.raises(ValueError, match=f"class 6 \\({SYNSETS[5]}\\) follows {SYNSETS[6]}"):
     real_labels.check_classes(renamed)
   with pytest.raises(ValueError, match="file names are not"):
@@ -225,10 +231,10 @@ def test_refusals_before_anything_is_scored(ilsvrc_like, real_json, dataset_dir)
 def test_command_line_prints_scored_and_left_out(ilsvrc_like, real_json):
   manifest, model_dir = ilsvrc_like
   real, expected = real_json
-  result = subprocess.run(
-      [sys.executable, "-m", "train.evaluate", f"--shards={manifest.directory}",
-       f"--model_dir={model_dir}", f"--real_labels={real.path}", "--batch_size=4"],
-      capture_output=True, text=True, timeout=300, check=False)
+  result = subprocess.run([
+      sys.executable, "-m", "train.evaluate", f"--shards={manifest.directory}",
+      f"--model_dir={model_dir}", f"--real_labels={real.path}", "--batch_size=4"
+  ], capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr
   kinds = list(expected.values())
   lines = result.stdout.strip().splitlines()

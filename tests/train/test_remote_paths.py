@@ -89,8 +89,10 @@ def copy_tree(source, destination):
 
 def files_under(directory):
   """The paths of every file under `directory`, relative to it, sorted."""
-  return sorted(_relative(posixpath.join(parent, name), directory)
-                for parent, _, files in tf.io.gfile.walk(directory) for name in files)
+  return sorted(
+      _relative(posixpath.join(parent, name), directory)
+      for parent, _, files in tf.io.gfile.walk(directory)
+      for name in files)
 
 
 def _relative(path, directory):
@@ -105,8 +107,10 @@ def remote(dataset_dir):
   root = f"ram://remote-{uuid.uuid4().hex}"
   shards = copy_tree(dataset_dir, f"{root}/shards")
   model_dir = f"{root}/model"
-  runs = [run(train_main, f"--shards={shards}", f"--model_dir={model_dir}", *TINY,
-              f"--max_steps={steps}")[1] for steps in (2, 4)]
+  runs = [
+      run(train_main, f"--shards={shards}", f"--model_dir={model_dir}", *TINY,
+          f"--max_steps={steps}")[1] for steps in (2, 4)
+  ]
   yield {"root": root, "shards": shards, "model_dir": model_dir, "runs": runs}
   # ram://'s rmtree removes everything, then reports a name its own listing made up: a directory
   # lists "assets.extra" beside it as its child ".extra".
@@ -172,9 +176,9 @@ def test_plot_writes_the_curves_there(remote):
 
 def test_report_writes_its_page_and_cache_there(remote):
   output = f"{remote['root']}/pages/report.html"
-  out, _ = run(report, f"--model_dir={remote['model_dir']}", f"--output={output}",
-               "--batch_size=9", "--neighbour_pool=6", "--num_queries=2", "--num_neighbours=2",
-               "--num_predictions=3", "--num_confusions=2")
+  out, _ = run(report, f"--model_dir={remote['model_dir']}", f"--output={output}", "--batch_size=9",
+               "--neighbour_pool=6", "--num_queries=2", "--num_neighbours=2", "--num_predictions=3",
+               "--num_confusions=2")
   assert out == f"{output}\n"
   with tf.io.gfile.GFile(output) as f:
     page = f.read()

@@ -55,7 +55,7 @@ def test_per_image_scores_match_train_evaluate(scores, model_copy, dataset_dir):
   manifest = dataset_lib.load(dataset_dir)
   for mode, ten_crop in (("central", False), ("ten_crop", True)):
     result = trained.evaluate_model(manifest, model_copy, "validation", ten_crop=ten_crop,
-                                     batch_size=4)
+                                    batch_size=4)
     assert len(scores[f"{mode}_top1"]) == result["count"] == manifest.num_examples("validation")
     assert scores[f"{mode}_top1"].mean() == pytest.approx(result["top1"], abs=1e-6)
     assert scores[f"{mode}_top5"].mean() == pytest.approx(result["top5"], abs=1e-6)
@@ -92,8 +92,7 @@ def test_passes_are_cached_and_invalidated_by_a_new_checkpoint(model_copy, datas
 
 @pytest.fixture(scope="module")
 def context(model_copy, dataset_dir):
-  return page.build_context(dataset_lib.load(dataset_dir), model_copy, "validation",
-                                   **PAGE_OPTIONS)
+  return page.build_context(dataset_lib.load(dataset_dir), model_copy, "validation", **PAGE_OPTIONS)
 
 
 def test_page_sections_hold_the_model_s_data(context, dataset_dir):
@@ -122,29 +121,35 @@ def test_page_stays_small_at_1000_classes(context):
   # Worst case thumbnails: noise does not compress, unlike the tiny model's flat colours.
   rng = np.random.default_rng(0)
   thumb = page.jpeg_uri(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8))
-  rows = [dict(label=i, name=f"class number {i}, a long descriptive name", count=50, top1=0.5,
-               top5=0.8) for i in range(1000)]
-  prediction = dict(context["predictions"][0], image=thumb,
-                    top=[dict(name=f"class number {i}, a long descriptive name", probability=0.1,
-                              correct=False) for i in range(5)])
-  big = dict(context, classes_top=rows[:20], classes_rest=rows[20:],
-             predictions=[prediction] * 24,
-             confusions=[dict(context["confusions"][0] if context["confusions"] else {},
-                              true_name="a", predicted_name="b", count=4,
-                              images=[{"image": thumb, "filename": "f"}] * 4)] * 12,
-             figure4=[{"query": prediction, "neighbours": [
-                 {"image": thumb, "label": "x", "filename": "f", "distance": 1.0}] * 6}] * 6)
+  rows = [
+      dict(label=i, name=f"class number {i}, a long descriptive name", count=50, top1=0.5, top5=0.8)
+      for i in range(1000)
+  ]
+  prediction = dict(
+      context["predictions"][0], image=thumb, top=[
+          dict(name=f"class number {i}, a long descriptive name", probability=0.1, correct=False)
+          for i in range(5)
+      ])
+  big = dict(
+      context, classes_top=rows[:20], classes_rest=rows[20:], predictions=[prediction] * 24,
+      confusions=[
+          dict(context["confusions"][0] if context["confusions"] else {}, true_name="a",
+               predicted_name="b", count=4, images=[{"image": thumb, "filename": "f"}] * 4)
+      ] * 12, figure4=[{
+          "query": prediction,
+          "neighbours": [{"image": thumb, "label": "x", "filename": "f", "distance": 1.0}] * 6
+      }] * 6)
   size = len(page.render(big).encode())
-  assert size < 10 * 2 ** 20, size
+  assert size < 10 * 2**20, size
 
 
 def test_cli_writes_the_page_and_prints_its_path(model_copy, dataset_dir, tmp_path):
   output = str(tmp_path / "page.html")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run(
-      [sys.executable, "-m", "train.report", f"--model_dir={model_copy}",
-       f"--shards={dataset_dir}", f"--output={output}", "--batch_size=4", "--neighbour_pool=8"],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+  result = subprocess.run([
+      sys.executable, "-m", "train.report", f"--model_dir={model_copy}", f"--shards={dataset_dir}",
+      f"--output={output}", "--batch_size=4", "--neighbour_pool=8"
+  ], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip() == output
   html = open(output, encoding="utf-8").read()
@@ -169,7 +174,7 @@ def test_a_corrupt_record_is_named_by_its_shard(trained_dir, writable_dataset_di
   model_dir = shutil.copytree(trained_dir, str(tmp_path / "model"))
   with pytest.raises(ValueError, match=re.escape(path)):
     page.build_context(dataset_lib.load(writable_dataset_dir), model_dir, "validation",
-                              **PAGE_OPTIONS)
+                       **PAGE_OPTIONS)
 
 
 def test_wall_time_spans_the_first_to_the_last_scalar(tmp_path):

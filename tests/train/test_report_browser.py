@@ -29,7 +29,6 @@ IMAGE_PROBE = ("<script>window.addEventListener('load', () => {document.body.dat
                ".length; document.body.dataset.images = document.images.length;});</script>")
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def chromium():
   """Skips where Chromium is absent, in one line, except on CI, which installs it (.ci/run)."""
@@ -43,11 +42,11 @@ def chromium():
 def _chromium(tmp_path, url, *mode):
   """Runs headless Chromium on `url`; returns (stdout, console lines from its log)."""
   profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-  result = subprocess.run(
-      [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-       "--disable-component-update", "--disable-sync", "--no-first-run",
-       f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *mode, url],
-      capture_output=True, text=True, timeout=120)
+  result = subprocess.run([
+      CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run",
+      f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *mode, url
+  ], capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   return result.stdout, [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
 
@@ -55,9 +54,9 @@ def _chromium(tmp_path, url, *mode):
 @pytest.fixture(scope="module")
 def page(trained_dir, dataset_dir, tmp_path_factory):
   model_dir = shutil.copytree(trained_dir, str(tmp_path_factory.mktemp("browser") / "model"))
-  context = page_lib.build_context(
-      dataset_lib.load(dataset_dir), model_dir, "validation", batch_size=4, neighbour_pool=8,
-      num_queries=2, num_neighbours=3, num_predictions=4, num_confusions=3)
+  context = page_lib.build_context(dataset_lib.load(dataset_dir), model_dir, "validation",
+                                   batch_size=4, neighbour_pool=8, num_queries=2, num_neighbours=3,
+                                   num_predictions=4, num_confusions=3)
   path = os.path.join(model_dir, "report.html")
   page_lib.write_page(page_lib.render(context), path)
   return path
@@ -78,8 +77,9 @@ def test_every_section_renders_in_chromium(page, tmp_path):
 
 def test_no_broken_images_in_chromium(page, tmp_path):
   probed = tmp_path / "probed.html"
-  probed.write_text(open(page, encoding="utf-8").read().replace("</body>", IMAGE_PROBE + "</body>"),
-                    encoding="utf-8")
+  probed.write_text(
+      open(page, encoding="utf-8").read().replace("</body>", IMAGE_PROBE + "</body>"),
+      encoding="utf-8")
   dom, console = _chromium(tmp_path, probed.as_uri(), "--dump-dom")
   assert console == []
   images = int(re.search(r'data-images="(\d+)"', dom).group(1))

@@ -22,8 +22,8 @@ def test_confusion_pairs_only_where_errors_happened():
   labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
   predicted = np.array([0, 1, 1, 1, 2, 2, 2, 0])
   pairs = sections.confusion_pairs(labels, predicted, max_pairs=10, max_examples=1)
-  assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
-      (0, 1, 2), (1, 2, 1), (2, 0, 1)]
+  assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [(0, 1, 2), (1, 2, 1),
+                                                                      (2, 0, 1)]
   assert pairs[0]["examples"] == [1]  # capped at max_examples, in image order
   for pair in pairs:
     for index in pair["examples"]:
@@ -69,21 +69,27 @@ def test_nearest_neighbours_are_truly_nearest():
 
 
 def _manifest(num_classes, args=None, test_images=0):
-  return {"classes": [{"label": i} for i in range(num_classes)], "args": args or {},
-          "splits": {"validation": {"num_examples": 5}, "test": {"num_examples": test_images}}}
+  return {
+      "classes": [{"label": i} for i in range(num_classes)], "args": args or {},
+      "splits": {"validation": {"num_examples": 5}, "test": {"num_examples": test_images}}
+  }
 
 
 def test_the_paper_row_appears_only_for_ilsvrc_on_its_own_split():
-  scores = {"label": np.zeros(4), "central_top1": np.array([1, 1, 0, 0], bool),
-            "central_top5": np.ones(4, bool)}
+  scores = {
+      "label": np.zeros(4), "central_top1": np.array([1, 1, 0, 0], bool),
+      "central_top5": np.ones(4, bool)
+  }
   release = sections.ilsvrc_release(
       _manifest(1000, {"devkit_meta": "/data/ILSVRC2012_devkit_t12/data/meta.mat"}))
   assert release == "2012"
   metrics = sections.final_metrics(scores, release, "validation")
-  assert metrics["rows"] == [{"method": "central crop", "which": None, "top1": 0.5, "top5": 0.0,
-                              "count": 4}]
-  assert [(r["who"], r["top1"]) for r in metrics["references"]] == [
-      ("Krizhevsky et al. (2012)", 0.407), ("torchvision's AlexNet", pytest.approx(1 - 0.5652))]
+  assert metrics["rows"] == [{
+      "method": "central crop", "which": None, "top1": 0.5, "top5": 0.0, "count": 4
+  }]
+  assert [(r["who"], r["top1"]) for r in metrics["references"]
+         ] == [("Krizhevsky et al. (2012)", 0.407),
+               ("torchvision's AlexNet", pytest.approx(1 - 0.5652))]
   assert metrics["real_left_out"] is None
   assert sections.final_metrics(scores, release, "test")["references"] == []
   assert sections.ilsvrc_release(_manifest(1000, test_images=3)) == "2010"
@@ -105,9 +111,10 @@ def test_a_subset_is_named_and_gets_no_published_figures():
   assert sections.ilsvrc_release(data) == "2012"
   assert sections.dataset_summary(data)["subset"] is None
   # SimCLR's 1%: all 1,000 classes, but not the training set the published figures come from.
-  data["subset"] = {"name": None, "wnids": [f"n{i:08d}" for i in range(1000)], "digest": "ab" * 32,
-                    "per_class": None, "train_list": "/lists/1percent.txt", "short_classes": {},
-                    "unmatched": []}
+  data["subset"] = {
+      "name": None, "wnids": [f"n{i:08d}" for i in range(1000)], "digest": "ab" * 32,
+      "per_class": None, "train_list": "/lists/1percent.txt", "short_classes": {}, "unmatched": []
+  }
   assert sections.ilsvrc_release(data) is None
   assert sections.dataset_summary(data)["subset"] == (
       "1000 classes, training files of /lists/1percent.txt (digest abababababab)")
@@ -123,50 +130,61 @@ def test_spread_sample_covers_the_range():
 
 
 def _imagenetv2_manifest(num_classes, variant="threshold0.7"):
-  return {"classes": [{"label": i} for i in range(num_classes)], "args": {"classes_from": "/d"},
-          "splits": {"test": {"num_examples": 4,
-                              "input": imagenetv2.input_form(variant, "folder", "/v2")}}}
+  return {
+      "classes": [{"label": i} for i in range(num_classes)], "args": {"classes_from": "/d"},
+      "splits": {
+          "test": {"num_examples": 4, "input": imagenetv2.input_form(variant, "folder", "/v2")}
+      }
+  }
 
 
 def test_imagenetv2_sits_beside_ilsvrc_2012_and_torchvision_on_the_same_variant():
-  scores = {"label": np.zeros(4), "central_top1": np.array([1, 0, 0, 0], bool),
-            "central_top5": np.ones(4, bool)}
+  scores = {
+      "label": np.zeros(4), "central_top1": np.array([1, 0, 0, 0], bool),
+      "central_top5": np.ones(4, bool)
+  }
   data = _imagenetv2_manifest(1000)
   # A test split of 1,000 classes would otherwise read as ILSVRC-2010's test set.
   assert sections.ilsvrc_release(data) is None
   variant = sections.comparable_variant(data)
   assert variant == "threshold0.7"
   metrics = sections.final_metrics(scores, None, "test", variant)
-  assert [(r["on"], r["top1"]) for r in metrics["references"]] == [
-      ("ILSVRC-2012 validation set, one network (Table 2)", 0.407),
-      ("ILSVRC-2012 validation", pytest.approx(1 - 0.5652)),
-      ("ImageNetV2 Threshold0.7", pytest.approx(1 - 0.5131))]
+  assert [(r["on"], r["top1"]) for r in metrics["references"]
+         ] == [("ILSVRC-2012 validation set, one network (Table 2)", 0.407),
+               ("ILSVRC-2012 validation", pytest.approx(1 - 0.5652)),
+               ("ImageNetV2 Threshold0.7", pytest.approx(1 - 0.5131))]
   assert sections.comparable_variant(_imagenetv2_manifest(12)) is None
   assert sections.final_metrics(scores, None, "test", None)["references"] == []
 
 
 def test_real_rows_count_only_labelled_images():
-  scores = {"label": np.zeros(4), "central_top1": np.zeros(4, bool),
-            "central_top5": np.zeros(4, bool), "real_labelled": np.array([1, 1, 1, 0], bool),
-            "central_real_top1": np.array([1, 0, 0, 0], bool),
-            "central_real_top5": np.array([1, 1, 0, 0], bool)}
+  scores = {
+      "label": np.zeros(4), "central_top1": np.zeros(4, bool), "central_top5": np.zeros(4, bool),
+      "real_labelled": np.array([1, 1, 1, 0], bool),
+      "central_real_top1": np.array([1, 0, 0, 0], bool), "central_real_top5": np.array([1, 1, 0, 0],
+                                                                                       bool)
+  }
   metrics = sections.final_metrics(scores, "2012", "validation")
-  assert metrics["rows"][1] == {"method": "ReaL, central crop", "which": None,
-                                "top1": pytest.approx(2 / 3), "top5": pytest.approx(1 / 3),
-                                "count": 3}
+  assert metrics["rows"][1] == {
+      "method": "ReaL, central crop", "which": None, "top1": pytest.approx(2 / 3),
+      "top5": pytest.approx(1 / 3), "count": 3
+  }
   assert metrics["real_left_out"] == 1
 
 
 def test_rows_without_the_audit_s_copies_sit_beside_the_standard_ones():
-  scores = {"label": np.zeros(4), "filename": np.array(["a", "b", "c", "d"]),
-            "central_top1": np.array([1, 1, 0, 0], bool), "central_top5": np.ones(4, bool),
-            "real_labelled": np.ones(4, bool), "central_real_top1": np.ones(4, bool),
-            "central_real_top5": np.ones(4, bool)}
+  scores = {
+      "label": np.zeros(4), "filename": np.array(["a", "b", "c",
+                                                  "d"]), "central_top1": np.array([1, 1, 0, 0],
+                                                                                  bool),
+      "central_top5": np.ones(4, bool), "real_labelled": np.ones(4, bool),
+      "central_real_top1": np.ones(4, bool), "central_real_top5": np.ones(4, bool)
+  }
   metrics = sections.final_metrics(scores, "2012", "validation", duplicates=frozenset({"a"}))
-  assert [(r["method"], r["which"], r["top1"], r["count"]) for r in metrics["rows"]] == [
-      ("central crop", "as released", 0.5, 4),
-      ("central crop", "without the 1 image also in training", pytest.approx(2 / 3), 3),
-      ("ReaL, central crop", None, 0.0, 4)]
+  assert [(r["method"], r["which"], r["top1"], r["count"]) for r in metrics["rows"]
+         ] == [("central crop", "as released", 0.5, 4),
+               ("central crop", "without the 1 image also in training", pytest.approx(2 / 3), 3),
+               ("ReaL, central crop", None, 0.0, 4)]
   assert metrics["duplicates"] == {"left_out": 1, "which": "without the 1 image also in training"}
   found_none = sections.final_metrics(scores, "2012", "validation", duplicates=frozenset())
   assert [r["which"] for r in found_none["rows"]] == [None, None]

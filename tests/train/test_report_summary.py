@@ -22,8 +22,8 @@ PAGE_OPTIONS = dict(batch_size=4, neighbour_pool=0, num_queries=0, num_neighbour
 def flat_run(dataset_dir, tmp_path_factory):
   """12 steps (3 epochs of 4) logged only at step 1, at a rate that leaves the loss at ln(3)."""
   model_dir = str(tmp_path_factory.mktemp("flat") / "model")
-  config = config_lib.Config(**{**TINY_CONFIG, "epochs": 3, "log_every": 100,
-                                "learning_rate": 1e-5})
+  config = config_lib.Config(
+      **{**TINY_CONFIG, "epochs": 3, "log_every": 100, "learning_rate": 1e-5})
   # Batches of 4 images of 3 classes swing more than ImageNet's 1% below ln(3); the summary's
   # reading of the run's verdict does not depend on the band's width.
   with pytest.MonkeyPatch.context() as patch:
@@ -36,14 +36,14 @@ def test_steps_and_epochs_come_from_the_checkpoint_not_the_logged_scalars(flat_r
   manifest = dataset_lib.load(dataset_dir)
   scalars = curves.read_curves(flat_run)
   assert max(scalars["train/loss"][0]) == 1  # the only logged step
-  summary = page_lib.run_summary(manifest, model_dir_lib.read_config(flat_run), scalars,
-                                    flat_run, None)
+  summary = page_lib.run_summary(manifest, model_dir_lib.read_config(flat_run), scalars, flat_run,
+                                 None)
   assert summary["steps"] == 12 and summary["epochs"] == pytest.approx(3.0)
 
 
 def test_a_run_that_ended_at_chance_says_so(flat_run, dataset_dir):
   context = page_lib.build_context(dataset_lib.load(dataset_dir), flat_run, "validation",
-                                      **PAGE_OPTIONS)
+                                   **PAGE_OPTIONS)
   assert context["summary"]["at_chance"]["since"] == 0
   assert context["summary"]["at_chance"]["steps"] == 12
   page = page_lib.render(context)
@@ -57,9 +57,10 @@ def test_a_run_that_died_says_so_and_not_that_it_was_at_chance(dataset_dir, tmp_
   with pytest.raises(DeadNetworkError):
     train.train_and_evaluate(config, dataset_lib.load(dataset_dir), model_dir)
   summary = page_lib.training_progress(dataset_lib.load(dataset_dir),
-                                          model_dir_lib.read_config(model_dir), model_dir)
+                                       model_dir_lib.read_config(model_dir), model_dir)
   assert summary["dead"]["at"] == summary["steps"] and summary["at_chance"] is None
-  page = page_lib.render({**page_lib.build_context(
-      dataset_lib.load(dataset_dir), model_dir, "validation", **PAGE_OPTIONS)})
+  page = page_lib.render({
+      **page_lib.build_context(dataset_lib.load(dataset_dir), model_dir, "validation", **PAGE_OPTIONS)
+  })
   assert f"The network died at step {summary['steps']}" in page
   assert "The run ended at chance" not in page

@@ -19,16 +19,18 @@ from tests.train.conftest import read_scalars
 from tests.train.conftest import tiny_config
 
 
-@pytest.mark.parametrize("step, expected", [
-    (0, 1),    # A run's first step is alone, for its log line.
-    (5, 1),    # 5 -> 6: the checkpoint at 6.
-    (6, 2),    # 6 -> 8: the log line at 8.
-    (8, 4),    # 8 -> 12: the end of the epoch.
-    (12, 4),   # 12 -> 16: at most steps_per_loop.
-    (17, 1),   # 17 -> 18: the last step.
-    (3, 1),    # A resumed run's first step too: it is logged.
-    (4, 2),    # 4 -> 6 after a resume at 3.
-])
+@pytest.mark.parametrize(
+    "step, expected",
+    [
+        (0, 1),  # A run's first step is alone, for its log line.
+        (5, 1),  # 5 -> 6: the checkpoint at 6.
+        (6, 2),  # 6 -> 8: the log line at 8.
+        (8, 4),  # 8 -> 12: the end of the epoch.
+        (12, 4),  # 12 -> 16: at most steps_per_loop.
+        (17, 1),  # 17 -> 18: the last step.
+        (3, 1),  # A resumed run's first step too: it is logged.
+        (4, 2),  # 4 -> 6 after a resume at 3.
+    ])
 def test_a_loop_never_crosses_a_boundary(step, expected):
   config = tiny_config(steps_per_loop=4, log_every=8, checkpoint_every=6)
   start_step = 3 if step in (3, 4) else 0
@@ -51,8 +53,10 @@ def _train(manifest, calls, steps_per_call):
   train_loop = loop_lib.make_train_loop(
       strategy, lambda batch, measure: train.train_step(model, optimizer, batch, prep, config,
                                                         state["rng"], measure))
-  sums = [loop_lib.run_loop(train_loop, iterator, steps_per_call, manifest)[0].numpy()
-          for _ in range(calls)]
+  sums = [
+      loop_lib.run_loop(train_loop, iterator, steps_per_call, manifest)[0].numpy()
+      for _ in range(calls)
+  ]
   return np.sum(sums, axis=0), [w.numpy() for w in model.weights]
 
 
@@ -69,7 +73,7 @@ def test_steps_per_loop_trains_like_one_step_per_call(dataset_dir):
 
 
 def test_logs_checkpoints_and_evaluations_land_on_their_exact_steps(dataset_dir, tmp_path,
-                                                                     monkeypatch):
+                                                                    monkeypatch):
   lengths = []
   loop_length = loop_lib.Boundaries.loop_length
   monkeypatch.setattr(loop_lib.Boundaries, "loop_length",

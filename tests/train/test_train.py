@@ -43,14 +43,16 @@ def test_training_writes_config_mean_checkpoints_and_summaries(trained_dir, data
   assert checkpoint_steps(os.path.join(trained_dir, "ckpt")) == [STEPS_PER_EPOCH]
   assert checkpoint_steps(os.path.join(trained_dir, "best")) == [STEPS_PER_EPOCH]
   train_scalars = read_scalars(os.path.join(trained_dir, "train"))
-  assert set(train_scalars) == {"train/loss", "train/top1", "train/top5", "train/learning_rate",
-                                "perf/images_per_sec"} | {
-                                    f"train/silent_units/{layer}" for layer in
-                                    ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")}
+  assert set(train_scalars) == {
+      "train/loss", "train/top1", "train/top5", "train/learning_rate", "perf/images_per_sec"
+  } | {
+      f"train/silent_units/{layer}"
+      for layer in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+  }
   assert len(train_scalars["train/loss"]) == STEPS_PER_EPOCH
   assert train_scalars["train/learning_rate"] == [pytest.approx(0.01)] * STEPS_PER_EPOCH
-  assert set(read_scalars(os.path.join(trained_dir, "eval"))) == {"eval/loss", "eval/top1",
-                                                                   "eval/top5"}
+  assert set(read_scalars(os.path.join(trained_dir,
+                                       "eval"))) == {"eval/loss", "eval/top1", "eval/top5"}
   assert not os.path.exists(os.path.join(trained_dir, model_dir_lib.LOCK_NAME))
 
 
@@ -63,10 +65,13 @@ def test_train_steps_lower_the_loss(dataset_dir):
   model = model_lib.alexnet(manifest.num_classes, config.groups, config.dropout, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("train", batch_size=6, training=False))))
-  step = tf.function(lambda b: train.train_step(model, optimizer, b, _prep(manifest), config,
-                                                state["rng"]))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(manifest,
+                                      input_pipeline.Stream("train", batch_size=6,
+                                                            training=False))))
+  step = tf.function(
+      lambda b: train.train_step(model, optimizer, b, _prep(manifest), config, state["rng"]))
   losses = [float(step(batch)[0]) / 6 for _ in range(12)]
   assert np.mean(losses[-4:]) < 0.85 * losses[0], losses
 
@@ -96,15 +101,20 @@ def test_weight_decay_follows_the_papers_update_rule(dataset_dir):
   model = model_lib.alexnet(manifest.num_classes, config.groups, 0.0, config.width)
   state = schedule.create_state(config)
   optimizer = train.create_optimizer(config, state["learning_rate"])
-  batch = next(iter(input_pipeline.make_dataset(
-      manifest, input_pipeline.Stream("train", batch_size=4, training=False))))
+  batch = next(
+      iter(
+          input_pipeline.make_dataset(manifest,
+                                      input_pipeline.Stream("train", batch_size=4,
+                                                            training=False))))
   images = preparation.prepare_batch(batch, _prep(manifest), training=True,
-                                        rng=tf.random.Generator.from_seed(7))
+                                     rng=tf.random.Generator.from_seed(7))
   with tf.GradientTape() as tape:
     logits = model(images, training=True)
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label"], logits))
-  grads = {v.path: g.numpy() for v, g in zip(model.trainable_variables,
-                                             tape.gradient(loss, model.trainable_variables))}
+  grads = {
+      v.path: g.numpy()
+      for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables))
+  }
   before = {v.path: v.numpy() for v in model.trainable_variables}
   train.train_step(model, optimizer, batch, _prep(manifest), config,
                    tf.random.Generator.from_seed(7))
@@ -114,8 +124,7 @@ def test_weight_decay_follows_the_papers_update_rule(dataset_dir):
     np.testing.assert_allclose(variable.numpy(), expected, atol=1e-5, err_msg=variable.path)
 
 
-def test_resume_continues_from_the_saved_step_and_learning_rate(trained_copy, dataset_dir,
-                                                                caplog):
+def test_resume_continues_from_the_saved_step_and_learning_rate(trained_copy, dataset_dir, caplog):
   manifest = dataset_lib.load(dataset_dir)
   caplog.set_level(logging.INFO, logger="absl")
   train.train_and_evaluate(tiny_config(epochs=2, log_every=2), manifest, trained_copy)
@@ -141,15 +150,15 @@ def test_resume_continues_from_the_saved_step_and_learning_rate(trained_copy, da
   assert os.path.join(trained_copy, "best", "ckpt-") in closing[0]
 
 
-@pytest.mark.parametrize("overrides, flag, values", [
-    (dict(learning_rate=0.5), "learning_rate", ("0.5", "0.01")),
-    (dict(batch_size=2), "batch_size", ("2", "4")),
-    (dict(momentum=0.5), "momentum", ("0.5", "0.9")),
-    (dict(bias_init="caffe"), "bias_init", ("caffe", "paper")),
-    (dict(warmup_steps=5), "warmup_steps", ("5", "0"))],
+@pytest.mark.parametrize(
+    "overrides, flag, values", [(dict(learning_rate=0.5), "learning_rate", ("0.5", "0.01")),
+                                (dict(batch_size=2), "batch_size", ("2", "4")),
+                                (dict(momentum=0.5), "momentum", ("0.5", "0.9")),
+                                (dict(bias_init="caffe"), "bias_init", ("caffe", "paper")),
+                                (dict(warmup_steps=5), "warmup_steps", ("5", "0"))],
     ids=["learning_rate", "batch_size", "momentum", "bias_init", "warmup_steps"])
-def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir, overrides,
-                                                       flag, values):
+def test_resume_refuses_a_setting_that_must_not_change(trained_copy, dataset_dir, overrides, flag,
+                                                       values):
   path = os.path.join(trained_copy, "config.json")
   with open(path) as f:
     before = f.read()
@@ -172,7 +181,7 @@ def test_first_loss_far_from_log_classes_warns(caplog):
   caplog.clear()
   # The trainer's first log line runs the check (and only the first: later losses may be anything).
   progress = progress_lib.Progress(tiny_config(), 4, 8, 0, summaries.SummaryWriters("", False),
-                                model_lib.alexnet(3, width=0.0625), num_classes=3)
+                                   model_lib.alexnet(3, width=0.0625), num_classes=3)
   for step in (1, 2):
     progress.add(step, tf.constant([4 * 50.0, 0.0, 4.0, 4.0]))
     progress.log(step, 0.01)

@@ -55,7 +55,9 @@ class Task:
     return f"{job} {index} ({self.cluster[job][index]})"
 
   def peers(self):
-    return [(job, i) for job, addresses in self.cluster.items() for i in range(len(addresses))
+    return [(job, i)
+            for job, addresses in self.cluster.items()
+            for i in range(len(addresses))
             if (job, i) != (self.type, self.index)]
 
 
@@ -78,9 +80,10 @@ def read_tf_config(environ=os.environ):
                         "machines'") from None
   cluster = spec.get("cluster") if isinstance(spec, dict) else None
   task = spec.get("task") if isinstance(spec, dict) else None
-  if (not isinstance(cluster, dict) or not cluster
-      or not all(isinstance(a, list) and a and all(isinstance(x, str) and ":" in x for x in a)
-                 for a in cluster.values())):
+  if (not isinstance(cluster, dict) or not cluster or not all(
+      isinstance(a, list) and a and all(isinstance(x, str) and ":" in x
+                                        for x in a)
+      for a in cluster.values())):
     raise TrainingError('TF_CONFIG: "cluster" must map each job to a list of "host:port" strings')
   if not isinstance(task, dict) or task.get("type") not in cluster:
     raise TrainingError(f'TF_CONFIG: "task" must name a "type" among {sorted(cluster)}')
@@ -146,8 +149,8 @@ def is_chief(strategy):
     return True
   if resolver.task_type == "chief":
     return True
-  return (resolver.task_type == "worker" and resolver.task_id == 0
-          and "chief" not in resolver.cluster_spec().as_dict())
+  return (resolver.task_type == "worker" and resolver.task_id == 0 and
+          "chief" not in resolver.cluster_spec().as_dict())
 
 
 def log_share(task, strategy, manifest, batch_size):
@@ -192,8 +195,8 @@ def check_same_dataset(task, manifest):
                              f"{fingerprint} {manifest.directory}")
   for job, index in task.peers():
     try:
-      theirs, directory = store.get_config_key_value(
-          f"alexnet/dataset/{job}/{index}", _DATASET_TIMEOUT_MS).split(" ", 1)
+      theirs, directory = store.get_config_key_value(f"alexnet/dataset/{job}/{index}",
+                                                     _DATASET_TIMEOUT_MS).split(" ", 1)
     except _PEER_ERRORS as e:
       raise lost_peer_error(task, e, None) from None
     if theirs != fingerprint:

@@ -62,9 +62,10 @@ def check_address(address):
 
 def distribute(dataset, address):
   """Makes `dataset` run on the service's workers; iterating it reads from them."""
-  return dataset.apply(tf.data.experimental.service.distribute(
-      processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address,
-      compression=COMPRESSION))
+  return dataset.apply(
+      tf.data.experimental.service.distribute(
+          processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address,
+          compression=COMPRESSION))
 
 
 def _cpu_seconds():
@@ -100,17 +101,19 @@ def port_in_use(port):
 
 
 def run_dispatcher(port, log_seconds):
-  server = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig(
-      port=port, worker_timeout_ms=WORKER_TIMEOUT_MS))
+  server = tf.data.experimental.service.DispatchServer(
+      tf.data.experimental.service.DispatcherConfig(port=port, worker_timeout_ms=WORKER_TIMEOUT_MS))
   logging.info("Dispatcher listening on port %d", port)
   logging.warning(UNGUARDED, port)
-  _serve(lambda: f"dispatcher :{port}: {server._num_workers()} workers",  # pylint: disable=protected-access
-         log_seconds)
+  _serve(
+      lambda: f"dispatcher :{port}: {server._num_workers()} workers",  # pylint: disable=protected-access
+      log_seconds)
 
 
 def run_worker(dispatcher, host, port, log_seconds):
-  server = tf.data.experimental.service.WorkerServer(tf.data.experimental.service.WorkerConfig(
-      dispatcher_address=dispatcher, worker_address=f"{host}:%port%", port=port))
+  server = tf.data.experimental.service.WorkerServer(
+      tf.data.experimental.service.WorkerConfig(dispatcher_address=dispatcher,
+                                                worker_address=f"{host}:%port%", port=port))
   port = server._address.rpartition(":")[2]  # pylint: disable=protected-access  (the bound port)
   logging.info("Worker %s:%s serving the dispatcher %s", host, port, dispatcher)
   logging.warning(UNGUARDED, port)

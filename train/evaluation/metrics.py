@@ -71,7 +71,9 @@ def batch_sums(per_example_loss, scores, labels):
   Returns:
     float32 `[4]`.
   """
-  return tf.stack([tf.reduce_sum(per_example_loss),
-                   tf.reduce_sum(tf.cast(top_k_correct(scores, labels, 1), tf.float32)),
-                   tf.reduce_sum(tf.cast(top_k_correct(scores, labels, 5), tf.float32)),
-                   tf.cast(tf.size(labels), tf.float32)])
+  return tf.stack([
+      tf.reduce_sum(per_example_loss),
+      tf.reduce_sum(tf.cast(top_k_correct(scores, labels, 1), tf.float32)),
+      tf.reduce_sum(tf.cast(top_k_correct(scores, labels, 5), tf.float32)),
+      tf.cast(tf.size(labels), tf.float32)
+  ])

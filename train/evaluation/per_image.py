@@ -25,6 +25,7 @@ TOP_K = (1, 5)
 def make_step(model, prep):
   """The compiled step: each image's loss and top-1/top-5 hits (`metrics.top_k_correct`), and
   with label sets (bool `[images, classes]`, or None) its ReaL hits (`top_k_correct_any`)."""
+
   @tf.function(reduce_retracing=True)
   def step(batch, label_sets):
     probabilities, loss = scoring.score_images(model, batch, prep)
@@ -34,6 +35,7 @@ def make_step(model, prep):
       if label_sets is not None:  # an image with no ReaL label is a miss here, left out later
         result[f"real_top{k}"] = real_labels.top_k_correct_any(probabilities, label_sets, k)
     return result
+
   return step
 
 
@@ -95,8 +97,10 @@ def evaluate_split(model, prep, manifest, split, *, batch_size, ten_crop=False, 
 
 def _figures(images, keep):
   """`{loss, top1, top5, count}` (mean loss, accuracies) over the images `keep` marks."""
-  return {"loss": _mean(images, "loss", keep),
-          **{f"top{k}": _mean(images, f"top{k}", keep) for k in TOP_K}, "count": int(keep.sum())}
+  return {
+      "loss": _mean(images, "loss", keep),
+      **{f"top{k}": _mean(images, f"top{k}", keep) for k in TOP_K}, "count": int(keep.sum())
+  }
 
 
 def _mean(images, key, keep):

@@ -159,6 +159,7 @@ def check_classes(manifest):
 def warn_if_disagreeing(agree, labelled):
   """Warns when few images' own labels are among their ReaL labels (see `MIN_AGREEMENT`)."""
   if labelled and agree / labelled < MIN_AGREEMENT:
-    logging.warning("Only %d of the %d images with ReaL labels have their own label among them: "
-                    "are the classes ILSVRC-2012's WNIDs and the files the original "
-                    "ILSVRC2012_val_* images?", agree, labelled)
+    logging.warning(
+        "Only %d of the %d images with ReaL labels have their own label among them: "
+        "are the classes ILSVRC-2012's WNIDs and the files the original "
+        "ILSVRC2012_val_* images?", agree, labelled)

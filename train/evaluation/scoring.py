@@ -49,16 +49,19 @@ def eval_step(model, batch, prep):
   """One replica's evaluation: `metrics.batch_sums` of its batch."""
   # The last batch of an evaluation can leave some replicas with no images, and a convolution of
   # an empty batch fails on CPU.
-  return tf.cond(tf.size(batch["label"]) > 0, lambda: score_batch(model, batch, prep)[1],
-                 lambda: tf.zeros([4]))
+  return tf.cond(
+      tf.size(batch["label"]) > 0, lambda: score_batch(model, batch, prep)[1],
+      lambda: tf.zeros([4]))
 
 
 def make_eval_fn(strategy, model, prep):
   """The compiled distributed evaluation step (retraced once more for the partial last batch)."""
+
   @tf.function(reduce_retracing=True)
   def eval_fn(batch):
     stats = strategy.run(lambda b: eval_step(model, b, prep), args=(batch,))
     return strategy.reduce(tf.distribute.ReduceOp.SUM, stats, axis=None)
+
   return eval_fn
 
 
@@ -125,8 +128,10 @@ def named_batches(manifest, split, *, batch_size, ten_crop=False, limit_per_shar
   """
   for shard in range(len(manifest.shard_paths(split))):
     view = shard_view(manifest, split, shard)
-    dataset = input_pipeline.make_dataset(view, input_pipeline.Stream(
-        split, batch_size=batch_size, training=False, ten_crop=ten_crop, with_filenames=True))
+    dataset = input_pipeline.make_dataset(
+        view,
+        input_pipeline.Stream(split, batch_size=batch_size, training=False, ten_crop=ten_crop,
+                              with_filenames=True))
     if limit_per_shard is not None:
       dataset = dataset.unbatch().take(limit_per_shard).batch(batch_size)
     record, iterator = 0, iter(dataset)

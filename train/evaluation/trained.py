@@ -57,8 +57,8 @@ def evaluate_model(manifest, model_dir, split, *, ten_crop=False, batch_size=128
     raise TrainingError(f"{model_dir}: trained on a different label map than "
                         f"{manifest.directory}")
   stats = config.get("stats", manifest.stats)
-  prep = preparation.Preparation.from_stats(
-      model_dir_lib.read_mean(model_dir, manifest.image_size), stats)
+  prep = preparation.Preparation.from_stats(model_dir_lib.read_mean(model_dir, manifest.image_size),
+                                            stats)
   if real is not None or duplicates:
     result = per_image.evaluate_split(model, prep, manifest, split, batch_size=batch_size,
                                       ten_crop=ten_crop, real=real, duplicates=duplicates)

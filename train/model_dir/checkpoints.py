@@ -14,8 +14,7 @@ from train.model_dir import directory as model_dir_lib
 MAX_TO_KEEP = 3
 # Training state added after checkpoints were first written: a checkpoint without an entry restores
 # the rest, the entry keeping its initial value (no time at chance, the dropout seeds' first state).
-LATER_ADDITIONS = ("chance_since", "chance_partial", "epochs_at_chance", "dropout_seeds",
-                   "dead_at")
+LATER_ADDITIONS = ("chance_since", "chance_partial", "epochs_at_chance", "dropout_seeds", "dead_at")
 
 
 def read_run_state(model_dir):
@@ -31,12 +30,15 @@ def read_run_state(model_dir):
   if prefix is None:
     return None
   reader = open_checkpoint(prefix)
-  value = lambda name: (int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
-                        if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else None)
+  value = lambda name: (
+      int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
+      if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else None)
   since, dead_at = value("chance_since"), value("dead_at")
-  return {"step": value("step"), "epoch": value("epoch"),
-          "chance_since": since if since is not None and since >= 0 else None,
-          "dead_at": dead_at if dead_at is not None and dead_at >= 0 else None}
+  return {
+      "step": value("step"), "epoch": value("epoch"),
+      "chance_since": since if since is not None and since >= 0 else None,
+      "dead_at": dead_at if dead_at is not None and dead_at >= 0 else None
+  }
 
 
 def open_checkpoint(prefix):
@@ -76,8 +78,8 @@ class Checkpoints:
       self.reader = tf.train.CheckpointManager(self.checkpoint, self.directory, MAX_TO_KEEP)
       self.latest = (self.reader if is_chief_process else tf.train.CheckpointManager(
           self.checkpoint, os.path.join(save_dir, model_dir_lib.LATEST_SUBDIR), MAX_TO_KEEP))
-      self.best = tf.train.CheckpointManager(
-          self.checkpoint, os.path.join(save_dir, model_dir_lib.BEST_SUBDIR), 1)
+      self.best = tf.train.CheckpointManager(self.checkpoint,
+                                             os.path.join(save_dir, model_dir_lib.BEST_SUBDIR), 1)
     except (text_format.ParseError, tf.errors.OpError) as e:
       raise TrainingError(
           f"{self.directory}: unreadable checkpoint index ({_first_line(e)})") from None
@@ -114,8 +116,8 @@ class Checkpoints:
     """Where the latest and best checkpoints are, for the last log line (the chief's files)."""
     if not self.chief:
       return f"written by the chief under {self.directory}", "written by the chief"
-    return (self.latest.latest_checkpoint,
-            self.best.latest_checkpoint or "none (no validation yet)")
+    return (self.latest.latest_checkpoint, self.best.latest_checkpoint or
+            "none (no validation yet)")
 
   @staticmethod
   def _check(step, model):

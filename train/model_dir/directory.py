@@ -73,8 +73,9 @@ def lock(model_dir, is_chief_process):
         with contextlib.suppress(FileNotFoundError):
           os.remove(path)
         continue
-      raise TrainingError(f"{path}: {model_dir} is in use by process {holder.get('pid')} on "
-                          f"{holder.get('hostname')}; stop it or delete the lock file if it is dead")
+      raise TrainingError(
+          f"{path}: {model_dir} is in use by process {holder.get('pid')} on "
+          f"{holder.get('hostname')}; stop it or delete the lock file if it is dead")
     except OSError as e:  # e.g. a parent that is a file, or no permission
       raise TrainingError(f"{model_dir}: cannot write the model directory ({e.strerror})") from None
   with os.fdopen(descriptor, "w") as f:
@@ -97,13 +98,17 @@ def _pid_alive(pid):
 
 
 def _model_arguments(config, manifest):
-  return {"num_classes": manifest.num_classes, "groups": config.groups,
-          "width": float(config.width), "dropout": config.dropout}
+  return {
+      "num_classes": manifest.num_classes, "groups": config.groups, "width": float(config.width),
+      "dropout": config.dropout
+  }
 
 
 def _flag_values(config):
-  return {key: list(value) if isinstance(value, tuple) else value
-          for key, value in vars(config).items()}
+  return {
+      key: list(value) if isinstance(value, tuple) else value
+      for key, value in vars(config).items()
+  }
 
 
 def _check_resume(path, previous_flags, flag_values):
@@ -145,11 +150,12 @@ def check(config, manifest, model_dir):
 def write(config, manifest, model_dir):
   """Writes config.json (model, classes, stats, the flags this run uses) and mean.npy."""
   tf.io.gfile.makedirs(model_dir)
-  content = {"model": _model_arguments(config, manifest), "classes": manifest.data["classes"],
-             "image_size": manifest.image_size, "input_size": input_pipeline.CROP_SIZE,
-             "stats": manifest.stats,
-             "flags": {**_flag_values(config), "shards": manifest.directory,
-                       "model_dir": model_dir}}
+  content = {
+      "model": _model_arguments(config, manifest), "classes": manifest.data["classes"],
+      "image_size": manifest.image_size, "input_size": input_pipeline.CROP_SIZE,
+      "stats": manifest.stats,
+      "flags": {**_flag_values(config), "shards": manifest.directory, "model_dir": model_dir}
+  }
   _replace(os.path.join(model_dir, CONFIG_NAME),
            (json.dumps(content, indent=1, sort_keys=True) + "\n").encode())
   mean = io.BytesIO()

@@ -36,16 +36,19 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   output = FLAGS.output or os.path.join(FLAGS.model_dir, DEFAULT_OUTPUT_NAME)
   try:
-    shards = FLAGS.shards or model_dir_lib.read_config(FLAGS.model_dir).get("flags", {}).get("shards")
+    shards = FLAGS.shards or model_dir_lib.read_config(FLAGS.model_dir).get("flags",
+                                                                            {}).get("shards")
     if not shards:
-      raise ValueError(f"{FLAGS.model_dir}/{model_dir_lib.CONFIG_NAME} names no dataset; pass --shards")
+      raise ValueError(
+          f"{FLAGS.model_dir}/{model_dir_lib.CONFIG_NAME} names no dataset; pass --shards")
     real = real_labels.load(FLAGS.real_labels) if FLAGS.real_labels else None
     manifest = dataset_lib.load(shards)
-    context = page.build_context(
-        manifest, FLAGS.model_dir, FLAGS.split or trained.default_split(manifest),
-        batch_size=FLAGS.batch_size, neighbour_pool=FLAGS.neighbour_pool,
-        num_queries=FLAGS.num_queries, num_neighbours=FLAGS.num_neighbours,
-        num_predictions=FLAGS.num_predictions, num_confusions=FLAGS.num_confusions, real=real)
+    context = page.build_context(manifest, FLAGS.model_dir, FLAGS.split or
+                                 trained.default_split(manifest), batch_size=FLAGS.batch_size,
+                                 neighbour_pool=FLAGS.neighbour_pool, num_queries=FLAGS.num_queries,
+                                 num_neighbours=FLAGS.num_neighbours,
+                                 num_predictions=FLAGS.num_predictions,
+                                 num_confusions=FLAGS.num_confusions, real=real)
     page.write_page(page.render(context), output)
   except ValueError as err:  # ManifestError, input_pipeline.DataError, restore's and ours.
     logging.error("%s", err)
@@ -66,16 +69,18 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_enum("split", None, ["validation", "test", "train"],
                     "Split to score (default: validation, or an ImageNetV2 dataset's test).",
                     **into)
-  flags.DEFINE_string("real_labels", None,
-                      "ImageNet-ReaL's real.json: also score the ILSVRC-2012 validation images "
-                      "against every label ReaL gives them.", **into)
+  flags.DEFINE_string(
+      "real_labels", None,
+      "ImageNet-ReaL's real.json: also score the ILSVRC-2012 validation images "
+      "against every label ReaL gives them.", **into)
   flags.DEFINE_string("output", None,
                       f"HTML file to write; default model_dir/{DEFAULT_OUTPUT_NAME}.", **into)
   flags.DEFINE_integer("batch_size", 32, "Images per batch (each image is ten crops).",
                        lower_bound=1, **into)
-  flags.DEFINE_integer("neighbour_pool", 2000,
-                       "Training images whose fc7 features Figure 4 searches (a sample spread over "
-                       "the training shards).", lower_bound=0, **into)
+  flags.DEFINE_integer(
+      "neighbour_pool", 2000,
+      "Training images whose fc7 features Figure 4 searches (a sample spread over "
+      "the training shards).", lower_bound=0, **into)
   flags.DEFINE_integer("num_queries", 6, "Images of the split shown with their neighbours.",
                        lower_bound=0, **into)
   flags.DEFINE_integer("num_neighbours", 6, "Nearest training images per query.", lower_bound=1,

@@ -70,9 +70,11 @@ def read_scalars(log_dir):
   by_tag = collections.defaultdict(dict)
   for _, tag, step, number in sorted(scalar_records(log_dir), key=lambda record: record[0]):
     by_tag[tag][step] = number
-  return {tag: (np.array(sorted(values), np.int64),
-                np.array([values[step] for step in sorted(values)], np.float64))
-          for tag, values in by_tag.items()}
+  return {
+      tag: (np.array(sorted(values),
+                     np.int64), np.array([values[step] for step in sorted(values)],
+                                         np.float64)) for tag, values in by_tag.items()
+  }
 
 
 def wall_time_span(log_dir):
@@ -106,8 +108,8 @@ def read_curves(model_dir):
 
 
 # (panel label, tag suffix, whether to plot 1 - value): errors, as the paper reports its results.
-PANELS = (("cross-entropy loss", "loss", False), ("top-1 error", "top1", True),
-          ("top-5 error", "top5", True))
+PANELS = (("cross-entropy loss", "loss", False), ("top-1 error", "top1", True), ("top-5 error",
+                                                                                 "top5", True))
 SPLIT_LABELS = (("train", "training"), ("eval", "validation"))
 
 
@@ -181,8 +183,7 @@ def render_curves(scalars, title=None, image_format="png"):
         axes.plot(steps, values, drawstyle="steps-post")  # constant between changes
         axes.set_yscale("log")
       else:
-        axes.plot(steps, values, "-" if legend == "training" else "o-", markersize=3,
-                  label=legend)
+        axes.plot(steps, values, "-" if legend == "training" else "o-", markersize=3, label=legend)
         axes.legend()
     axes.set_ylabel(panel)
     axes.grid(True, alpha=0.3)

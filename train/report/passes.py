@@ -77,8 +77,7 @@ class Scorer:
     stats = self.config.get("stats", manifest.stats)
     self.prep = preparation.Preparation.from_stats(
         model_dir_lib.read_mean(model_dir, manifest.image_size), stats)
-    self.network = keras.Model(model.input,
-                               [model.output, model.get_layer(FEATURE_LAYER).output])
+    self.network = keras.Model(model.input, [model.output, model.get_layer(FEATURE_LAYER).output])
 
     @tf.function(reduce_retracing=True)
     def score(batch):
@@ -95,14 +94,24 @@ def _summarise(probabilities, labels, label_sets=None):
   # A dataset of fewer than five classes lists them all.
   top = tf.math.top_k(probabilities, min(TOP_K, probabilities.shape[-1]))
   label_probability = tf.gather(probabilities, labels, axis=1, batch_dims=1)
-  return {"loss": -np.log(np.maximum(label_probability.numpy(), np.finfo(np.float32).tiny)),
-          "top5_labels": top.indices.numpy().astype(np.int32),
-          "top5_probs": top.values.numpy().astype(np.float32),
-          "top1": metrics.top_k_correct(probabilities, labels, 1).numpy().astype(bool),
-          "top5": metrics.top_k_correct(probabilities, labels, TOP_K).numpy().astype(bool),
-          **({} if label_sets is None else {
-              f"real_top{k}": real_labels.top_k_correct_any(probabilities, label_sets, k).numpy()
-              for k in (1, TOP_K)})}
+  return {
+      "loss":
+          -np.log(np.maximum(label_probability.numpy(),
+                             np.finfo(np.float32).tiny)), "top5_labels":
+                                 top.indices.numpy().astype(np.int32), "top5_probs":
+                                     top.values.numpy().astype(np.float32), "top1":
+                                         metrics.top_k_correct(probabilities, labels,
+                                                               1).numpy().astype(bool),
+      "top5":
+          metrics.top_k_correct(probabilities, labels,
+                                TOP_K).numpy(
+                                ).astype(bool), **({} if label_sets is None else {
+                                                       f"real_top{k}":
+                                                           real_labels.top_k_correct_any(
+                                                               probabilities, label_sets, k).numpy(
+                                                           ) for k in (1, TOP_K)
+                                                   })
+  }
 
 
 def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_rows=None,
@@ -134,8 +143,10 @@ def score_split(scorer, manifest, split, batch_size, *, ten_crop=True, feature_r
   if real is not None:
     real_labels.check_classes(manifest)
   total, paths, seen = 0, manifest.shard_paths(split), set()
-  for shard, record, batch_names, batch in scoring.named_batches(
-      manifest, split, batch_size=batch_size, ten_crop=ten_crop, limit_per_shard=limit_per_shard):
+  for shard, record, batch_names, batch in scoring.named_batches(manifest, split,
+                                                                 batch_size=batch_size,
+                                                                 ten_crop=ten_crop,
+                                                                 limit_per_shard=limit_per_shard):
     probabilities, features = scorer.score(batch)
     labels = batch["label"]
     n = int(tf.size(labels))

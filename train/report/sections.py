@@ -15,10 +15,13 @@ from train.evaluation import duplicates as duplicates_lib
 # Krizhevsky et al. (2012), one network: Table 1 (ILSVRC-2010 test) and Table 2 (ILSVRC-2012
 # validation, "1 CNN"). Only a 1,000-class ILSVRC dataset is comparable.
 PAPER_ERRORS = {
-    "2010": {"split": "test", "top1": 0.375, "top5": 0.170,
-             "source": "ILSVRC-2010 test set (Table 1)"},
-    "2012": {"split": "validation", "top1": 0.407, "top5": 0.182,
-             "source": "ILSVRC-2012 validation set, one network (Table 2)"},
+    "2010": {
+        "split": "test", "top1": 0.375, "top5": 0.170, "source": "ILSVRC-2010 test set (Table 1)"
+    },
+    "2012": {
+        "split": "validation", "top1": 0.407, "top5": 0.182,
+        "source": "ILSVRC-2012 validation set, one network (Table 2)"
+    },
 }
 ILSVRC_CLASSES = 1000
 AS_RELEASED = "as released"  # the standard rows' label beside the rows without the audit's copies
@@ -48,8 +51,8 @@ def ilsvrc_release(manifest_data):
   Returns:
     "2010", "2012" or None.
   """
-  if (len(manifest_data["classes"]) != ILSVRC_CLASSES or imagenetv2.variant_of(manifest_data)
-      or manifest_data.get("subset")):  # 1% of the training images is no longer the paper's run
+  if (len(manifest_data["classes"]) != ILSVRC_CLASSES or imagenetv2.variant_of(manifest_data) or
+      manifest_data.get("subset")):  # 1% of the training images is no longer the paper's run
     return None
   text = " ".join(str(value) for value in manifest_data.get("args", {}).values())
   years = [year for year in PAPER_ERRORS if f"ILSVRC{year}" in text or f"ILSVRC-{year}" in text]
@@ -106,26 +109,33 @@ def final_metrics(scores, release, split, variant=None, duplicates=None):
   # ImageNetV2 replicates ILSVRC-2012's validation set: its figures sit beside that set's.
   paper = PAPER_ERRORS["2012"] if variant else PAPER_ERRORS.get(release)
   if paper and (paper["split"] == split or variant):
-    references.append({"who": "Krizhevsky et al. (2012)", "on": paper["source"],
-                       "top1": paper["top1"], "top5": paper["top5"], "source": "the paper"})
+    references.append({
+        "who": "Krizhevsky et al. (2012)", "on": paper["source"], "top1": paper["top1"],
+        "top5": paper["top5"], "source": "the paper"
+    })
   if variant or (release == "2012" and split == "validation"):
     references.append(_torchvision("ILSVRC-2012 validation"))
   if variant:
     references.append(_torchvision(f"ImageNetV2 {imagenetv2.VARIANTS[variant]}"))
-  return {"rows": rows, "references": references,
-          "real_left_out": None if labelled is None else int((~labelled).sum()),
-          "duplicates": audit}
+  return {
+      "rows": rows, "references": references, "real_left_out": None if labelled is None else int(
+          (~labelled).sum()), "duplicates": audit
+  }
 
 
 def _row(method, which, scores, prefix, mask):
   """One row of the metrics table: errors over the images `mask` marks."""
-  return {"method": method, "which": which, "top1": 1 - scores[f"{prefix}_top1"][mask].mean(),
-          "top5": 1 - scores[f"{prefix}_top5"][mask].mean(), "count": int(mask.sum())}
+  return {
+      "method": method, "which": which, "top1": 1 - scores[f"{prefix}_top1"][mask].mean(),
+      "top5": 1 - scores[f"{prefix}_top5"][mask].mean(), "count": int(mask.sum())
+  }
 
 
 def _torchvision(on):
-  return {"who": "torchvision's AlexNet", "on": on, "top1": 1 - TORCHVISION_TOP1_ACCURACY[on],
-          "top5": None, "source": TESTBED_SOURCE}
+  return {
+      "who": "torchvision's AlexNet", "on": on, "top1": 1 - TORCHVISION_TOP1_ACCURACY[on],
+      "top5": None, "source": TESTBED_SOURCE
+  }
 
 
 def per_class_table(labels, top1, top5, class_names):
@@ -145,10 +155,11 @@ def per_class_table(labels, top1, top5, class_names):
   counts = np.bincount(labels, minlength=num_classes)
   hits1 = np.bincount(labels, weights=top1.astype(np.float64), minlength=num_classes)
   hits5 = np.bincount(labels, weights=top5.astype(np.float64), minlength=num_classes)
-  rows = [{"label": label, "name": class_names[label], "count": int(counts[label]),
-           "top1": hits1[label] / counts[label] if counts[label] else None,
-           "top5": hits5[label] / counts[label] if counts[label] else None}
-          for label in range(num_classes)]
+  rows = [{
+      "label": label, "name": class_names[label], "count": int(counts[label]),
+      "top1": hits1[label] / counts[label] if counts[label] else None,
+      "top5": hits5[label] / counts[label] if counts[label] else None
+  } for label in range(num_classes)]
   return sorted(rows, key=lambda r: (r["count"] == 0, r["top1"] or 0, r["top5"] or 0, r["label"]))
 
 
@@ -168,8 +179,9 @@ def confusion_pairs(labels, predicted, max_pairs, max_examples):
   for index in np.flatnonzero(labels != predicted):
     wrong[(int(labels[index]), int(predicted[index]))].append(int(index))
   ranked = sorted(wrong.items(), key=lambda item: (-len(item[1]), item[0]))[:max_pairs]
-  return [{"true": true, "predicted": pred, "count": len(indices),
-           "examples": indices[:max_examples]} for (true, pred), indices in ranked]
+  return [{
+      "true": true, "predicted": pred, "count": len(indices), "examples": indices[:max_examples]
+  } for (true, pred), indices in ranked]
 
 
 def spread_sample(count, size):
@@ -224,7 +236,7 @@ def nearest_neighbours(queries, pool, k):
   """
   queries, pool = np.asarray(queries, np.float64), np.asarray(pool, np.float64)
   # |q - p|^2 = |q|^2 - 2 q.p + |p|^2, clipped at 0 against rounding.
-  squared = ((queries ** 2).sum(1)[:, None] - 2 * queries @ pool.T + (pool ** 2).sum(1)[None])
+  squared = ((queries**2).sum(1)[:, None] - 2 * queries @ pool.T + (pool**2).sum(1)[None])
   distances = np.sqrt(np.maximum(squared, 0))
   k = min(k, len(pool))
   order = np.argsort(distances, axis=1, kind="stable")[:, :k]
@@ -243,16 +255,21 @@ def dataset_summary(manifest_data):
   """
   audit = manifest_data.get("audit")
   return {
-      "classes": len(manifest_data["classes"]),
-      "subset": subset_name(manifest_data.get("subset")),
-      "audit": audit_lib.summary(audit["counts"]) if audit else None,
-      "dropped": len(audit["dropped"]) if audit else 0,
+      "classes":
+          len(manifest_data["classes"]),
+      "subset":
+          subset_name(manifest_data.get("subset")),
+      "audit":
+          audit_lib.summary(audit["counts"]) if audit else None,
+      "dropped":
+          len(audit["dropped"]) if audit else 0,
       "splits": [{"split": split, "images": data.get("num_examples", 0)}
                  for split, data in sorted(manifest_data["splits"].items())],
-      "skipped": sorted(collections.Counter(s["reason"] for s in manifest_data.get("skipped", []))
-                        .items()),
-      "repaired": sorted(collections.Counter(r["fix"] for r in manifest_data.get("repaired", []))
-                         .items()),
+      "skipped":
+          sorted(
+              collections.Counter(s["reason"] for s in manifest_data.get("skipped", [])).items()),
+      "repaired":
+          sorted(collections.Counter(r["fix"] for r in manifest_data.get("repaired", [])).items()),
   }
 
 

@@ -34,8 +34,9 @@ import tensorflow as tf
 from train import model as model_lib
 
 # The layer each ReLU follows, as the user knows the layers.
-LAYER_OF = {relu: ("conv" if int(relu[-1]) <= 5 else "fc") + relu[-1]
-            for relu in model_lib.RELU_LAYERS}
+LAYER_OF = {
+    relu: ("conv" if int(relu[-1]) <= 5 else "fc") + relu[-1] for relu in model_lib.RELU_LAYERS
+}
 # A layer this silent while the training loss sits at ln(classes) counts as dead (why: see above).
 NEARLY_ALL = 0.99
 # Loop ends in a row at which a layer must be silent: momentum carries the updates of the steps
@@ -59,15 +60,17 @@ def alive_units(activations):
     in the order of `RELU_LAYERS`; summing it over replicas keeps "alive anywhere" as a positive.
   """
   return tf.concat([
-      tf.cast(tf.reduce_max(tf.reshape(activations[name], [-1, activations[name].shape[-1]]),
-                            axis=0) > 0, tf.float32)
-      for name in model_lib.RELU_LAYERS], axis=0)
+      tf.cast(
+          tf.reduce_max(tf.reshape(activations[name], [-1, activations[name].shape[-1]]), axis=0)
+          > 0, tf.float32) for name in model_lib.RELU_LAYERS
+  ], axis=0)
 
 
 def unit_counts(model):
   """`{layer: units}` of each ReLU layer of `model`, in the order `alive_units` concatenates."""
-  return {LAYER_OF[name]: int(model.get_layer(name).output.shape[-1])
-          for name in model_lib.RELU_LAYERS}
+  return {
+      LAYER_OF[name]: int(model.get_layer(name).output.shape[-1]) for name in model_lib.RELU_LAYERS
+  }
 
 
 def silent_fractions(alive, counts):
@@ -119,8 +122,8 @@ def describe_death(step, layer, fraction, silent_since, last_alive_step, history
   """
   when = (f"silent since step {silent_since}, alive at step {last_alive_step}"
           if last_alive_step is not None else "it was dead at the first step this run measured")
-  units = (f"every unit of {layer} outputs" if fraction >= 1.0 else
-           f"{fraction:.1%} of {layer}'s units output")
+  units = (f"every unit of {layer} outputs"
+           if fraction >= 1.0 else f"{fraction:.1%} of {layer}'s units output")
   return (f"Step {step}: the network is dead and cannot recover: {units} zero for every image of "
           f"the batch, so the output no longer depends on the image and no gradient reaches the "
           f"layers below ({when}; {describe_losses(history)}). The "

@@ -56,8 +56,7 @@ def itstime(step, every, total_steps, *, first=False, last=True, start_step=0):
   """Whether something done every `every` steps is due once `step` (1-based) has been trained: at
   each multiple of `every`; with `last` also at `total_steps`; with `first` also at a run's first
   step (`start_step` + 1, a resumed run's too)."""
-  return (step % every == 0 or (last and step == total_steps)
-          or (first and step == start_step + 1))
+  return (step % every == 0 or (last and step == total_steps) or (first and step == start_step + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +80,8 @@ class Boundaries:
 
   @classmethod
   def from_config(cls, config, steps_per_epoch, total_steps, start_step, validation=True):
-    return cls(steps_per_epoch, total_steps, start_step, config.log_every,
-               config.checkpoint_every, config.eval_every_epochs, config.steps_per_loop,
-               validation)
+    return cls(steps_per_epoch, total_steps, start_step, config.log_every, config.checkpoint_every,
+               config.eval_every_epochs, config.steps_per_loop, validation)
 
   def ends_epoch(self, step):
     """At each epoch's end (the step schedule)."""
@@ -112,8 +110,8 @@ class Boundaries:
     most `steps_per_loop` (the last step is always due: a loop never runs past it)."""
     for length in range(1, self.steps_per_loop):
       end = step + length
-      if (self.logs(end) or self.folds(end) or self.evaluates(end) or self.saves(end)
-          or self.ends_epoch(end)):
+      if (self.logs(end) or self.folds(end) or self.evaluates(end) or self.saves(end) or
+          self.ends_epoch(end)):
         return length
     return self.steps_per_loop
 

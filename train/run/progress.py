@@ -27,8 +27,8 @@ from train.run import liveness
 class Progress:
   """Accumulates step statistics (sum of loss, top-1 hits, top-5 hits, examples) for the logs."""
 
-  def __init__(self, config, steps_per_epoch, total_steps, start_step, writers, model,
-               num_classes, chance_since=None, chance_partial=(0.0, 0.0)):
+  def __init__(self, config, steps_per_epoch, total_steps, start_step, writers, model, num_classes,
+               chance_since=None, chance_partial=(0.0, 0.0)):
     self.config, self.writers, self.model = config, writers, model
     self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
     self.num_classes = num_classes
@@ -41,9 +41,9 @@ class Progress:
     self.unit_counts = liveness.unit_counts(model)
     self.loss_history = []  # (first step, last step, mean loss) of each log line, for the death.
     self.last_log_time = time.monotonic()
-    self.chance = chance_lib.ChanceWatch(
-        num_classes, chance_lib.window_steps(steps_per_epoch), config.batch_size,
-        since=chance_since, partial=chance_partial)
+    self.chance = chance_lib.ChanceWatch(num_classes, chance_lib.window_steps(steps_per_epoch),
+                                         config.batch_size, since=chance_since,
+                                         partial=chance_partial)
 
   def add(self, first_step, stats, alive=None):
     """Adds the summed statistics of a loop from `first_step`, and its last step's units that
@@ -95,13 +95,11 @@ class Progress:
     """Raises NonFiniteError if a loss since the last check or a weight is NaN or infinite."""
     steps = f"{self.last_check + 1}..{step}"
     if not np.all(np.isfinite(self.epoch.numpy())):
-      raise NonFiniteError(
-          f"non-finite loss at a step in {steps}; stopping without saving")
+      raise NonFiniteError(f"non-finite loss at a step in {steps}; stopping without saving")
     # A NaN can reach the weights through the gradient while the loss stays finite (max pooling
     # drops NaNs in the forward pass), so the weights are checked too.
     if not checkpoints_lib.all_finite(self.model.weights):
-      raise NonFiniteError(
-          f"non-finite weights after a step in {steps}; stopping without saving")
+      raise NonFiniteError(f"non-finite weights after a step in {steps}; stopping without saving")
     self.last_check = step
 
   def log(self, step, learning_rate):
@@ -126,10 +124,12 @@ class Progress:
         top1, epoch[1] / epoch[3], top5, learning_rate, images_per_sec,
         datetime.timedelta(seconds=round(eta)),
         f" Silent: {most_silent} {silent[most_silent]:.1%}" if most_silent else "")
-    self.writers.scalars("train", step, {
-        "train/loss": loss, "train/top1": top1, "train/top5": top5,
-        "train/learning_rate": learning_rate, "perf/images_per_sec": images_per_sec,
-        **{f"train/silent_units/{layer}": fraction for layer, fraction in silent.items()}})
+    self.writers.scalars(
+        "train", step, {
+            "train/loss": loss, "train/top1": top1, "train/top5": top5,
+            "train/learning_rate": learning_rate, "perf/images_per_sec": images_per_sec,
+            **{f"train/silent_units/{layer}": fraction for layer, fraction in silent.items()}
+        })
     self.window, self.last_log, self.last_log_time = tf.zeros([4]), step, now
 
 
@@ -142,9 +142,10 @@ def check_first_loss(loss, num_classes):
   expected = math.log(num_classes)
   if 0.5 * expected <= loss <= 2 * expected:
     return True
-  logging.warning("First loss %.6g, expected about ln(%d)=%.2f: check the weight init std, an "
-                  "activation on the logits, and the input scaling (mean subtraction)",
-                  loss, num_classes, expected)
+  logging.warning(
+      "First loss %.6g, expected about ln(%d)=%.2f: check the weight init std, an "
+      "activation on the logits, and the input scaling (mean subtraction)", loss, num_classes,
+      expected)
   return False
 
 
@@ -165,10 +166,10 @@ def log_closing(reason, step, steps_per_epoch, validation, checkpoints, note="")
     figures = (f"last validation at step {validation['step']}: top-1 error "
                f"{1 - validation['top1']:.4f}, top-5 error {1 - validation['top5']:.4f}, loss "
                f"{validation['loss']:.4f} on {validation['count']} images")
-  logging.info("Stopped (%s) at step %d (epoch %d, batch %d/%d); %s; checkpoint %s; best model "
-               "%s%s", reason, step, (step - 1) // steps_per_epoch + 1,
-               (step - 1) % steps_per_epoch + 1, steps_per_epoch, figures, *checkpoints.paths(),
-               note)
+  logging.info(
+      "Stopped (%s) at step %d (epoch %d, batch %d/%d); %s; checkpoint %s; best model "
+      "%s%s", reason, step, (step - 1) // steps_per_epoch + 1, (step - 1) % steps_per_epoch + 1,
+      steps_per_epoch, figures, *checkpoints.paths(), note)
 
 
 class StopFlag:

@@ -16,22 +16,24 @@ from absl import logging
 
 def create_state(config):
   """The training state checkpointed beside the model: step, epoch, schedule, random generator."""
-  rng = (tf.random.Generator.from_seed(config.seed) if config.seed is not None
-         else tf.random.Generator.from_non_deterministic_state())
-  return {"step": tf.Variable(0, dtype=tf.int64, trainable=False),
-          "epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
-          "learning_rate": tf.Variable(config.learning_rate, dtype=tf.float32, trainable=False),
-          "best_val_error": tf.Variable(math.inf, dtype=tf.float64, trainable=False),
-          "evals_since_best": tf.Variable(0, dtype=tf.int64, trainable=False),
-          "lr_drops": tf.Variable(0, dtype=tf.int64, trainable=False),
-          # The step since which the network predicts at chance, -1 when it does not.
-          "chance_since": tf.Variable(-1, dtype=tf.int64, trainable=False),
-          # The loss sum and examples of the at-chance check's current window.
-          "chance_partial": tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False),
-          "epochs_at_chance": tf.Variable(0, dtype=tf.int64, trainable=False),
-          # The step at which a layer was found silent (train/run/liveness.py), -1 while alive.
-          "dead_at": tf.Variable(-1, dtype=tf.int64, trainable=False),
-          "rng": rng}
+  rng = (tf.random.Generator.from_seed(config.seed)
+         if config.seed is not None else tf.random.Generator.from_non_deterministic_state())
+  return {
+      "step": tf.Variable(0, dtype=tf.int64, trainable=False),
+      "epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+      "learning_rate": tf.Variable(config.learning_rate, dtype=tf.float32, trainable=False),
+      "best_val_error": tf.Variable(math.inf, dtype=tf.float64, trainable=False),
+      "evals_since_best": tf.Variable(0, dtype=tf.int64, trainable=False),
+      "lr_drops": tf.Variable(0, dtype=tf.int64, trainable=False),
+      # The step since which the network predicts at chance, -1 when it does not.
+      "chance_since": tf.Variable(-1, dtype=tf.int64, trainable=False),
+      # The loss sum and examples of the at-chance check's current window.
+      "chance_partial": tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False),
+      "epochs_at_chance": tf.Variable(0, dtype=tf.int64, trainable=False),
+      # The step at which a layer was found silent (train/run/liveness.py), -1 while alive.
+      "dead_at": tf.Variable(-1, dtype=tf.int64, trainable=False),
+      "rng": rng
+  }
 
 
 def warmup_factor(config, iterations):
@@ -66,8 +68,8 @@ def update_on_validation(config, state, val_error, at_chance=False):
                    "chance: the plateau rule waits")
     return False
   state["evals_since_best"].assign_add(1)
-  if (config.lr_schedule == "plateau" and state["evals_since_best"].numpy() >= config.patience
-      and state["lr_drops"].numpy() < config.max_lr_drops):
+  if (config.lr_schedule == "plateau" and state["evals_since_best"].numpy() >= config.patience and
+      state["lr_drops"].numpy() < config.max_lr_drops):
     state["learning_rate"].assign(state["learning_rate"] * 0.1)
     state["lr_drops"].assign_add(1)
     state["evals_since_best"].assign(0)
@@ -84,11 +86,12 @@ def end_epoch(config, state, epoch, at_chance):
   if config.lr_schedule == "step":
     counted = epoch - int(state["epochs_at_chance"].numpy())
     if at_chance and any(epoch >= boundary > counted for boundary in config.lr_step_epochs):
-      logging.info("Epoch %d: the network still predicts at chance; the step schedule counts "
-                   "%d epochs and waits", epoch, counted)
+      logging.info(
+          "Epoch %d: the network still predicts at chance; the step schedule counts "
+          "%d epochs and waits", epoch, counted)
     state["learning_rate"].assign(step_schedule_rate(config, counted))
 
 
 def step_schedule_rate(config, epoch):
   """The step schedule: the base rate divided by 10 at each of `lr_step_epochs` already reached."""
-  return config.learning_rate * 0.1 ** sum(epoch >= boundary for boundary in config.lr_step_epochs)
+  return config.learning_rate * 0.1**sum(epoch >= boundary for boundary in config.lr_step_epochs)

@@ -9,8 +9,8 @@ from train import preparation
 
 
 def _plugin_metadata(plugin_name):
-  return summary_pb2.SummaryMetadata(
-      plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name))
+  return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+      plugin_name=plugin_name))
 
 
 class SummaryWriters:
@@ -23,8 +23,10 @@ class SummaryWriters:
   def __init__(self, model_dir, enabled):
     self.writers = {}
     if enabled:
-      self.writers = {kind: tf.summary.create_file_writer(os.path.join(model_dir, kind))
-                      for kind in ("train", "eval")}
+      self.writers = {
+          kind: tf.summary.create_file_writer(os.path.join(model_dir, kind))
+          for kind in ("train", "eval")
+      }
 
   def scalars(self, kind, step, values):
     """Writes `{name: value}` scalars (names such as "train/loss") to the `kind` writer."""

@@ -44,6 +44,7 @@ from train.run import schedule
 from train.run import summaries
 from train.run import training_run
 
+
 def create_optimizer(config, learning_rate):
   """SGD with momentum reading its rate from the `learning_rate` variable (the schedule's state),
   times the warm-up's share in the first `config.warmup_steps` steps.
@@ -71,30 +72,30 @@ def train_step(model, optimizer, batch, prep, config, rng, measure=False):
   where the cross-replica gradient sum happens.
   """
   num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-  images = preparation.prepare_batch(batch, prep, training=True, rng=rng,
-                                        lighting=config.lighting)
+  images = preparation.prepare_batch(batch, prep, training=True, rng=rng, lighting=config.lighting)
   labels = batch["label"]
   variables = model.trainable_variables
   network = model_lib.with_activations(model) if measure else model
 
   def gradients(images, labels):
     with tf.GradientTape() as tape:
-      logits, activations = network(images, training=True) if measure else (
-          network(images, training=True), None)
+      logits, activations = network(images, training=True) if measure else (network(
+          images, training=True), None)
       per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-      decay = tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables
-                        if v.path.endswith("kernel")])
-      loss = (tf.reduce_sum(per_example) / config.batch_size
-              + 0.5 * config.weight_decay * decay / num_replicas)
+      decay = tf.add_n(
+          [tf.reduce_sum(tf.square(v)) for v in variables if v.path.endswith("kernel")])
+      loss = (tf.reduce_sum(per_example) / config.batch_size +
+              0.5 * config.weight_decay * decay / num_replicas)
       scaled_loss = optimizer.scale_loss(loss)
     stats = metrics.batch_sums(per_example, logits, labels)
-    return (tape.gradient(scaled_loss, variables), stats,
-            liveness.alive_units(activations) if measure else ())
+    return (tape.gradient(scaled_loss,
+                          variables), stats, liveness.alive_units(activations) if measure else ())
 
   grads, stats, alive = tf.function(gradients, jit_compile=config.jit)(images, labels)
   if config.bias_lr_mult != 1:
-    grads = [g * config.bias_lr_mult if v.path.endswith("bias") else g
-             for g, v in zip(grads, variables)]
+    grads = [
+        g * config.bias_lr_mult if v.path.endswith("bias") else g for g, v in zip(grads, variables)
+    ]
   optimizer.apply(grads, variables)
   return (stats, alive) if measure else stats
 
@@ -107,8 +108,9 @@ def _steps_per_epoch(config, manifest):
     for path, (readable, listed) in input_pipeline.count_readable(manifest, "train").items():
       images += readable
       if readable < listed:
-        logging.warning("%s: %d of its %d records are readable; --skip_corrupt skips the other %d "
-                        "in every epoch", path, readable, listed, listed - readable)
+        logging.warning(
+            "%s: %d of its %d records are readable; --skip_corrupt skips the other %d "
+            "in every epoch", path, readable, listed, listed - readable)
     if images < manifest.num_examples("train"):
       logging.warning("An epoch is the %d readable training images of the %d the manifest lists",
                       images, manifest.num_examples("train"))
@@ -178,10 +180,12 @@ def _set_up(config, manifest, model_dir):
 def _training_data(config, manifest, strategy, step, steps_per_epoch):
   """The training split's batches for `strategy`'s replicas, through `--data_service` if given;
   deterministic, from `step`'s place in its epoch on (what an uninterrupted run reads next)."""
-  stream = input_pipeline.Stream(
-      "train", batch_size=config.batch_size, training=True, skip_corrupt=config.skip_corrupt,
-      shuffle_buffer=config.shuffle_buffer, seed=config.seed, deterministic=config.deterministic,
-      start_epoch=step // steps_per_epoch, skip_batches=step % steps_per_epoch)
+  stream = input_pipeline.Stream("train", batch_size=config.batch_size, training=True,
+                                 skip_corrupt=config.skip_corrupt,
+                                 shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+                                 deterministic=config.deterministic,
+                                 start_epoch=step // steps_per_epoch,
+                                 skip_batches=step % steps_per_epoch)
   service = (functools.partial(data_service_lib.distribute, address=config.data_service)
              if config.data_service else None)
   return input_pipeline.distribute_dataset(strategy, manifest, stream, service)
@@ -223,13 +227,13 @@ def train_and_evaluate(config, manifest, model_dir):
       model_dir_lib.write(config, manifest, model_dir)
     prep = preparation.Preparation.from_stats(manifest.mean_image(), manifest.stats)
     train_loop = loop_lib.make_train_loop(
-        strategy, lambda batch, measure: train_step(model, optimizer, batch, prep, config,
-                                                    state["rng"], measure))
+        strategy, lambda batch, measure: train_step(model, optimizer, batch, prep, config, state[
+            "rng"], measure))
     boundaries = loop_lib.Boundaries.from_config(config, steps_per_epoch, total_steps, step,
                                                  validation=manifest.has_split("validation"))
-    run = training_run.TrainingRun(
-        config, manifest, strategy, boundaries, model=model, state=state, checkpoints=checkpoints,
-        writers=summaries.SummaryWriters(model_dir, chief), prep=prep)
+    run = training_run.TrainingRun(config, manifest, strategy, boundaries, model=model, state=state,
+                                   checkpoints=checkpoints,
+                                   writers=summaries.SummaryWriters(model_dir, chief), prep=prep)
     stop = progress_lib.StopFlag()
     # In a cluster SIGTERM goes to the handler, which makes every worker save the same step.
     preemption = task and cluster.Preemption(strategy, checkpoints.reader, run.save)
@@ -248,7 +252,7 @@ def train_and_evaluate(config, manifest, model_dir):
   if task is not None:
     logging.info("Weights fingerprint %s: every worker must log the same",
                  cluster.weights_fingerprint(model))
-  run.close(f"{stop.requested}; rerun the same command to resume" if stop.requested
-            else f"reached --max_steps={config.max_steps}" if total_steps == config.max_steps
-            else f"reached --epochs={config.epochs}")
+  run.close(f"{stop.requested}; rerun the same command to resume" if stop.
+            requested else f"reached --max_steps={config.max_steps}" if total_steps ==
+            config.max_steps else f"reached --epochs={config.epochs}")
   return run.validation

@@ -30,8 +30,8 @@ class TrainingRun:
       dataset's `Preparation`.
   """
 
-  def __init__(self, config, manifest, strategy, boundaries, *, model, state, checkpoints,
-               writers, prep):
+  def __init__(self, config, manifest, strategy, boundaries, *, model, state, checkpoints, writers,
+               prep):
     self.config, self.manifest, self.strategy, self.boundaries = (config, manifest, strategy,
                                                                   boundaries)
     self.model, self.state, self.checkpoints, self.writers, self.prep = (model, state, checkpoints,
@@ -39,9 +39,10 @@ class TrainingRun:
     self.eval_fn = scoring.make_eval_fn(strategy, model, prep)
     self.step = boundaries.start_step
     since = int(state["chance_since"].numpy())
-    self.progress = progress_lib.Progress(
-        config, boundaries.steps_per_epoch, boundaries.total_steps, self.step, writers, model,
-        manifest.num_classes, None if since < 0 else since, tuple(state["chance_partial"].numpy()))
+    self.progress = progress_lib.Progress(config, boundaries.steps_per_epoch,
+                                          boundaries.total_steps, self.step, writers, model,
+                                          manifest.num_classes, None if since < 0 else since,
+                                          tuple(state["chance_partial"].numpy()))
     self.validation, self.death = None, None
 
   def train(self, dataset, train_loop, stop, preemption=None):
@@ -100,16 +101,19 @@ class TrainingRun:
     """Scores the validation split, logs and writes the figures, steps the plateau schedule and
     keeps the best model; first checks that no loss or weight is NaN or infinite."""
     self.progress.check_finite(step)
-    self.validation = validation = scoring.evaluate_split(
-        self.strategy, self.eval_fn, self.manifest, "validation",
-        batch_size=self.config.batch_size, ten_crop=self.config.ten_crop_eval,
-        skip_corrupt=self.config.skip_corrupt)
+    self.validation = validation = scoring.evaluate_split(self.strategy, self.eval_fn,
+                                                          self.manifest, "validation",
+                                                          batch_size=self.config.batch_size,
+                                                          ten_crop=self.config.ten_crop_eval,
+                                                          skip_corrupt=self.config.skip_corrupt)
     validation["step"] = step
     logging.info("Validation - Loss: %.4f Accuracy: %.4f Top 5 Accuracy: %.4f (%d images)",
                  validation["loss"], validation["top1"], validation["top5"], validation["count"])
-    self.writers.scalars("eval", step, {"eval/loss": validation["loss"],
-                                        "eval/top1": validation["top1"],
-                                        "eval/top5": validation["top5"]})
+    self.writers.scalars(
+        "eval", step, {
+            "eval/loss": validation["loss"], "eval/top1": validation["top1"],
+            "eval/top5": validation["top5"]
+        })
     if schedule.update_on_validation(self.config, self.state, 1.0 - validation["top1"],
                                      at_chance=self.progress.chance.at_chance):
       self.checkpoints.save_best(step, self.model)

@@ -26,7 +26,7 @@ ROOMS = {
         ("commands", {"build_shards"}),
     ],
     "train": [
-        ("top", {"config", "model", "input_pipeline", "preparation", "errors"}),
+        ("top", {"config", "model", "input_pipeline", "corrupt_shards", "preparation", "errors"}),
         ("distributed", None),
         ("model_dir", None),
         ("evaluation", None),

@@ -11,3 +11,11 @@ class NonFiniteError(TrainingError):
 
 class DeadNetworkError(TrainingError):
   """A layer of the network stopped firing for every image: it cannot learn any more."""
+
+
+class DataError(ValueError):
+  """The dataset cannot feed the trainer as asked; the message names the file or flag."""
+
+
+class CorruptDataError(DataError):
+  """A shard could not be read or one of its records could not be decoded."""

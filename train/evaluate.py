@@ -122,7 +122,7 @@ def main(argv):
     result = trained.evaluate_model(manifest, FLAGS.model_dir, split, ten_crop=FLAGS.ten_crop,
                                     batch_size=FLAGS.batch_size, skip_corrupt=FLAGS.skip_corrupt,
                                     real=real, duplicates=duplicates)
-  except ValueError as e:  # ManifestError, TrainingError, input_pipeline.DataError and restore's.
+  except ValueError as e:  # ManifestError, TrainingError, DataError and restore's.
     logging.error("%s", e)
     sys.exit(1)
   # The result lines go to stdout, for people and for scripts.

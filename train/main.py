@@ -23,8 +23,8 @@ from absl import logging
 from common import manifest as manifest_lib
 from common import settings
 from train import config as config_lib
+from train.errors import DataError
 from train.errors import TrainingError
-from train import input_pipeline
 from train.run import train
 
 FLAGS = flags.FLAGS
@@ -62,7 +62,7 @@ def main(argv):
       keras.utils.set_random_seed(config.seed)
     manifest = dataset_lib.load(FLAGS.shards)
     train.train_and_evaluate(config, manifest, FLAGS.model_dir)
-  except (manifest_lib.ManifestError, TrainingError, input_pipeline.DataError) as e:
+  except (manifest_lib.ManifestError, TrainingError, DataError) as e:
     logging.error("%s", e)
     sys.exit(1)
   except KeyboardInterrupt:  # A second Ctrl-C: the first one's save did not happen.

@@ -11,6 +11,8 @@ import tensorflow as tf
 from common import dataset as dataset_lib
 from common import manifest as manifest_lib
 from common import schema
+from train import corrupt_shards
+from train import errors
 from train.evaluation import scoring
 from train import input_pipeline
 from train import preparation
@@ -218,8 +220,8 @@ def test_truncated_shard_error_names_the_file(writable_dataset_dir):
       manifest, input_pipeline.Stream("validation", batch_size=4, training=False))
   with pytest.raises(tf.errors.DataLossError) as raised:
     list(dataset)
-  error = input_pipeline.locate_corrupt_shard(manifest, "validation", raised.value)
-  assert isinstance(error, input_pipeline.CorruptDataError)
+  error = corrupt_shards.locate(manifest, "validation", raised.value)
+  assert isinstance(error, errors.CorruptDataError)
   assert "validation-00000-of-00001.tfrecord" in str(error) and "--skip_corrupt" in str(error)
 
 
@@ -231,13 +233,13 @@ def test_corrupt_record_in_training_is_named_or_skipped(writable_dataset_dir):
     f.seek(5000)
     f.write(bytes([byte[0] ^ 0xFF]))  # Same size: only the record's CRC can tell.
   manifest = dataset_lib.load(writable_dataset_dir)
-  with pytest.raises(input_pipeline.CorruptDataError, match="train-00001-of-00002"):
+  with pytest.raises(errors.CorruptDataError, match="train-00001-of-00002"):
     try:
       list(
           input_pipeline.make_dataset(manifest,
                                       input_pipeline.Stream("train", batch_size=4, training=False)))
     except tf.errors.OpError as e:
-      raise input_pipeline.locate_corrupt_shard(manifest, "train", e) from None
+      raise corrupt_shards.locate(manifest, "train", e) from None
   skipped = input_pipeline.make_dataset(
       manifest, input_pipeline.Stream("train", batch_size=4, training=False, skip_corrupt=True))
   count = sum(len(b["label"]) for b in skipped)

@@ -72,7 +72,7 @@ def evaluate_split(strategy, eval_fn, manifest, split, *, batch_size, ten_crop=F
   Raises:
     TrainingError: when the number of images scored differs from the manifest's (and corrupt
       records are not being skipped).
-    input_pipeline.CorruptDataError: naming the shard that failed to read.
+    train.errors.CorruptDataError: naming the shard that failed to read.
   """
   totals = tf.zeros([4])
   stream = input_pipeline.Stream(split, batch_size=batch_size, training=False, ten_crop=ten_crop,
@@ -124,7 +124,7 @@ def named_batches(manifest, split, *, batch_size, ten_crop=False, limit_per_shar
     `(shard, first record, names of the batch's images, batch)`.
 
   Raises:
-    input_pipeline.CorruptDataError: naming the shard that failed to read.
+    train.errors.CorruptDataError: naming the shard that failed to read.
   """
   for shard in range(len(manifest.shard_paths(split))):
     view = shard_view(manifest, split, shard)

@@ -50,7 +50,7 @@ def main(argv):
                                  num_predictions=FLAGS.num_predictions,
                                  num_confusions=FLAGS.num_confusions, real=real)
     page.write_page(page.render(context), output)
-  except ValueError as err:  # ManifestError, input_pipeline.DataError, restore's and ours.
+  except ValueError as err:  # ManifestError, DataError, restore's and ours.
     logging.error("%s", err)
     sys.exit(1)
   print(output)  # the command's one result: where the page is

@@ -19,8 +19,8 @@ import functools
 
 import tensorflow as tf
 
+from train import corrupt_shards
 from train.errors import TrainingError
-from train import input_pipeline
 from train.run import chance
 
 
@@ -125,4 +125,4 @@ def run_loop(train_loop, iterator, steps, manifest):
   except tf.errors.OutOfRangeError:  # Only when --skip_corrupt has dropped every record.
     raise TrainingError(f"{manifest.directory}: no readable training records") from None
   except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-    raise input_pipeline.locate_corrupt_shard(manifest, "train", e) from None
+    raise corrupt_shards.locate(manifest, "train", e) from None

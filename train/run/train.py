@@ -25,6 +25,7 @@ from absl import logging
 
 from common import imagenetv2
 from train import config as config_lib
+from train import corrupt_shards
 from train.distributed import cluster
 from train.distributed import service as data_service_lib
 from train.errors import DeadNetworkError
@@ -105,7 +106,7 @@ def _steps_per_epoch(config, manifest):
   images = manifest.num_examples("train")
   if config.skip_corrupt:
     images = 0
-    for path, (readable, listed) in input_pipeline.count_readable(manifest, "train").items():
+    for path, (readable, listed) in corrupt_shards.count_readable(manifest, "train").items():
       images += readable
       if readable < listed:
         logging.warning(
@@ -208,7 +209,7 @@ def train_and_evaluate(config, manifest, model_dir):
   Raises:
     TrainingError (or a subclass) for user-fixable problems: a locked or mismatched model
       directory, a corrupt checkpoint, a non-finite loss or weight, an eval count mismatch.
-    input_pipeline.CorruptDataError: a shard failed to read.
+    train.errors.CorruptDataError: a shard failed to read.
   """
   task, strategy, steps_per_epoch, total_steps = _set_up(config, manifest, model_dir)
   model, state, optimizer = _build(config, manifest, strategy)

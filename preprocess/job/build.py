@@ -14,7 +14,6 @@ from absl import logging
 
 from common import audit as audit_lib
 from common import records
-from preprocess.conversion import convert
 from preprocess.conversion import pipeline as pipeline_lib
 from preprocess.conversion import resume
 from preprocess.conversion.shard_writer import BuildConfig

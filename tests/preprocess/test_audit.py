@@ -3,7 +3,6 @@ and no distinct photograph is reported; the same on every input form and runner;
 (`--drop_duplicates=train`) and the audit of an ImageNetV2 build against its training dataset."""
 
 import io
-import json
 import os
 import shutil
 
@@ -20,11 +19,9 @@ from preprocess import errors
 from preprocess.audit import fingerprint
 from preprocess.audit import search
 from preprocess.conversion import convert
-from preprocess.job import build
 from tests import helpers
 from tests.preprocess import archive_fixtures
 from tests.preprocess import colour_photos
-from tests.preprocess import test_archives
 from tests.preprocess import test_imagenetv2
 
 CLASSES = ("n01440764", "n02102040", "n02979186")

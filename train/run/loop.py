@@ -110,8 +110,8 @@ class Boundaries:
     most `steps_per_loop` (the last step is always due: a loop never runs past it)."""
     for length in range(1, self.steps_per_loop):
       end = step + length
-      if (self.logs(end) or self.folds(end) or self.evaluates(end) or self.saves(end) or
-          self.ends_epoch(end)):
+      # `saves` holds every epoch's end too.
+      if self.logs(end) or self.folds(end) or self.evaluates(end) or self.saves(end):
         return length
     return self.steps_per_loop
 
